@@ -1,0 +1,27 @@
+"""scikit-learn estimators whose ``fit`` runs across serverless functions.
+
+The estimators are imported lazily: workers import modules of this package,
+and must not pay for importing scikit-learn (about one second each).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression"]
+
+_ESTIMATORS = {
+    "ServerlessKMeans": "._kmeans",
+    "ServerlessLogisticRegression": "._logistic",
+}
+
+
+def __getattr__(name: str):
+    if name in _ESTIMATORS:
+        import importlib
+
+        return getattr(importlib.import_module(_ESTIMATORS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

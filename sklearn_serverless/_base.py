@@ -1,0 +1,84 @@
+"""What every serverless estimator shares: the parameters that choose where
+and how ``fit`` runs, their validation, and the fitted time breakdown."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._distributed._runtime import PHASES
+from ._execution import BACKENDS, FitOutcome, check_backend, check_state_store, run_distributed
+from ._state import STATE_MODES
+
+#: Parameter constraints of the execution parameters, merged into each
+#: estimator's ``_parameter_constraints``.
+EXECUTION_CONSTRAINTS = {
+    "backend": [StrOptions(set(BACKENDS)), dict],
+    "state_mode": [StrOptions(set(STATE_MODES))],
+    "n_workers": [Interval(Integral, 1, None, closed="left"), None],
+    "state_store": [str, None],
+    "timeout": [Interval(Real, 0, None, closed="neither")],
+}
+
+EXECUTION_PARAMS_DOC = """
+    backend : str or dict, default='localhost'
+        Where the workers run: ``'localhost'`` (processes on this machine, no
+        configuration), the name of a Lithops compute backend
+        (``'aws_lambda'``, ``'gcp_functions'``, ``'code_engine'``, ``'k8s'``,
+        ...; credentials come from your Lithops config file) or a complete
+        Lithops config as a dict.
+
+    state_mode : {'lock_free', 'locked'}, default='lock_free'
+        How partial results are combined every round: ``'lock_free'`` gives
+        each worker its own slot and one reducer sums them in worker order;
+        ``'locked'`` adds them into one shared accumulator under a lock.
+
+    n_workers : int, default=None
+        Number of workers, each owning one contiguous block of rows. None
+        means the CPU count on localhost (at most one worker per 20,000
+        rows) and one worker per 20,000 rows, at most 64, in the cloud.
+
+    state_store : str, default=None
+        Shared state store. None is an embedded SQLite database in the fit's
+        temporary folder (localhost only); a URL ``redis://[:password@]host:
+        port/db`` (or ``rediss://``) uses that Redis server.
+
+    timeout : float, default=120.0
+        Seconds any single wait (barrier, lock, message) may last before the
+        fit fails with :class:`TimeoutError`; also how long a failed fit
+        waits for its remaining workers.
+"""
+
+
+class ServerlessMixin:
+    """Runs an algorithm of :mod:`sklearn_serverless._distributed` with the
+    estimator's execution parameters."""
+
+    def _check_execution_params(self) -> None:
+        """Errors a fit would hit later, raised before any data is moved."""
+        check_backend(self.backend)
+        check_state_store(self.state_store, self.backend)
+
+    def _run_distributed(self, algorithm: str, params: dict, columns: dict) -> list[dict]:
+        outcome = run_distributed(
+            algorithm, params, columns, backend=self.backend, state_store=self.state_store,
+            state_mode=self.state_mode, n_workers=self.n_workers, timeout=self.timeout,
+        )
+        self.n_workers_ = outcome.n_workers
+        self.timings_ = _timings(outcome)
+        return outcome.results
+
+
+def _timings(outcome: FitOutcome) -> dict:
+    """``timings_``: the fit's wall time, each worker's load time, and one
+    (n_rounds, n_workers) table per phase of a round."""
+    tables = [result["timings"]["rounds"] for result in outcome.results]
+    n_rounds = min(len(table) for table in tables)
+    stacked = np.stack([table[:n_rounds] for table in tables], axis=1)
+    timings = {phase: stacked[:, :, i] for i, phase in enumerate(PHASES)}
+    timings["load"] = np.array([result["timings"]["load"] for result in outcome.results])
+    timings["fit"] = outcome.seconds
+    timings["n_rounds"] = n_rounds
+    return timings

@@ -1,0 +1,235 @@
+"""Lloyd's k-means, distributed: each worker assigns its rows and sums them
+per cluster; the coordinator turns the sums into the new centres.
+
+Same arithmetic as scikit-learn's Lloyd: squared distances as
+``||c||^2 - 2 x.c`` from a GEMM over row blocks, first minimum wins, centres
+as weighted sums times the reciprocal weight, empty clusters relocated to the
+farthest points, relative ``tol`` on the squared centre shift, strict
+convergence when no label changes, and a final E-step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._runtime import STOP, Rounds
+
+LLOYD, FARTHEST, FINAL = 1, 2, 3
+
+#: Elements of one block of the distance matrix: small enough to stay in cache.
+_BLOCK_ELEMENTS = 1 << 17
+
+
+def block_size(n_clusters: int) -> int:
+    """Rows per block of the distance matrix: small enough to stay in cache."""
+    return max(256, min(4096, _BLOCK_ELEMENTS // max(n_clusters, 1)))
+
+
+def _blocks(n_rows: int, block: int):
+    for start in range(0, n_rows, block):
+        yield start, min(start + block, n_rows)
+
+
+def assign(X, centers: np.ndarray, sample_weight: np.ndarray, labels: np.ndarray,
+           sums: np.ndarray | None = None, block: int | None = None) -> np.ndarray:
+    """Label every row of ``X`` with its nearest centre (into ``labels``) and,
+    when ``sums`` is given, add the weighted rows into their cluster's sum.
+
+    Returns ``max_c(x.c - ||c||^2 / 2)`` per row: the scaled form of sklearn's
+    ``min_c(||c||^2 - 2 x.c)``. Scaling by 2 is exact, so the decisions are
+    sklearn's; ``||x||^2 - 2 * best`` is the squared distance.
+    """
+    sparse = sp.issparse(X)
+    block = block or block_size(centers.shape[0])
+    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
+    k = centers.shape[0]
+    best = np.empty(X.shape[0], dtype=centers.dtype)
+    for start, stop in _blocks(X.shape[0], block):
+        rows = X[start:stop]
+        scores = np.asarray(rows @ centers.T) if sparse else rows @ centers.T
+        scores -= half_sq
+        block_labels = scores.argmax(axis=1)
+        labels[start:stop] = block_labels
+        best[start:stop] = np.take_along_axis(scores, block_labels[:, None], 1)[:, 0]
+        if sums is not None:
+            # A (k, rows) one-hot matrix of weights: the sums are one sparse product.
+            one_hot = sp.csc_matrix(
+                (sample_weight[start:stop], block_labels, np.arange(stop - start + 1)),
+                shape=(k, stop - start),
+            )
+            block_sums = one_hot @ rows
+            sums += block_sums.toarray() if sp.issparse(block_sums) else block_sums
+    return best
+
+
+def labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
+                   block: int | None = None) -> tuple[np.ndarray, float]:
+    """Labels and ``sum_i w_i ||x_i - c_label||^2``, computed directly for
+    dense data as sklearn's ``_inertia`` does."""
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    block = block or block_size(centers.shape[0])
+    best = assign(X, centers, sample_weight, labels, None, block)
+    if sp.issparse(X):
+        norms = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+        distances = np.maximum(norms - 2 * best, 0)
+    else:
+        distances = np.empty(X.shape[0], dtype=np.float64)
+        for start, stop in _blocks(X.shape[0], block):
+            diff = X[start:stop] - centers[labels[start:stop]]
+            distances[start:stop] = np.einsum("ij,ij->i", diff, diff)
+    return labels, float(distances @ sample_weight)
+
+
+class Worker:
+    """One partition's side of Lloyd's algorithm."""
+
+    def __init__(self, data: dict, params: dict, worker: int, n_workers: int):
+        self.X = data["X"]
+        self.sparse = sp.issparse(self.X)
+        self.sample_weight = data["sample_weight"]
+        self.worker, self.n_workers = worker, n_workers
+        n = self.X.shape[0]
+        self.labels = np.full(n, -1, dtype=np.int32)
+        self.previous = np.full(n, -1, dtype=np.int32)
+        self.final_labels = self.best_labels = self.labels
+        self.block = block_size(params["n_clusters"])
+        self.x_squared_norms = None
+
+    def handle(self, code: int, flags: np.ndarray, arrays: list) -> np.ndarray | None:
+        if code in (LLOYD, STOP) and flags.size and flags[0]:
+            self.best_labels = self.final_labels  # the run just finished is the best so far
+        if code == LLOYD:
+            return self._lloyd_step(arrays[0], new_run=bool(flags[1]), inertia=bool(flags[2]))
+        if code == FARTHEST:
+            return self._farthest(arrays[0], int(flags[0]))
+        if code == FINAL:
+            return self._final(arrays[0])
+        if code == STOP:
+            return None
+        raise ValueError(f"unknown k-means command {code}")
+
+    def result(self) -> dict:
+        return {"labels": self.best_labels}
+
+    # kernels ------------------------------------------------------------------------------
+
+    def _row_norms(self) -> np.ndarray:
+        if self.x_squared_norms is None:
+            if self.sparse:
+                self.x_squared_norms = np.asarray(self.X.multiply(self.X).sum(axis=1)).ravel()
+            else:
+                self.x_squared_norms = np.einsum("ij,ij->i", self.X, self.X)
+        return self.x_squared_norms
+
+    def _lloyd_step(self, centers: np.ndarray, new_run: bool, inertia: bool) -> np.ndarray:
+        k, d = centers.shape
+        if new_run:
+            self.previous[:] = -1
+        else:
+            self.previous, self.labels = self.labels, self.previous
+        sums = np.zeros((k, d), dtype=np.float64)
+        best = assign(self.X, centers, self.sample_weight, self.labels, sums, self.block)
+        weights = np.bincount(self.labels, weights=self.sample_weight, minlength=k)
+        changed = np.count_nonzero(self.labels != self.previous)
+        total = 0.0
+        if inertia:
+            distances = np.maximum(self._row_norms() - 2 * best, 0)
+            total = float(distances @ self.sample_weight)
+        return np.concatenate([sums.ravel(), weights, [changed, total]])
+
+    def _farthest(self, centers: np.ndarray, n_empty: int) -> np.ndarray:
+        """This worker's ``n_empty`` rows farthest from their centre, in this
+        worker's block of the result (so summing the blocks concatenates them):
+        each row as ``[distance, weight, label, x...]``, padded with distance -1."""
+        d = centers.shape[1]
+        width = d + 3
+        out = np.zeros((self.n_workers, n_empty, width))
+        mine = out[self.worker]
+        mine[:, 0] = -1.0
+        if self.sparse:
+            diff_sq = (self._row_norms() - 2 * np.asarray(
+                self.X.multiply(centers[self.labels]).sum(axis=1)).ravel()
+                + np.einsum("ij,ij->i", centers, centers)[self.labels])
+        else:
+            diff = self.X - centers[self.labels]
+            diff_sq = np.einsum("ij,ij->i", diff, diff)
+        m = min(n_empty, diff_sq.shape[0])
+        if m:
+            far = np.argpartition(diff_sq, -m)[-m:]
+            far = far[np.argsort(-diff_sq[far], kind="stable")]
+            rows = self.X[far]
+            mine[:m, 0] = diff_sq[far]
+            mine[:m, 1] = self.sample_weight[far]
+            mine[:m, 2] = self.labels[far]
+            mine[:m, 3:] = rows.toarray() if self.sparse else rows
+        return out.ravel()
+
+    def _final(self, centers: np.ndarray) -> np.ndarray:
+        """Final E-step: labels for the final centres and the exact inertia."""
+        self.final_labels, inertia = labels_inertia(
+            self.X, self.sample_weight, centers, self.block
+        )
+        return np.array([inertia])
+
+
+def _relocate_empty(rounds: Rounds, centers, sums, weights, empty) -> None:
+    """sklearn's ``_relocate_empty_clusters``: each empty cluster takes one of
+    the points farthest from their centre, over all partitions."""
+    d = centers.shape[1]
+    n_empty = empty.size
+    candidates = rounds(FARTHEST, centers, flags=(n_empty,)).reshape(-1, d + 3)
+    candidates = candidates[candidates[:, 0] >= 0]
+    order = np.argsort(-candidates[:, 0], kind="stable")[:n_empty]
+    for new_cluster, row in zip(empty, candidates[order]):
+        weight, old_cluster, x = row[1], int(row[2]), row[3:]
+        sums[old_cluster] -= x * weight
+        sums[new_cluster] = x * weight
+        weights[new_cluster] = weight
+        weights[old_cluster] -= weight
+
+
+def coordinate(rounds: Rounds, params: dict) -> dict:
+    """Run Lloyd from each initial set of centres; keep the lowest inertia."""
+    max_iter, tol, verbose = params["max_iter"], params["tol"], params["verbose"]
+    best = None
+    keep = 0
+    log = []
+    for run, init in enumerate(params["inits"]):
+        centers = np.array(init, copy=True)
+        k, d = centers.shape
+        strict = False
+        for i in range(max_iter):
+            total = rounds(LLOYD, centers, flags=(keep, i == 0, verbose > 0))
+            keep = 0
+            sums = total[: k * d].reshape(k, d)
+            weights = total[k * d: k * d + k]
+            changed, inertia = total[-2], total[-1]
+            empty = np.flatnonzero(weights == 0)
+            if empty.size:
+                _relocate_empty(rounds, centers, sums, weights, empty)
+            scale = np.divide(1.0, weights, out=np.zeros_like(weights), where=weights > 0)
+            new_centers = (sums * scale[:, None]).astype(centers.dtype)
+            shift = float(((new_centers - centers) ** 2).sum())
+            centers = new_centers
+            if verbose:
+                log.append(f"Iteration {i}, inertia {inertia}.")
+            if changed == 0:
+                strict = True
+                if verbose:
+                    log.append(f"Converged at iteration {i}: strict convergence.")
+                break
+            if shift <= tol:
+                if verbose:
+                    log.append(
+                        f"Converged at iteration {i}: center shift {shift} within tolerance {tol}."
+                    )
+                break
+        inertia = float(rounds(FINAL, centers)[0])
+        del strict
+        if best is None or inertia < best["inertia"]:
+            best = {"centers": centers, "inertia": inertia, "n_iter": i + 1, "run": run}
+            keep = 1
+    best["log"] = log
+    best["stop_flags"] = (keep,)
+    return best

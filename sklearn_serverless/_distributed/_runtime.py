@@ -1,0 +1,148 @@
+"""The worker loop shared by every algorithm.
+
+One Lithops call per worker runs :func:`run_worker` for the whole fit. Worker
+0 is the coordinator: it runs the algorithm (``coordinate``), and every round
+publishes a command and the model, computes its own share, waits at the
+barrier and reads the aggregate. The other workers :func:`follow`: fetch the
+command, compute, contribute, until the stop command.
+
+An algorithm is a module of this package with a ``Worker`` class (the
+partition and its commands: ``handle(code, flags, arrays) -> partial``,
+``result() -> dict``) and a ``coordinate(rounds, params) -> dict`` function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .._placement import Partition, read_partition
+from .._state import FitAborted, StateStore, StoreSpec, open_store
+from .._state._codec import decode_arrays, encode_arrays
+
+STOP = 0
+
+#: Columns of the per-round time breakdown, as the paper measured it.
+PHASES = ("compute", "publish", "barrier", "aggregate")
+
+
+@dataclass(frozen=True)
+class WorkerTask:
+    """What one Lithops call receives: its id, its data and the fit's state."""
+
+    worker: int
+    algorithm: str
+    params: dict
+    partition: Partition
+    store: StoreSpec
+    n_threads: int | None = None
+
+
+def run_worker(task: WorkerTask, storage=None) -> dict:
+    """Entry point of a Lithops call (``storage`` is injected by Lithops)."""
+    started = time.perf_counter()
+    store = open_store(task.store)
+    try:
+        with threadpool_limits(limits=task.n_threads):
+            return _run(task, store, storage, started)
+    except FitAborted:
+        raise
+    except BaseException as exc:
+        store.abort(f"worker {task.worker} failed: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        store.close()
+
+
+def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
+    if os.environ.get("SKLEARN_SERVERLESS_FAIL_WORKER") == str(task.worker):
+        # Fault injection for the test suite: this worker fails after loading.
+        raise RuntimeError("injected failure (SKLEARN_SERVERLESS_FAIL_WORKER)")
+    data = read_partition(task.partition, storage)
+    algorithm = importlib.import_module(f"{__package__}._{task.algorithm}")
+    worker = algorithm.Worker(data, task.params, task.worker, task.store.n_workers)
+    clock = _Clock(time.perf_counter() - started)
+    if task.worker == 0:
+        rounds = Rounds(store, worker, clock)
+        result = algorithm.coordinate(rounds, task.params)
+        rounds.stop(result.pop("stop_flags", ()))
+    else:
+        result = {}
+        _follow(store, task.worker, worker, clock)
+    result.update(worker.result())
+    result["timings"] = clock.as_dict()
+    return result
+
+
+class _Clock:
+    """Per-round seconds spent in each phase, for the fitted ``timings_``."""
+
+    def __init__(self, load: float):
+        self.load = load
+        self.rows: list[list[float]] = []
+
+    def add(self, compute: float, publish: float, barrier: float, aggregate: float) -> None:
+        self.rows.append([compute, publish, barrier, aggregate])
+
+    def as_dict(self) -> dict:
+        table = np.array(self.rows, dtype=np.float64).reshape(-1, len(PHASES))
+        return {"load": self.load, "rounds": table}
+
+
+class Rounds:
+    """The coordinator's side of a round: ``rounds(code, *arrays)`` returns
+    the sum over all workers of their partial results."""
+
+    def __init__(self, store: StateStore, worker, clock: _Clock):
+        self.store, self.worker, self.clock = store, worker, clock
+        self.count = 0
+        self._last_end: float | None = None
+
+    def __call__(self, code: int, *arrays: np.ndarray, flags=()) -> np.ndarray:
+        t0 = time.perf_counter()
+        if self._last_end is not None:
+            # The coordinator's model update since the last round is aggregation work.
+            self.clock.rows[-1][3] += t0 - self._last_end
+        header = np.array([code, *flags], dtype=np.int64)
+        self.store.publish(self.count, encode_arrays([header, *arrays]))
+        t1 = time.perf_counter()
+        partial = self.worker.handle(code, header[1:], list(arrays))
+        t2 = time.perf_counter()
+        self.store.contribute(self.count, 0, partial)
+        t3 = time.perf_counter()
+        self.store.barrier(self.count)
+        t4 = time.perf_counter()
+        total = self.store.aggregate(self.count)
+        t5 = time.perf_counter()
+        self.clock.add(t2 - t1, (t1 - t0) + (t3 - t2), t4 - t3, t5 - t4)
+        self._last_end = t5
+        self.count += 1
+        return total
+
+    def stop(self, flags=()) -> None:
+        header = np.array([STOP, *flags], dtype=np.int64)
+        self.store.publish(self.count, encode_arrays([header]))
+        self.worker.handle(STOP, header[1:], [])
+
+
+def _follow(store: StateStore, worker_id: int, worker, clock: _Clock) -> None:
+    round_ = 0
+    while True:
+        t0 = time.perf_counter()
+        header, *arrays = decode_arrays(store.fetch(round_, worker_id))
+        t1 = time.perf_counter()
+        if clock.rows:
+            clock.rows[-1][2] += t1 - t0  # waiting for the next round is the barrier
+        code = int(header[0])
+        partial = worker.handle(code, header[1:], arrays)
+        if code == STOP:
+            return
+        t2 = time.perf_counter()
+        store.contribute(round_, worker_id, partial)
+        clock.add(t2 - t1, time.perf_counter() - t2, 0.0, 0.0)
+        round_ += 1

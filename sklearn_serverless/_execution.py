@@ -1,0 +1,267 @@
+"""Execution layer: which Lithops backend runs the workers, where the data
+and the shared state live, and the one ``map`` per fit.
+
+:func:`run_distributed` is the only entry point the estimators use. It owns
+every resource of a fit (temporary folder, data objects, state namespace,
+Lithops job files, worker processes) and releases all of them, whether the
+fit succeeds or not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _placement
+from ._distributed._runtime import WorkerTask, run_worker
+from ._state import FitAborted, StateStore, StoreSpec, open_store
+
+LOCALHOST = "localhost"
+#: Lithops compute backends, by the name Lithops gives them.
+CLOUD_BACKENDS = (
+    "aws_lambda", "gcp_functions", "gcp_cloudrun", "azure_functions", "azure_containers",
+    "ibm_cf", "code_engine", "knative", "openwhisk", "aliyun_fc", "oracle_f", "k8s",
+    "singularity", "aws_batch", "aws_ec2", "gcp_compute_engine", "azure_vms", "ibm_vpc", "vm",
+)
+BACKENDS = (LOCALHOST, *CLOUD_BACKENDS)
+
+#: Below this many rows per worker, another worker costs more than it saves.
+MIN_ROWS_PER_WORKER = 20_000
+#: Default number of workers on a cloud backend for large data.
+MAX_CLOUD_WORKERS = 64
+_POLL_SECONDS = 0.02
+
+
+def check_backend(backend) -> None:
+    """ValueError for a backend that is neither a known name nor a config dict."""
+    if isinstance(backend, dict):
+        if "lithops" not in backend:
+            raise ValueError("a backend given as a dict must be a complete Lithops config")
+        return
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be a Lithops config dict or one of {BACKENDS}; "
+                         f"got {backend!r}")
+
+
+def is_local(backend) -> bool:
+    if isinstance(backend, dict):
+        return backend["lithops"].get("backend", LOCALHOST) == LOCALHOST
+    return backend == LOCALHOST
+
+
+def check_state_store(state_store, backend) -> None:
+    """ValueError for a store the backend's workers could not reach."""
+    if state_store is None:
+        if not is_local(backend):
+            raise ValueError(
+                "a cloud backend needs a shared state store: pass "
+                "state_store='redis://host:port/db' (the embedded store works on localhost only)"
+            )
+        return
+    if not isinstance(state_store, str) or not state_store.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ValueError(
+            f"state_store must be None or a redis URL (redis://, rediss://), got {state_store!r}"
+        )
+
+
+def lithops_config(backend) -> dict:
+    """The Lithops config of a fit. localhost is built here and never read
+    from a file; a cloud name takes the user's Lithops config for credentials."""
+    if isinstance(backend, dict):
+        config = {key: dict(value) for key, value in backend.items()}
+    elif backend == LOCALHOST:
+        config = {
+            "lithops": {"backend": LOCALHOST, "storage": LOCALHOST},
+            # The running interpreter (it has this package); engine v1 (v2 was seen to hang).
+            "localhost": {"runtime": sys.executable, "version": 1},
+        }
+    else:
+        from lithops.config import load_config
+
+        config = load_config(log=False) or {}
+        config = {key: dict(value) for key, value in config.items()}
+        config.setdefault("lithops", {})["backend"] = backend
+    settings = config.setdefault("lithops", {})
+    settings.update(data_limit=False, data_cleaner=False, log_level=None)
+    settings.setdefault("monitoring_interval", 0.05 if is_local(backend) else 0.5)
+    return config
+
+
+def default_n_workers(backend, n_samples: int) -> int:
+    by_size = max(1, n_samples // MIN_ROWS_PER_WORKER)
+    if is_local(backend):
+        return max(1, min(os.cpu_count() or 1, by_size))
+    return min(MAX_CLOUD_WORKERS, by_size)
+
+
+@dataclass
+class FitOutcome:
+    """What the workers returned, in worker order, and how long it took."""
+
+    results: list[dict]
+    n_workers: int
+    seconds: float
+
+
+def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, state_store,
+                    state_mode: str, n_workers: int | None, timeout: float) -> FitOutcome:
+    """Run ``algorithm`` over ``columns`` with one Lithops map; see module doc."""
+    started = time.perf_counter()
+    n_samples = next(iter(columns.values())).shape[0]
+    if n_workers is None:
+        n_workers = default_n_workers(backend, n_samples)
+    n_workers = max(1, min(n_workers, n_samples))
+    local = is_local(backend)
+    n_threads = max(1, (os.cpu_count() or 1) // n_workers) if local else None
+    folder = tempfile.mkdtemp(prefix="sklearn-serverless-", dir=_scratch_dir(columns))
+    namespace = uuid.uuid4().hex
+    if state_store is None:
+        spec = StoreSpec("sqlite", os.path.join(folder, "state.db"), namespace, n_workers,
+                         state_mode, timeout)
+    else:
+        spec = StoreSpec("redis", state_store, namespace, n_workers, state_mode, timeout)
+    store = partitions = fexec = futures = None
+    try:
+        store = open_store(spec, create=True)
+        _quiet_lithops()
+        from lithops import FunctionExecutor
+
+        fexec = FunctionExecutor(config=lithops_config(backend), log_level=None)
+        with fexec:
+            if local:
+                partitions = _placement.write_files(columns, n_workers, folder)
+            else:
+                partitions = _placement.write_objects(
+                    columns, n_workers, fexec.storage, fexec.internal_storage.bucket,
+                    f"sklearn-serverless/{namespace}",
+                )
+            tasks = [
+                WorkerTask(i, algorithm, params, partitions[i], spec, n_threads)
+                for i in range(n_workers)
+            ]
+            futures = fexec.map(run_worker, [(task,) for task in tasks])
+            results = _collect(fexec, futures, store, timeout)
+    finally:
+        _release(store, fexec, futures, partitions, folder)
+    return FitOutcome(results, n_workers, time.perf_counter() - started)
+
+
+def _collect(fexec, futures, store: StateStore, timeout: float) -> list[dict]:
+    """Wait for every worker; on the first failure wake the others, and raise
+    the root cause naming its worker. Never waits for ever: after a failure
+    stragglers get ``timeout`` seconds."""
+    from lithops.wait import ALWAYS
+
+    failed_at = None
+    while True:
+        fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
+        if failed_at is None and any(f.error for f in futures):
+            failed_at = time.monotonic()
+            store.abort("another worker failed")
+        if all(f.done for f in futures):
+            break
+        if failed_at is not None and time.monotonic() - failed_at > timeout:
+            break
+        time.sleep(_POLL_SECONDS)
+    errors = []
+    results = []
+    for worker, future in enumerate(futures):
+        if not future.done:
+            errors.append((worker, TimeoutError(f"no result within {timeout:g} s")))
+            continue
+        try:
+            results.append(future.result(throw_except=True,
+                                         internal_storage=fexec.internal_storage))
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, named
+            errors.append((worker, exc))
+    if errors:
+        # The root cause, not the aborts it triggered in the other workers.
+        worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
+        raise _named(exc, worker, len(futures)) from exc
+    return results
+
+
+def _named(exc: BaseException, worker: int, n_workers: int) -> BaseException:
+    message = f"worker {worker} of {n_workers} failed: {exc}"
+    try:
+        named = type(exc)(message)
+    except Exception:  # noqa: BLE001 - exceptions with unusual constructors
+        named = RuntimeError(f"{message} ({type(exc).__name__})")
+    return named
+
+
+def _release(store, fexec, futures, partitions, folder: str) -> None:
+    """Delete everything the fit wrote; each step runs even if one fails."""
+    steps = []
+    if store is not None:
+        steps += [store.cleanup, store.close]
+    if fexec is not None:
+        if partitions and partitions[0].kind == "objects":
+            steps.append(lambda: _placement.delete_objects(partitions, fexec.storage))
+        steps.append(lambda: _delete_lithops_job(fexec))
+    steps.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - best effort; keys also expire
+            logging.getLogger(__name__).debug("cleanup step failed", exc_info=True)
+
+
+def _delete_lithops_job(fexec) -> None:
+    """Delete the job's Lithops files now (its data cleaner would leave a
+    detached process running for minutes)."""
+    from lithops import constants
+
+    storage, bucket = fexec.storage, fexec.internal_storage.bucket
+    prefix = f"{constants.JOBS_PREFIX}/{fexec.executor_id}"
+    keys = storage.list_keys(bucket, prefix)
+    if keys:
+        storage.delete_objects(bucket, keys)
+    if fexec.backend == LOCALHOST:
+        root = os.path.join(constants.LITHOPS_TEMP_DIR, "storage", bucket, constants.JOBS_PREFIX)
+        for directory in (root, constants.JOBS_DIR, constants.LOGS_DIR):
+            if os.path.isdir(directory):
+                for name in os.listdir(directory):
+                    if name.startswith(fexec.executor_id):
+                        path = os.path.join(directory, name)
+                        if os.path.isdir(path):
+                            shutil.rmtree(path, ignore_errors=True)
+                        else:
+                            os.remove(path)
+
+
+def _scratch_dir(columns: dict) -> str | None:
+    """``/dev/shm`` when the data fits twice there (no disk write-back), else
+    the default temporary folder."""
+    size = sum(_nbytes(array) for array in columns.values())
+    try:
+        if shutil.disk_usage("/dev/shm").free > 2 * size + (64 << 20):
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
+
+
+def _nbytes(array) -> int:
+    if hasattr(array, "indptr"):
+        return array.data.nbytes + array.indices.nbytes + array.indptr.nbytes
+    return np.asarray(array).nbytes
+
+
+def _quiet_lithops() -> None:
+    """Lithops logs worker exceptions as warnings; we re-raise them ourselves.
+    A NullHandler keeps Python's last-resort handler from printing them when
+    the user has configured no logging."""
+    logger = logging.getLogger("lithops")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())

@@ -1,0 +1,341 @@
+"""ServerlessKMeans: scikit-learn's KMeans (Lloyd) with ``fit`` split across
+Lithops workers."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.cluster import kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.sparsefuncs import mean_variance_axis
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._base import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC, ServerlessMixin
+from ._distributed._kmeans import labels_inertia
+
+
+class ServerlessKMeans(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, ServerlessMixin,
+    BaseEstimator,
+):
+    __doc__ = f"""K-Means clustering (Lloyd) fitted by serverless workers.
+
+    A drop-in replacement for :class:`sklearn.cluster.KMeans`: same
+    parameters, attributes and results, but ``fit`` runs as one Lithops map
+    of ``n_workers`` long-lived workers, each owning a block of rows, that
+    meet every iteration through a shared state store.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of clusters and centroids.
+
+    init : {{'k-means++', 'random'}}, callable or array of shape \
+(n_clusters, n_features), default='k-means++'
+        Initialisation, computed on the driver exactly as scikit-learn does
+        (same ``random_state``, same initial centres).
+
+    n_init : 'auto' or int, default='auto'
+        Runs from different initial centres, all inside the same map; the
+        lowest inertia wins. 'auto' is 1 for 'k-means++' and arrays, 10
+        otherwise.
+
+    max_iter : int, default=300
+        Maximum Lloyd iterations of one run.
+
+    tol : float, default=1e-4
+        Relative tolerance: a run stops when the squared centre shift is at
+        most ``tol`` times the mean variance of the features.
+
+    verbose : int, default=0
+        Print the per-iteration inertia and the convergence reason.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation.
+    {EXECUTION_PARAMS_DOC}
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Coordinates of the cluster centres (float32 for float32 input).
+
+    labels_ : ndarray of shape (n_samples,), dtype int32
+        Label of each training point.
+
+    inertia_ : float
+        Sum of squared distances of samples to their closest centre,
+        weighted by the sample weights.
+
+    n_iter_ : int
+        Iterations run by the best run.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    n_workers_ : int
+        Number of workers the fit used.
+
+    timings_ : dict
+        Where the fit's time went: ``'fit'`` (seconds, client side),
+        ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
+        ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
+        (arrays of shape (n_rounds, n_workers_)).
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : The single-machine estimator this one mirrors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_serverless import ServerlessKMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = ServerlessKMeans(n_clusters=2, random_state=0, n_workers=2).fit(X)
+    >>> km.cluster_centers_
+    array([[10.,  2.],
+           [ 1.,  2.]])
+    >>> km.predict([[0, 0], [12, 3]])
+    array([1, 0], dtype=int32)
+    """
+
+    _parameter_constraints: dict = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random"}), callable, "array-like"],
+        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+        **EXECUTION_CONSTRAINTS,
+    }
+
+    def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
+                 tol=1e-4, verbose=0, random_state=None, backend="localhost",
+                 state_mode="lock_free", n_workers=None, state_store=None, timeout=120.0):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.backend = backend
+        self.state_mode = state_mode
+        self.n_workers = n_workers
+        self.state_store = state_store
+        self.timeout = timeout
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute k-means clustering across serverless workers.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training instances. Sparse input is converted to CSR.
+
+        y : Ignored
+            Not used, present for API consistency.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each observation.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                          order="C", accept_large_sparse=False)
+        self._check_execution_params()
+        n_samples = X.shape[0]
+        if n_samples < self.n_clusters:
+            raise ValueError(
+                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}."
+            )
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        n_init = self._n_init()
+        init = self.init
+        if _is_array_like(init):
+            init = check_array(init, dtype=X.dtype, copy=True, order="C")
+            if init.shape != (self.n_clusters, X.shape[1]):
+                raise ValueError(
+                    f"The shape of the initial centers {init.shape} does not match "
+                    f"the number of clusters {self.n_clusters} and features {X.shape[1]}."
+                )
+        random_state = check_random_state(self.random_state)
+        # Like sklearn, cluster centred dense data: distances lose less precision.
+        x_mean = None
+        if not sp.issparse(X):
+            x_mean = X.mean(axis=0)
+            X = X - x_mean
+            if _is_array_like(init):
+                init -= x_mean
+        inits = [self._initial_centers(X, init, random_state, sample_weight)
+                 for _ in range(n_init)]
+        params = {
+            "n_clusters": self.n_clusters, "inits": inits, "max_iter": self.max_iter,
+            "tol": _tolerance(X, self.tol), "verbose": self.verbose,
+        }
+        results = self._run_distributed(
+            "kmeans", params, {"X": X, "sample_weight": sample_weight}
+        )
+        best = results[0]
+        if self.verbose:
+            print("\n".join(best["log"]))
+        centers = best["centers"]
+        if x_mean is not None:
+            centers = centers + x_mean
+        self.cluster_centers_ = centers.astype(X.dtype, copy=False)
+        self._n_features_out = self.cluster_centers_.shape[0]
+        self.labels_ = np.concatenate([result["labels"] for result in results])
+        self.inertia_ = best["inertia"]
+        self.n_iter_ = best["n_iter"]
+        distinct = np.unique(self.labels_).size
+        if distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than "
+                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning, stacklevel=2,
+            )
+        return self
+
+    def _n_init(self) -> int:
+        if _is_array_like(self.init):
+            if self.n_init != "auto" and self.n_init != 1:
+                warnings.warn(
+                    "Explicit initial center position passed: performing only one init in "
+                    f"{self.__class__.__name__} instead of n_init={self.n_init}.",
+                    RuntimeWarning, stacklevel=3,
+                )
+            return 1
+        if self.n_init == "auto":
+            return 1 if self.init == "k-means++" else 10
+        return self.n_init
+
+    def _initial_centers(self, X, init, random_state, sample_weight) -> np.ndarray:
+        """sklearn's ``KMeans._init_centroids``: same draws, same centres."""
+        if isinstance(init, str) and init == "k-means++":
+            centers, _ = kmeans_plusplus(X, self.n_clusters, sample_weight=sample_weight,
+                                         random_state=random_state)
+        elif isinstance(init, str) and init == "random":
+            seeds = random_state.choice(X.shape[0], size=self.n_clusters, replace=False,
+                                        p=sample_weight / sample_weight.sum())
+            centers = X[seeds]
+        elif callable(init):
+            centers = init(X, self.n_clusters, random_state=random_state)
+            centers = check_array(centers, dtype=X.dtype, copy=False, order="C")
+        else:
+            centers = init
+        if sp.issparse(centers):
+            centers = centers.toarray()
+        return np.ascontiguousarray(centers, dtype=X.dtype)
+
+    def _check_test_data(self, X):
+        return validate_data(self, X, accept_sparse="csr", reset=False,
+                             dtype=[np.float64, np.float32], order="C",
+                             accept_large_sparse=False)
+
+    def predict(self, X):
+        """Index of the closest cluster centre for each sample in X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            New data to predict.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int32
+            Index of the cluster each sample belongs to.
+        """
+        check_is_fitted(self)
+        X = self._check_test_data(X)
+        ones = np.ones(X.shape[0], dtype=X.dtype)
+        return labels_inertia(X, ones, self.cluster_centers_.astype(X.dtype, copy=False))[0]
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_``; see :meth:`fit`."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X):
+        """Distances of each sample to every cluster centre.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            New data to transform.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_clusters)
+            X in the cluster-distance space.
+        """
+        check_is_fitted(self)
+        X = self._check_test_data(X)
+        return euclidean_distances(X, self.cluster_centers_)
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then transform X; see :meth:`fit` and :meth:`transform`."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of X on the fitted centres.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            New data.
+
+        y : Ignored
+            Not used, present for API consistency.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each observation.
+
+        Returns
+        -------
+        score : float
+            Opposite of the value of X on the K-means objective.
+        """
+        check_is_fitted(self)
+        X = self._check_test_data(X)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        centers = self.cluster_centers_.astype(X.dtype, copy=False)
+        return -labels_inertia(X, sample_weight, centers)[1]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def _is_array_like(init) -> bool:
+    return hasattr(init, "__array__") or isinstance(init, (list, tuple))
+
+
+def _tolerance(X, tol: float) -> float:
+    """sklearn's relative tolerance: ``tol`` times the mean feature variance."""
+    if tol == 0:
+        return 0.0
+    if sp.issparse(X):
+        variances = mean_variance_axis(X, axis=0)[1]
+    else:
+        variances = np.var(X, axis=0)
+    return float(np.mean(variances) * tol)

@@ -1,0 +1,143 @@
+"""Data placement: the driver writes the training columns once, each worker
+reads its own row partition once.
+
+Columns are row-aligned arrays (``X``, ``sample_weight``, ``y``, ...); ``X``
+may be scipy CSR. Two placements:
+
+- ``'files'`` (localhost backend): each column is one ``.npy`` file in the
+  fit's private folder (on ``/dev/shm`` where it fits); workers memory-map it
+  and copy their rows out, so the driver writes the data once and nothing is
+  serialised.
+- ``'objects'`` (cloud backends): one storage object per worker and column,
+  put through Lithops' storage API.
+
+Both are raw ``.npy`` bytes read with ``allow_pickle=False``. The reading side
+runs in workers and imports numpy only (scipy.sparse when the data is sparse).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_CSR_PARTS = ("data", "indices", "indptr")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Where one worker's rows ``[start, stop)`` of each column live."""
+
+    kind: str  # 'files' or 'objects'
+    location: str  # folder or bucket
+    start: int
+    stop: int
+    dense: tuple[str, ...] = ()
+    sparse: tuple[str, ...] = ()
+    keys: dict = field(default_factory=dict)  # objects: (column, part) -> key
+    widths: dict = field(default_factory=dict)  # sparse column -> number of columns
+
+
+def row_bounds(n_samples: int, n_workers: int) -> list[tuple[int, int]]:
+    """Contiguous, near-equal row ranges, one per worker."""
+    edges = np.linspace(0, n_samples, n_workers + 1).round().astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+def _is_sparse(array) -> bool:
+    return hasattr(array, "tocsr") and hasattr(array, "indptr")
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_files(columns: dict, n_workers: int, folder: str) -> list[Partition]:
+    """Write each column once under ``folder``; partitions are row ranges."""
+    dense, sparse = [], []
+    for name, array in columns.items():
+        if _is_sparse(array):
+            sparse.append(name)
+            for part in _CSR_PARTS:
+                np.save(os.path.join(folder, f"{name}.{part}.npy"), getattr(array, part))
+        else:
+            dense.append(name)
+            np.save(os.path.join(folder, f"{name}.npy"), np.asarray(array))
+    n_samples = _n_rows(next(iter(columns.values())))
+    widths = {name: columns[name].shape[1] for name in sparse}
+    return [
+        Partition("files", folder, start, stop, tuple(dense), tuple(sparse), widths=widths)
+        for start, stop in row_bounds(n_samples, n_workers)
+    ]
+
+
+def write_objects(columns: dict, n_workers: int, storage, bucket: str, prefix: str
+                  ) -> list[Partition]:
+    """Put one object per worker and column through a Lithops ``Storage``."""
+    n_samples = _n_rows(next(iter(columns.values())))
+    partitions = []
+    for worker, (start, stop) in enumerate(row_bounds(n_samples, n_workers)):
+        keys, dense, sparse = {}, [], []
+        for name, array in columns.items():
+            rows = array[start:stop]
+            if _is_sparse(array):
+                sparse.append(name)
+                for part in _CSR_PARTS:
+                    keys[name, part] = f"{prefix}/{worker}/{name}.{part}.npy"
+                    storage.put_object(bucket, keys[name, part], _npy_bytes(getattr(rows, part)))
+            else:
+                dense.append(name)
+                keys[name, None] = f"{prefix}/{worker}/{name}.npy"
+                storage.put_object(bucket, keys[name, None], _npy_bytes(rows))
+        widths = {name: columns[name].shape[1] for name in sparse}
+        partitions.append(
+            Partition("objects", bucket, start, stop, tuple(dense), tuple(sparse), keys, widths)
+        )
+    return partitions
+
+
+def delete_objects(partitions: list[Partition], storage) -> None:
+    keys = [key for p in partitions if p.kind == "objects" for key in p.keys.values()]
+    if keys:
+        storage.delete_objects(partitions[0].location, keys)
+
+
+def read_partition(partition: Partition, storage=None) -> dict:
+    """The worker's rows of every column, in private memory."""
+    columns = {}
+    for name in partition.dense:
+        columns[name] = _read(partition, storage, name, None)
+    for name in partition.sparse:
+        import scipy.sparse as sp
+
+        data, indices, indptr = (_read(partition, storage, name, p) for p in _CSR_PARTS)
+        if partition.kind == "files":
+            # indptr was read for our rows only (plus one); cut data and indices to match.
+            lo, hi = int(indptr[0]), int(indptr[-1])
+            data, indices, indptr = data[lo:hi], indices[lo:hi], indptr - lo
+        n_rows = partition.stop - partition.start
+        columns[name] = sp.csr_matrix(
+            (np.array(data), np.array(indices), np.array(indptr)),
+            shape=(n_rows, partition.widths[name]),
+        )
+    return columns
+
+
+def _read(partition: Partition, storage, name: str, part: str | None) -> np.ndarray:
+    if partition.kind == "objects":
+        body = storage.get_object(partition.location, partition.keys[name, part])
+        return np.load(io.BytesIO(body), allow_pickle=False)
+    suffix = f".{part}" if part else ""
+    array = np.load(os.path.join(partition.location, f"{name}{suffix}.npy"), mmap_mode="r")
+    if part == "data" or part == "indices":
+        return array  # cut by the caller, who knows the nonzero range
+    stop = partition.stop + 1 if part == "indptr" else partition.stop
+    return np.array(array[partition.start:stop])
+
+
+def _n_rows(array) -> int:
+    return array.shape[0]

@@ -1,0 +1,24 @@
+"""Shared state of a fit: one interface (:class:`StateStore`), two stores.
+
+This package is imported by workers: it needs numpy and, for Redis, redis-py;
+nothing from scikit-learn.
+"""
+
+from __future__ import annotations
+
+from ._base import KEY_TTL, STATE_MODES, FitAborted, StateStore, StoreSpec
+
+__all__ = ["KEY_TTL", "STATE_MODES", "FitAborted", "StateStore", "StoreSpec", "open_store"]
+
+
+def open_store(spec: StoreSpec, create: bool = False) -> StateStore:
+    """Open the store ``spec`` describes; ``create`` prepares it (driver side)."""
+    if spec.kind == "sqlite":
+        from ._sqlite import SQLiteStore
+
+        return SQLiteStore(spec, create=create)
+    if spec.kind == "redis":
+        from ._redis import RedisStore
+
+        return RedisStore(spec, create=create)
+    raise ValueError(f"unknown state store kind {spec.kind!r}")

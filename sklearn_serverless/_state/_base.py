@@ -1,0 +1,124 @@
+"""The interface every state store implements, and what they share."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Seconds a key or row may outlive a fit that could not clean up after itself.
+KEY_TTL = 3600
+
+STATE_MODES = ("lock_free", "locked")
+
+
+class FitAborted(RuntimeError):
+    """Raised in a worker when another party of the fit has failed."""
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Everything a worker needs to open its view of one fit's shared state.
+
+    ``kind`` is ``'sqlite'`` (``location`` is a database file) or ``'redis'``
+    (``location`` is a redis URL). ``namespace`` is unique per fit.
+    """
+
+    kind: str
+    location: str
+    namespace: str
+    n_workers: int
+    mode: str = "lock_free"
+    timeout: float = 120.0
+
+
+class StateStore(ABC):
+    """One fit's shared state, as seen by one party (a worker or the driver).
+
+    Every round the coordinator (worker 0) :meth:`publish` es a message (the
+    model and a command); every worker :meth:`fetch` es it, computes its
+    partial result and :meth:`contribute` s it. The coordinator waits at the
+    :meth:`barrier` until all ``n_workers`` have contributed and reads the sum
+    with :meth:`aggregate`. ``mode='locked'`` adds every partial result into
+    one accumulator under a lock; ``mode='lock_free'`` writes one slot per
+    worker, summed by the reader in worker order. Every wait gives up after
+    ``spec.timeout`` seconds; :meth:`abort` wakes every waiter with an error.
+    """
+
+    def __init__(self, spec: StoreSpec):
+        if spec.mode not in STATE_MODES:
+            raise ValueError(f"state_mode must be one of {STATE_MODES}, got {spec.mode!r}")
+        self.spec = spec
+        self.n_workers = spec.n_workers
+        self.timeout = spec.timeout
+
+    @abstractmethod
+    def publish(self, round_: int, message: bytes) -> None:
+        """Make ``message`` the message of ``round_`` for every worker."""
+
+    @abstractmethod
+    def fetch(self, round_: int, worker: int) -> bytes:
+        """Wait for the message of ``round_``."""
+
+    @abstractmethod
+    def contribute(self, round_: int, worker: int, partial: np.ndarray) -> None:
+        """Add ``worker``'s partial result (1-D float64) to ``round_``."""
+
+    @abstractmethod
+    def barrier(self, round_: int) -> None:
+        """Wait until every worker has contributed to ``round_``."""
+
+    @abstractmethod
+    def aggregate(self, round_: int) -> np.ndarray:
+        """Sum of the partial results of ``round_``; frees the round's state."""
+
+    @abstractmethod
+    def abort(self, message: str) -> None:
+        """Record a failure and wake every party waiting on this fit."""
+
+    @abstractmethod
+    def cleanup(self) -> None:
+        """Delete everything this fit wrote."""
+
+    def close(self) -> None:  # noqa: B027 - optional for stores without a connection
+        """Release the connection."""
+
+    # shared helpers -------------------------------------------------------------------------
+
+    def _timeout_error(self, what: str) -> TimeoutError:
+        return TimeoutError(
+            f"{what} within {self.timeout:g} s (state store timeout); "
+            "a worker is probably dead or stuck"
+        )
+
+    def _missing(self, present: set[int]) -> list[int]:
+        return [w for w in range(self.n_workers) if w not in present]
+
+
+def sum_in_worker_order(parts: list[np.ndarray]) -> np.ndarray:
+    """Sum partial results in the order given (worker id), so results never
+    depend on which worker finished first."""
+    total = np.array(parts[0], dtype=np.float64, copy=True)
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+class Backoff:
+    """Sleeps for polling loops: short at first (a reply is usually near),
+    then capped so an idle waiter costs little CPU."""
+
+    def __init__(self, timeout: float, first: float = 5e-5, cap: float = 1e-3):
+        self.deadline = time.monotonic() + timeout
+        self.delay = first
+        self.cap = cap
+
+    def wait(self) -> bool:
+        """Sleep once; False when the deadline has passed."""
+        if time.monotonic() > self.deadline:
+            return False
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
+        return True

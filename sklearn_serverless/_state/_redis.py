@@ -1,0 +1,151 @@
+"""Redis state store, as in the paper, with one round trip per array.
+
+Followers block on their own inbox list (BLPOP), so a message wakes them at
+once; arrivals are a list the coordinator blocks on. ``abort`` pushes a
+marker into every list anyone may be blocked on. All keys share the prefix
+``sks:{namespace}:`` (a hash tag, so a cluster keeps them on one node) and
+carry an expiry.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import redis
+
+from ._base import KEY_TTL, FitAborted, StateStore, StoreSpec, sum_in_worker_order
+from ._codec import decode_array, encode_array
+
+_ABORT = b"abort"
+
+
+def connect(url: str, timeout: float) -> redis.Redis:
+    """A client for ``url`` whose blocking reads outlast ``timeout``."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout + 10, socket_connect_timeout=min(timeout, 10)
+    )
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for error messages."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+class RedisStore(StateStore):
+    """State of one fit on the Redis server at ``spec.location``."""
+
+    def __init__(self, spec: StoreSpec, create: bool = False):
+        super().__init__(spec)
+        self._redis = connect(spec.location, spec.timeout)
+        self._prefix = f"sks:{{{spec.namespace}}}:"
+        if create:
+            try:
+                self._redis.ping()
+            except redis.RedisError as exc:
+                raise ConnectionError(
+                    f"cannot reach the Redis state store at {redacted(spec.location)}: {exc}"
+                ) from exc
+
+    def _key(self, *parts: object) -> str:
+        return self._prefix + ":".join(map(str, parts))
+
+    def publish(self, round_: int, message: bytes) -> None:
+        body = round_.to_bytes(8, "little") + message
+        pipe = self._redis.pipeline(transaction=False)
+        for worker in range(1, self.n_workers):
+            pipe.rpush(self._key("inbox", worker), body)
+            pipe.expire(self._key("inbox", worker), KEY_TTL)
+        pipe.execute()
+
+    def fetch(self, round_: int, worker: int) -> bytes:
+        reply = self._redis.blpop([self._key("inbox", worker)], timeout=self.timeout)
+        if reply is None:
+            raise self._timeout_error(f"worker {worker} got no message for round {round_}")
+        body = reply[1]
+        if body == _ABORT:
+            raise FitAborted(self._failure())
+        got = int.from_bytes(body[:8], "little")
+        if got != round_:
+            raise RuntimeError(f"worker {worker} expected round {round_}, got {got}")
+        return body[8:]
+
+    def contribute(self, round_: int, worker: int, partial: np.ndarray) -> None:
+        arrival = f"{round_}:{worker}"
+        if self.spec.mode == "lock_free":
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._key("slot", round_, worker), encode_array(partial), ex=KEY_TTL)
+            pipe.rpush(self._key("arrivals"), arrival)
+            pipe.expire(self._key("arrivals"), KEY_TTL)
+            pipe.execute()
+            return
+        lock = self._redis.lock(
+            self._key("lock", round_), timeout=self.timeout, sleep=2e-4,
+            blocking_timeout=self.timeout,
+        )
+        if not lock.acquire():
+            raise self._timeout_error(f"worker {worker} could not take the lock of round {round_}")
+        try:
+            body = self._redis.get(self._key("acc", round_))
+            total = partial if body is None else decode_array(body) + partial
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._key("acc", round_), encode_array(total), ex=KEY_TTL)
+            pipe.rpush(self._key("arrivals"), arrival)
+            pipe.expire(self._key("arrivals"), KEY_TTL)
+            pipe.execute()
+        finally:
+            lock.release()
+
+    def barrier(self, round_: int) -> None:
+        arrived: set[int] = set()
+        deadline = time.monotonic() + self.timeout
+        while len(arrived) < self.n_workers:
+            left = deadline - time.monotonic()
+            reply = None if left <= 0 else self._redis.blpop([self._key("arrivals")], timeout=left)
+            if reply is None:
+                missing = self._missing(arrived)
+                raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
+            if reply[1] == _ABORT:
+                raise FitAborted(self._failure())
+            got_round, worker = map(int, reply[1].split(b":"))
+            if got_round != round_:
+                raise RuntimeError(f"round {got_round} arrival while waiting for round {round_}")
+            arrived.add(worker)
+
+    def aggregate(self, round_: int) -> np.ndarray:
+        pipe = self._redis.pipeline(transaction=False)
+        if self.spec.mode == "lock_free":
+            keys = [self._key("slot", round_, w) for w in range(self.n_workers)]
+            pipe.mget(keys)
+            pipe.delete(*keys)
+            bodies, _ = pipe.execute()
+            return sum_in_worker_order([decode_array(body) for body in bodies])
+        pipe.get(self._key("acc", round_))
+        pipe.delete(self._key("acc", round_))
+        body, _ = pipe.execute()
+        return decode_array(body)
+
+    def abort(self, message: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._key("failure"), message, ex=KEY_TTL, nx=True)
+        for key in [self._key("arrivals")] + [
+            self._key("inbox", w) for w in range(1, self.n_workers)
+        ]:
+            pipe.rpush(key, _ABORT)
+            pipe.expire(key, KEY_TTL)
+        pipe.execute()
+
+    def cleanup(self) -> None:
+        keys = list(self._redis.scan_iter(match=self._prefix + "*", count=1000))
+        if keys:
+            self._redis.delete(*keys)
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def _failure(self) -> str:
+        message = self._redis.get(self._key("failure"))
+        return message.decode() if message else "the fit was aborted"

@@ -1,0 +1,121 @@
+"""Embedded state store: one SQLite database (WAL mode) in the fit's private
+temporary folder. Waits poll the database; the lock of ``mode='locked'`` is an
+immediate (write) transaction."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import numpy as np
+
+from ._base import Backoff, FitAborted, StateStore, StoreSpec, sum_in_worker_order
+from ._codec import decode_array, encode_array
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS message (round INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS slot (
+    round INTEGER NOT NULL, worker INTEGER NOT NULL, body BLOB,
+    PRIMARY KEY (round, worker));
+CREATE TABLE IF NOT EXISTS accumulator (round INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS failure (id INTEGER PRIMARY KEY, message TEXT NOT NULL);
+"""
+
+
+class SQLiteStore(StateStore):
+    """State of one fit in the SQLite file ``spec.location``."""
+
+    def __init__(self, spec: StoreSpec, create: bool = False):
+        super().__init__(spec)
+        if not create and not os.path.exists(spec.location):
+            raise FileNotFoundError(f"state database {spec.location} does not exist")
+        self._db = sqlite3.connect(
+            spec.location, timeout=spec.timeout, isolation_level=None, check_same_thread=False
+        )
+        # The state lives as long as one fit: durability buys nothing.
+        self._db.execute("PRAGMA synchronous=OFF")
+        if create:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    def publish(self, round_: int, message: bytes) -> None:
+        with self._db:
+            self._db.execute("INSERT INTO message VALUES (?, ?)", (round_, message))
+            # Everyone has read the message before last: they contributed to it.
+            self._db.execute("DELETE FROM message WHERE round < ?", (round_ - 1,))
+
+    def fetch(self, round_: int, worker: int) -> bytes:
+        row = self._poll("SELECT body FROM message WHERE round = ?", (round_,))
+        if row is None:
+            raise self._timeout_error(f"worker {worker} got no message for round {round_}")
+        return row[0]
+
+    def contribute(self, round_: int, worker: int, partial: np.ndarray) -> None:
+        if self.spec.mode == "lock_free":
+            self._db.execute(
+                "INSERT INTO slot VALUES (?, ?, ?)", (round_, worker, encode_array(partial))
+            )
+            return
+        # BEGIN IMMEDIATE takes the database's write lock, waiting at most `timeout`.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._db.execute(
+                "SELECT body FROM accumulator WHERE round = ?", (round_,)
+            ).fetchone()
+            total = partial if row is None else decode_array(row[0]) + partial
+            self._db.execute(
+                "INSERT OR REPLACE INTO accumulator VALUES (?, ?)", (round_, encode_array(total))
+            )
+            self._db.execute("INSERT INTO slot VALUES (?, ?, NULL)", (round_, worker))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def barrier(self, round_: int) -> None:
+        query = "SELECT 1 FROM (SELECT COUNT(*) AS n FROM slot WHERE round = ?) WHERE n = ?"
+        if self._poll(query, (round_, self.n_workers)) is None:
+            rows = self._db.execute("SELECT worker FROM slot WHERE round = ?", (round_,))
+            missing = self._missing({w for (w,) in rows})
+            raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
+
+    def aggregate(self, round_: int) -> np.ndarray:
+        if self.spec.mode == "lock_free":
+            rows = self._db.execute(
+                "SELECT body FROM slot WHERE round = ? ORDER BY worker", (round_,)
+            ).fetchall()
+            total = sum_in_worker_order([decode_array(body) for (body,) in rows])
+        else:
+            (body,) = self._db.execute(
+                "SELECT body FROM accumulator WHERE round = ?", (round_,)
+            ).fetchone()
+            total = decode_array(body)
+        with self._db:
+            self._db.execute("DELETE FROM slot WHERE round = ?", (round_,))
+            self._db.execute("DELETE FROM accumulator WHERE round = ?", (round_,))
+        return total
+
+    def abort(self, message: str) -> None:
+        self._db.execute("INSERT INTO failure (message) VALUES (?)", (message,))
+
+    def cleanup(self) -> None:
+        # The database file goes with the fit's temporary folder; empty it first
+        # so that a reader still attached sees nothing stale.
+        with self._db:
+            for table in ("message", "slot", "accumulator", "failure"):
+                self._db.execute(f"DELETE FROM {table}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _poll(self, query: str, args: tuple) -> tuple | None:
+        backoff = Backoff(self.timeout)
+        while True:
+            row = self._db.execute(query, args).fetchone()
+            if row is not None:
+                return row
+            failure = self._db.execute("SELECT message FROM failure ORDER BY id LIMIT 1").fetchone()
+            if failure is not None:
+                raise FitAborted(failure[0])
+            if not backoff.wait():
+                return None

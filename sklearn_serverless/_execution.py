@@ -168,7 +168,7 @@ def _collect(fexec, futures, store: StateStore, timeout: float) -> list[dict]:
         if failed_at is None and any(f.error for f in futures):
             failed_at = time.monotonic()
             store.abort("another worker failed")
-        if all(f.done for f in futures):
+        if all(_finished(f) for f in futures):
             break
         if failed_at is not None and time.monotonic() - failed_at > timeout:
             break
@@ -176,7 +176,7 @@ def _collect(fexec, futures, store: StateStore, timeout: float) -> list[dict]:
     errors = []
     results = []
     for worker, future in enumerate(futures):
-        if not future.done:
+        if not _finished(future):
             errors.append((worker, TimeoutError(f"no result within {timeout:g} s")))
             continue
         try:
@@ -189,6 +189,11 @@ def _collect(fexec, futures, store: StateStore, timeout: float) -> list[dict]:
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
         raise _named(exc, worker, len(futures)) from exc
     return results
+
+
+def _finished(future) -> bool:
+    """The worker has stopped: its status is in, result fetched or not."""
+    return future.ready or future.success or future.done
 
 
 def _named(exc: BaseException, worker: int, n_workers: int) -> BaseException:

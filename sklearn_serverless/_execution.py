@@ -74,7 +74,7 @@ def check_state_store(state_store, backend) -> None:
         )
 
 
-def lithops_config(backend) -> dict:
+def lithops_config(backend, n_workers: int = 1) -> dict:
     """The Lithops config of a fit. localhost is built here and never read
     from a file; a cloud name takes the user's Lithops config for credentials."""
     if isinstance(backend, dict):
@@ -94,6 +94,9 @@ def lithops_config(backend) -> dict:
     settings = config.setdefault("lithops", {})
     settings.update(data_limit=False, data_cleaner=False, log_level=None)
     settings.setdefault("monitoring_interval", 0.05 if is_local(backend) else 0.5)
+    if is_local(backend):
+        # Workers live for the whole fit and wait for each other: all must run at once.
+        config.setdefault(LOCALHOST, {})["worker_processes"] = n_workers
     return config
 
 
@@ -136,7 +139,7 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
         _quiet_lithops()
         from lithops import FunctionExecutor
 
-        fexec = FunctionExecutor(config=lithops_config(backend), log_level=None)
+        fexec = FunctionExecutor(config=lithops_config(backend, n_workers), log_level=None)
         with fexec:
             if local:
                 partitions = _placement.write_files(columns, n_workers, folder)
@@ -149,7 +152,8 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                 WorkerTask(i, algorithm, params, partitions[i], spec, n_threads)
                 for i in range(n_workers)
             ]
-            futures = fexec.map(run_worker, [(task,) for task in tasks])
+            # chunksize=1: one call per worker, never two workers in one sequential chunk.
+            futures = fexec.map(run_worker, [(task,) for task in tasks], chunksize=1)
             results = _collect(fexec, futures, store, timeout)
     finally:
         _release(store, fexec, futures, partitions, folder)

@@ -1,0 +1,150 @@
+"""Shared fixtures: a real ``redis-server`` on a free loopback port, and
+checks that a fit left nothing behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+#: Set by .ci/run: a missing redis-server is then a failure, not a skip.
+REQUIRE_REDIS = os.environ.get("SKLEARN_SERVERLESS_REQUIRE_REDIS") == "1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A ``redis-server`` process of our own, without persistence."""
+
+    def __init__(self, binary: str):
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        self.client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+
+    def keys(self) -> list[bytes]:
+        return list(self.client.scan_iter(count=1000))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.client.close()
+
+
+def _start_redis() -> RedisServer:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if REQUIRE_REDIS:
+            pytest.fail("redis-server is not installed (SKLEARN_SERVERLESS_REQUIRE_REDIS=1)")
+        pytest.skip("redis-server is not installed")
+    return RedisServer(binary)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One server for the whole session; tests check it holds no keys after."""
+    server = _start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis():
+    """A server for one test, which may stop it."""
+    server = _start_redis()
+    yield server
+    server.stop()
+
+
+def _lithops_job_files() -> set[str]:
+    root = os.path.join(tempfile.gettempdir(), "lithops-root")
+    found = set()
+    for sub in ("jobs", "logs", os.path.join("storage")):
+        base = os.path.join(root, sub)
+        for dirpath, _, files in os.walk(base):
+            if "runtimes" in dirpath:
+                continue
+            found.update(os.path.join(dirpath, name) for name in files)
+    return found
+
+
+def _scratch_folders() -> set[str]:
+    found = set()
+    for base in ("/dev/shm", tempfile.gettempdir()):
+        if os.path.isdir(base):
+            found.update(
+                os.path.join(base, name) for name in os.listdir(base)
+                if name.startswith("sklearn-serverless-")
+            )
+    return found
+
+
+def _worker_processes() -> set[int]:
+    """Child processes of this test process (Lithops' localhost workers)."""
+    children = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    if b"redis-server" in cmdline.read():
+                        continue
+            except OSError:
+                continue
+            children.add(int(pid))
+    return children
+
+
+@pytest.fixture
+def leaves_nothing():
+    """Asserts that the test's fits left no temp folder, Lithops job file or
+    worker process behind (Redis keys are checked by the tests themselves)."""
+    files, folders = _lithops_job_files(), _scratch_folders()
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        left = {
+            "lithops files": sorted(_lithops_job_files() - files),
+            "temp folders": sorted(_scratch_folders() - folders),
+            "processes": sorted(_worker_processes()),
+        }
+        if not any(left.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not any(left.values()), left

@@ -198,7 +198,6 @@ def coordinate(rounds: Rounds, params: dict) -> dict:
     for run, init in enumerate(params["inits"]):
         centers = np.array(init, copy=True)
         k, d = centers.shape
-        strict = False
         for i in range(max_iter):
             total = rounds(LLOYD, centers, flags=(keep, i == 0, verbose > 0))
             keep = 0
@@ -215,7 +214,6 @@ def coordinate(rounds: Rounds, params: dict) -> dict:
             if verbose:
                 log.append(f"Iteration {i}, inertia {inertia}.")
             if changed == 0:
-                strict = True
                 if verbose:
                     log.append(f"Converged at iteration {i}: strict convergence.")
                 break
@@ -226,7 +224,6 @@ def coordinate(rounds: Rounds, params: dict) -> dict:
                     )
                 break
         inertia = float(rounds(FINAL, centers)[0])
-        del strict
         if best is None or inertia < best["inertia"]:
             best = {"centers": centers, "inertia": inertia, "n_iter": i + 1, "run": run}
             keep = 1

@@ -5,15 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-$(VENV)/.bench: $(VENV)/.bench
+$(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 

@@ -101,7 +101,7 @@ def loss_gradient_sum(X, y: np.ndarray, sample_weight: np.ndarray, coef: np.ndar
 
 
 def pointwise_hessian(raw: np.ndarray, sample_weight: np.ndarray) -> list[list[np.ndarray]]:
-    """Weighted pointwise Hessian: ``h[k][l]`` (l >= k) is the (n_rows,) weight of
+    """Weighted pointwise Hessian: ``h[k][j]`` (l >= k) is the (n_rows,) weight of
     the (k, l) class block. Binary: ``p (1 - p)`` as ``e / (1 + e)^2``,
     ``e = exp(-|r|)`` (no underflow to 0 before |r| ~ 700). Multiclass:
     ``p_k delta_kl - p_k p_l``."""
@@ -115,8 +115,8 @@ def pointwise_hessian(raw: np.ndarray, sample_weight: np.ndarray) -> list[list[n
     for k in range(m):
         sp_k = sample_weight * proba[:, k]
         h[k][k] = sp_k * (1.0 - proba[:, k])
-        for l in range(k + 1, m):
-            h[k][l] = -sp_k * proba[:, l]
+        for j in range(k + 1, m):
+            h[k][j] = -sp_k * proba[:, j]
     return h
 
 
@@ -146,8 +146,8 @@ def hessian_sum(X, h: list[list[np.ndarray]], fit_intercept: bool) -> np.ndarray
     H = np.zeros((d, m, d, m))
     if sp.issparse(X):
         for k in range(m):
-            for l in range(k, m):
-                H[:, k, :, l] = _sandwich_sparse(X, h[k][l], fit_intercept)
+            for j in range(k, m):
+                H[:, k, :, j] = _sandwich_sparse(X, h[k][j], fit_intercept)
     else:
         Xb = np.ones((min(_HESSIAN_BLOCK, n), d), dtype=X.dtype)
         acc = [np.zeros((d, (m - k) * d)) for k in range(m)]
@@ -157,16 +157,16 @@ def hessian_sum(X, h: list[list[np.ndarray]], fit_intercept: bool) -> np.ndarray
             rows[:, :p] = X[start:stop]
             for k in range(m):
                 scaled = np.hstack([
-                    h[k][l][start:stop, None].astype(X.dtype, copy=False) * rows
-                    for l in range(k, m)
+                    h[k][j][start:stop, None].astype(X.dtype, copy=False) * rows
+                    for j in range(k, m)
                 ])
                 acc[k] += rows.T @ scaled
         for k in range(m):
-            for l in range(k, m):
-                H[:, k, :, l] = acc[k][:, (l - k) * d:(l - k + 1) * d]
+            for j in range(k, m):
+                H[:, k, :, j] = acc[k][:, (j - k) * d:(j - k + 1) * d]
     for k in range(m):
-        for l in range(k + 1, m):
-            H[:, l, :, k] = H[:, k, :, l].T
+        for j in range(k + 1, m):
+            H[:, j, :, k] = H[:, k, :, j].T
     return H.ravel()
 
 

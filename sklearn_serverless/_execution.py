@@ -126,7 +126,7 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
     n_workers = max(1, min(n_workers, n_samples))
     local = is_local(backend)
     n_threads = max(1, (os.cpu_count() or 1) // n_workers) if local else None
-    folder = tempfile.mkdtemp(prefix="sklearn-serverless-", dir=_scratch_dir(columns))
+    folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-{os.getpid()}-", dir=_scratch_dir(columns))
     namespace = uuid.uuid4().hex
     if state_store is None:
         spec = StoreSpec("sqlite", os.path.join(folder, "state.db"), namespace, n_workers,
@@ -171,7 +171,7 @@ def _collect(fexec, futures, store: StateStore, timeout: float) -> list[dict]:
         fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
         if failed_at is None and any(f.error for f in futures):
             failed_at = time.monotonic()
-            store.abort("another worker failed")
+            _best_effort(store.abort, "another worker failed")
         if all(_finished(f) for f in futures):
             break
         if failed_at is not None and time.monotonic() - failed_at > timeout:
@@ -220,10 +220,16 @@ def _release(store, fexec, futures, partitions, folder: str) -> None:
         steps.append(lambda: _delete_lithops_job(fexec))
     steps.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     for step in steps:
-        try:
-            step()
-        except Exception:  # noqa: BLE001 - best effort; keys also expire
-            logging.getLogger(__name__).debug("cleanup step failed", exc_info=True)
+        _best_effort(step)
+
+
+def _best_effort(step, *args) -> None:
+    """Run a cleanup or wake-up step whose failure must not hide the fit's
+    own error (the store may be the thing that failed; keys also expire)."""
+    try:
+        step(*args)
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).debug("best-effort step failed", exc_info=True)
 
 
 def _delete_lithops_job(fexec) -> None:

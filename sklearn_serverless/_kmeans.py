@@ -251,13 +251,17 @@ class ServerlessKMeans(
                              dtype=[np.float64, np.float32], order="C",
                              accept_large_sparse=False)
 
-    def predict(self, X):
+    def predict(self, X, sample_weight=None):
         """Index of the closest cluster centre for each sample in X.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             New data to predict.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Checked but unused: a point's closest centre does not depend on
+            its weight (accepted for code written for older KMeans).
 
         Returns
         -------
@@ -266,6 +270,7 @@ class ServerlessKMeans(
         """
         check_is_fitted(self)
         X = self._check_test_data(X)
+        _check_sample_weight(sample_weight, X, dtype=X.dtype)
         ones = np.ones(X.shape[0], dtype=X.dtype)
         return labels_inertia(X, ones, self.cluster_centers_.astype(X.dtype, copy=False))[0]
 

@@ -87,6 +87,11 @@ def private_redis():
 
 
 def _lithops_job_files() -> set[str]:
+    """Files of this process's Lithops session (other processes may be
+    running fits of their own)."""
+    from lithops.constants import SESSION_ID_ENV
+
+    session = os.environ.get(SESSION_ID_ENV, "")
     root = os.path.join(tempfile.gettempdir(), "lithops-root")
     found = set()
     for sub in ("jobs", "logs", os.path.join("storage")):
@@ -94,7 +99,10 @@ def _lithops_job_files() -> set[str]:
         for dirpath, _, files in os.walk(base):
             if "runtimes" in dirpath:
                 continue
-            found.update(os.path.join(dirpath, name) for name in files)
+            found.update(
+                os.path.join(dirpath, name) for name in files
+                if session and session in os.path.join(dirpath, name)
+            )
     return found
 
 
@@ -104,7 +112,7 @@ def _scratch_folders() -> set[str]:
         if os.path.isdir(base):
             found.update(
                 os.path.join(base, name) for name in os.listdir(base)
-                if name.startswith("sklearn-serverless-")
+                if name.startswith(f"sklearn-serverless-{os.getpid()}-")
             )
     return found
 

@@ -53,7 +53,10 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
     except FitAborted:
         raise
     except BaseException as exc:
-        store.abort(f"worker {task.worker} failed: {type(exc).__name__}: {exc}")
+        try:  # wake the others; the store itself may be what failed
+            store.abort(f"worker {task.worker} failed: {type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
         raise
     finally:
         store.close()

@@ -1,0 +1,355 @@
+"""ServerlessKMeans against scikit-learn's KMeans: same numbers, same API,
+same errors, and faults that end promptly with nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_serverless import ServerlessKMeans
+
+# sklearn's own KMeans fails these two: random init is not weight-equivalent.
+KMEANS_EXPECTED_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data": "random init, as sklearn's KMeans",
+    "check_sample_weight_equivalence_on_sparse_data": "random init, as sklearn's KMeans",
+}
+
+
+@parametrize_with_checks(
+    [ServerlessKMeans(n_workers=2, state_mode=mode) for mode in ("lock_free", "locked")],
+    expected_failed_checks=lambda estimator: KMEANS_EXPECTED_FAILURES,
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, _ = make_blobs(2003, 6, centers=5, cluster_std=2.5, random_state=0)
+    return X, X[[0, 400, 800, 1200, 1600]].copy()
+
+
+def _assert_same_model(model, reference, rtol=1e-10):
+    np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_, rtol=rtol)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    assert model.labels_.dtype == np.int32
+    assert model.n_iter_ == reference.n_iter_
+    assert model.inertia_ == pytest.approx(reference.inertia_, rel=rtol)
+
+
+@pytest.mark.parametrize("n_workers", [1, 2, 5])
+@pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
+def test_same_model_as_sklearn_sqlite(blobs, n_workers, state_mode, leaves_nothing):
+    X, init = blobs
+    reference = KMeans(5, init=init, n_init=1, tol=0).fit(X)
+    model = ServerlessKMeans(5, init=init, tol=0, n_workers=n_workers,
+                             state_mode=state_mode).fit(X)
+    _assert_same_model(model, reference)
+    assert model.n_workers_ == n_workers
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("n_workers", [1, 2, 5])
+@pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
+def test_same_model_as_sklearn_redis(blobs, redis_server, n_workers, state_mode,
+                                     leaves_nothing):
+    X, init = blobs
+    reference = KMeans(5, init=init, n_init=1, tol=0).fit(X)
+    model = ServerlessKMeans(5, init=init, tol=0, n_workers=n_workers, state_mode=state_mode,
+                             state_store=redis_server.url).fit(X)
+    _assert_same_model(model, reference)
+    assert redis_server.keys() == []
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+@pytest.mark.parametrize("data", ["dense", "float32", "sparse"])
+def test_inits_weights_and_formats_as_sklearn(init, data):
+    X, _ = make_blobs(1500, 5, centers=4, random_state=1)
+    if data == "float32":
+        X = X.astype(np.float32)
+    elif data == "sparse":
+        X = sp.csr_matrix(np.where(np.abs(X) < 3, 0, X))
+    weights = np.random.RandomState(0).uniform(0.5, 2, X.shape[0])
+    params = dict(init=init, n_init=3, random_state=7, tol=1e-4)
+    reference = KMeans(4, **params).fit(X, sample_weight=weights)
+    model = ServerlessKMeans(4, n_workers=3, **params).fit(X, sample_weight=weights)
+    assert model.cluster_centers_.dtype == reference.cluster_centers_.dtype
+    rtol = 1e-4 if data == "float32" else 1e-10
+    _assert_same_model(model, reference, rtol=rtol)
+    np.testing.assert_array_equal(model.predict(X), reference.predict(X))
+    assert model.score(X, sample_weight=weights) == pytest.approx(
+        reference.score(X, sample_weight=weights), rel=rtol)
+    np.testing.assert_allclose(model.transform(X), reference.transform(X), rtol=rtol,
+                               atol=1e-6)
+
+
+def test_empty_cluster_relocated_as_sklearn(blobs):
+    X, init = blobs
+    init = init.copy()
+    init[2] = 1e3  # no point is closest to it: sklearn relocates it to the farthest point
+    reference = KMeans(5, init=init, n_init=1, tol=0).fit(X)
+    model = ServerlessKMeans(5, init=init, tol=0, n_workers=3).fit(X)
+    _assert_same_model(model, reference)
+
+
+def test_relative_tol_and_max_iter_as_sklearn(blobs):
+    X, init = blobs
+    for params in (dict(tol=1e-2), dict(tol=0, max_iter=2)):
+        reference = KMeans(5, init=init, n_init=1, **params).fit(X)
+        model = ServerlessKMeans(5, init=init, n_workers=2, **params).fit(X)
+        _assert_same_model(model, reference)
+
+
+def test_fit_predict_fit_transform_and_feature_names(blobs):
+    X, init = blobs
+    model = ServerlessKMeans(5, init=init, n_workers=2)
+    labels = model.fit_predict(X)
+    np.testing.assert_array_equal(labels, model.labels_)
+    np.testing.assert_allclose(model.fit_transform(X), model.transform(X))
+    assert list(model.get_feature_names_out()) == [f"serverlesskmeans{i}" for i in range(5)]
+
+
+def test_timings_record_each_round(blobs):
+    X, init = blobs
+    model = ServerlessKMeans(5, init=init, tol=0, n_workers=2).fit(X)
+    timings = model.timings_
+    # One round per Lloyd iteration plus the final E-step.
+    assert timings["n_rounds"] == model.n_iter_ + 1
+    for phase in ("compute", "publish", "barrier", "aggregate"):
+        assert timings[phase].shape == (model.n_iter_ + 1, 2)
+        assert (timings[phase] >= 0).all()
+    assert (timings["compute"].sum(axis=0) > 0).all()
+    assert timings["load"].shape == (2,)
+    assert 0 < timings["compute"].sum() < timings["fit"]
+
+
+def test_verbose_reports_each_iteration(blobs, capsys):
+    X, init = blobs
+    model = ServerlessKMeans(5, init=init, tol=0, n_workers=2, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert out.count("Iteration ") == model.n_iter_
+    assert "strict convergence" in out
+
+
+def test_duplicate_points_warn_as_sklearn():
+    X = np.repeat([[0.0, 0.0], [1.0, 1.0]], 50, axis=0)
+    with pytest.warns(ConvergenceWarning, match="Number of distinct clusters"):
+        ServerlessKMeans(3, n_workers=2, random_state=0).fit(X)
+
+
+# drop-in -------------------------------------------------------------------------------
+
+
+def test_pipeline_grid_search_clone_pickle(blobs):
+    X, _ = blobs
+    pipeline = make_pipeline(StandardScaler(), ServerlessKMeans(n_workers=2, random_state=0))
+    search = GridSearchCV(pipeline, {"serverlesskmeans__n_clusters": [2, 5]}, cv=2)
+    search.fit(X)
+    # Inertia falls with more clusters, so the score (minus inertia) picks 5.
+    assert search.best_params_ == {"serverlesskmeans__n_clusters": 5}
+
+    model = ServerlessKMeans(5, n_workers=2, random_state=0).fit(X)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert not hasattr(copy, "cluster_centers_")
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+    np.testing.assert_array_equal(restored.cluster_centers_, model.cluster_centers_)
+
+
+# bad input: sklearn's errors, before any worker is launched -----------------------------
+
+
+@pytest.fixture
+def no_workers(monkeypatch):
+    """Fails the test if a fit gets as far as launching workers."""
+    import sklearn_serverless._base as base
+
+    def launched(*args, **kwargs):
+        raise AssertionError("workers were launched")
+
+    monkeypatch.setattr(base, "run_distributed", launched)
+
+
+@pytest.mark.parametrize("X, match", [
+    (np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 2.0]]), "NaN"),
+    (np.array([[0.0, np.inf], [1.0, 1.0], [2.0, 2.0]]), "infinity"),
+    (np.empty((0, 2)), "0 sample"),
+    (np.arange(5.0), "Expected 2D array"),
+])
+def test_bad_input_raises_like_sklearn(X, match, no_workers):
+    with pytest.raises(ValueError, match=match):
+        KMeans(2).fit(X)
+    with pytest.raises(ValueError, match=match):
+        ServerlessKMeans(2).fit(X)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(n_clusters=10), "n_samples=5 should be >= n_clusters=10"),
+    (dict(state_mode="sometimes"), "state_mode"),
+    (dict(backend="my_laptop"), "backend"),
+    (dict(n_workers=0), "n_workers"),
+    (dict(timeout=-1), "timeout"),
+    (dict(backend="aws_lambda"), "needs a shared state store"),
+    (dict(state_store="postgres://db"), "redis URL"),
+    (dict(init=np.zeros((3, 2))), "does not match"),
+])
+def test_bad_parameters_raise_before_launch(params, match, no_workers):
+    X = np.arange(10.0).reshape(5, 2)
+    with pytest.raises(ValueError, match=match):
+        ServerlessKMeans(**{"n_clusters": 2, **params}).fit(X)
+
+
+def test_wrong_width_at_predict(blobs):
+    X, init = blobs
+    model = ServerlessKMeans(5, init=init, n_workers=1).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        model.predict(X[:, :3])
+    with pytest.raises(ValueError, match="features"):
+        model.transform(X[:, :3])
+
+
+# faults: a clear error within the timeout, nothing left behind -------------------------
+
+
+def test_raising_worker_names_itself(blobs, monkeypatch, leaves_nothing):
+    X, init = blobs
+    monkeypatch.setenv("SKLEARN_SERVERLESS_FAIL_WORKER", "1")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="worker 1 of 3 failed: injected failure"):
+        ServerlessKMeans(5, init=init, n_workers=3, timeout=30).fit(X)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.redis
+def test_raising_worker_leaves_no_redis_key(blobs, redis_server, monkeypatch, leaves_nothing):
+    X, init = blobs
+    monkeypatch.setenv("SKLEARN_SERVERLESS_FAIL_WORKER", "0")
+    with pytest.raises(RuntimeError, match="worker 0 of 2 failed"):
+        ServerlessKMeans(5, init=init, n_workers=2, state_store=redis_server.url,
+                         state_mode="locked", timeout=30).fit(X)
+    assert redis_server.keys() == []
+
+
+def _worker_pids(root: int) -> list[int]:
+    """Processes running the workers' function: Lithops localhost runs a
+    runner, one pool process per worker, and the call in a child of each."""
+    children: dict[int, list[int]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(parent, []).append(int(pid))
+    level = [root]
+    for _ in range(3):
+        level = [child for pid in level for child in children.get(pid, [])]
+    return level
+
+
+def _fit_in_thread(model, X):
+    outcome = {}
+
+    def fit():
+        try:
+            model.fit(X)
+        except BaseException as exc:  # noqa: BLE001 - examined by the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.fixture(scope="module")
+def long_fit_data():
+    X, _ = make_blobs(300_000, 20, centers=50, cluster_std=8, random_state=0)
+    return X, X[:50].copy()
+
+
+@pytest.mark.parametrize("state_store", ["sqlite", "redis"])
+def test_killed_worker_fails_within_timeout(long_fit_data, state_store, request,
+                                            leaves_nothing):
+    X, init = long_fit_data
+    url = request.getfixturevalue("redis_server").url if state_store == "redis" else None
+    model = ServerlessKMeans(50, init=init, tol=0, max_iter=10_000, n_workers=2,
+                             state_store=url, timeout=20)
+    thread, outcome = _fit_in_thread(model, X)
+    deadline = time.monotonic() + 30
+    while len(_worker_pids(os.getpid())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the Lloyd iterations
+    victims = _worker_pids(os.getpid())
+    assert len(victims) == 2, victims
+    killed_at = time.monotonic()
+    os.kill(max(victims), signal.SIGKILL)
+    thread.join(30)
+    assert not thread.is_alive()
+    assert time.monotonic() - killed_at < 20
+    error = outcome["error"]
+    assert "worker" in str(error) and "failed" in str(error)
+    if url:
+        assert request.getfixturevalue("redis_server").keys() == []
+
+
+@pytest.mark.redis
+def test_redis_stopped_mid_fit(long_fit_data, private_redis, leaves_nothing):
+    X, init = long_fit_data
+    model = ServerlessKMeans(50, init=init, tol=0, max_iter=10_000, n_workers=2,
+                             state_store=private_redis.url, timeout=20)
+    thread, outcome = _fit_in_thread(model, X)
+    deadline = time.monotonic() + 30
+    while len(_worker_pids(os.getpid())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    stopped_at = time.monotonic()
+    private_redis.stop()
+    thread.join(40)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 25
+    assert "worker" in str(outcome["error"]) or "Redis" in str(outcome["error"])
+
+
+def test_unreachable_redis_fails_before_launch(blobs, leaves_nothing):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    X, init = blobs
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        ServerlessKMeans(5, init=init, state_store=f"redis://127.0.0.1:{port}/0").fit(X)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.redis
+def test_two_fits_at_once_on_one_redis(blobs, redis_server):
+    X, init = blobs
+    reference = KMeans(5, init=init, n_init=1, tol=0).fit(X)
+    models = [ServerlessKMeans(5, init=init, tol=0, n_workers=2, state_mode=mode,
+                               state_store=redis_server.url)
+              for mode in ("lock_free", "locked")]
+    runs = [_fit_in_thread(model, X) for model in models]
+    for thread, outcome in runs:
+        thread.join(60)
+        assert "error" not in outcome, outcome
+    for model in models:
+        _assert_same_model(model, reference)
+    assert redis_server.keys() == []

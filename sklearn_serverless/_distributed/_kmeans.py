@@ -31,36 +31,55 @@ def _blocks(n_rows: int, block: int):
         yield start, min(start + block, n_rows)
 
 
+def with_ones_column(X: np.ndarray) -> np.ndarray:
+    """``[X, 1]``: with the model ``[C, -||c||^2 / 2]`` one GEMM gives the
+    scores, and the per-cluster sums of this column are the cluster weights."""
+    augmented = np.empty((X.shape[0], X.shape[1] + 1), dtype=X.dtype)
+    augmented[:, :-1] = X
+    augmented[:, -1] = 1
+    return augmented
+
+
 def assign(X, centers: np.ndarray, sample_weight: np.ndarray, labels: np.ndarray,
-           sums: np.ndarray | None = None, block: int | None = None) -> np.ndarray:
+           sums: np.ndarray | None = None, block: int | None = None,
+           augmented: bool = False, best: bool = True) -> np.ndarray | None:
     """Label every row of ``X`` with its nearest centre (into ``labels``) and,
     when ``sums`` is given, add the weighted rows into their cluster's sum.
 
-    Returns ``max_c(x.c - ||c||^2 / 2)`` per row: the scaled form of sklearn's
-    ``min_c(||c||^2 - 2 x.c)``. Scaling by 2 is exact, so the decisions are
-    sklearn's; ``||x||^2 - 2 * best`` is the squared distance.
+    ``augmented`` means ``X`` is dense and ends with a column of ones (see
+    :func:`with_ones_column`); ``sums`` then has that column too.
+
+    Returns ``max_c(x.c - ||c||^2 / 2)`` per row (when ``best``): the scaled
+    form of sklearn's ``min_c(||c||^2 - 2 x.c)``. Scaling by 2 is exact, so
+    the decisions are sklearn's; ``||x||^2 - 2 * best`` is the squared distance.
     """
     sparse = sp.issparse(X)
     block = block or block_size(centers.shape[0])
     half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
     k = centers.shape[0]
-    best = np.empty(X.shape[0], dtype=centers.dtype)
+    if augmented:
+        model_t = np.ascontiguousarray(np.hstack([centers, -half_sq[:, None]]).T)
+    else:
+        model_t = np.ascontiguousarray(centers.T)
+    scores_of = np.empty(X.shape[0], dtype=centers.dtype) if best else None
     for start, stop in _blocks(X.shape[0], block):
         rows = X[start:stop]
-        scores = np.asarray(rows @ centers.T) if sparse else rows @ centers.T
-        scores -= half_sq
+        scores = np.asarray(rows @ model_t) if sparse else rows @ model_t
+        if not augmented:
+            scores -= half_sq
         block_labels = scores.argmax(axis=1)
         labels[start:stop] = block_labels
-        best[start:stop] = np.take_along_axis(scores, block_labels[:, None], 1)[:, 0]
-        if sums is not None:
-            # A (k, rows) one-hot matrix of weights: the sums are one sparse product.
-            one_hot = sp.csc_matrix(
-                (sample_weight[start:stop], block_labels, np.arange(stop - start + 1)),
-                shape=(k, stop - start),
-            )
-            block_sums = one_hot @ rows
-            sums += block_sums.toarray() if sp.issparse(block_sums) else block_sums
-    return best
+        if best:
+            scores_of[start:stop] = np.take_along_axis(scores, block_labels[:, None], 1)[:, 0]
+    if sums is not None:
+        # A (k, n) one-hot matrix of weights: the sums are one sparse product,
+        # one pass over X (per block, building the matrix cost more than the product).
+        one_hot = sp.csc_matrix(
+            (sample_weight, labels, np.arange(X.shape[0] + 1)), shape=(k, X.shape[0])
+        )
+        totals = one_hot @ X
+        sums += totals.toarray() if sp.issparse(totals) else totals
+    return scores_of
 
 
 def labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
@@ -85,8 +104,11 @@ class Worker:
     """One partition's side of Lloyd's algorithm."""
 
     def __init__(self, data: dict, params: dict, worker: int, n_workers: int):
-        self.X = data["X"]
-        self.sparse = sp.issparse(self.X)
+        self.sparse = sp.issparse(data["X"])
+        # Dense rows carry a column of ones: scores and cluster weights come
+        # out of the same two products as the distances and the sums.
+        self.X_ones = None if self.sparse else with_ones_column(data["X"])
+        self.X = data["X"] if self.sparse else self.X_ones[:, :-1]
         self.sample_weight = data["sample_weight"]
         self.worker, self.n_workers = worker, n_workers
         n = self.X.shape[0]
@@ -128,9 +150,16 @@ class Worker:
             self.previous[:] = -1
         else:
             self.previous, self.labels = self.labels, self.previous
-        sums = np.zeros((k, d), dtype=np.float64)
-        best = assign(self.X, centers, self.sample_weight, self.labels, sums, self.block)
-        weights = np.bincount(self.labels, weights=self.sample_weight, minlength=k)
+        if self.sparse:
+            sums = np.zeros((k, d), dtype=np.float64)
+            best = assign(self.X, centers, self.sample_weight, self.labels, sums, self.block,
+                          best=inertia)
+            weights = np.bincount(self.labels, weights=self.sample_weight, minlength=k)
+        else:
+            sums = np.zeros((k, d + 1), dtype=np.float64)
+            best = assign(self.X_ones, centers, self.sample_weight, self.labels, sums,
+                          self.block, augmented=True, best=inertia)
+            sums, weights = sums[:, :-1], sums[:, -1]
         changed = np.count_nonzero(self.labels != self.previous)
         total = 0.0
         if inertia:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import shutil
 import socket
@@ -97,9 +98,9 @@ def run(n_samples: int = 1_000_000, n_features: int = 50, n_clusters: int = 20,
         stores = [("sqlite", None)] + ([("redis", redis_url)] if redis_url else [])
         for store, url in stores:
             for mode in ("lock_free", "locked"):
-                model = measure(f"ServerlessKMeans {mode} {store}", lambda: ServerlessKMeans(
-                    n_clusters, n_workers=n_workers, state_mode=mode, state_store=url,
-                    **common))
+                model = measure(f"ServerlessKMeans {mode} {store}", functools.partial(
+                    ServerlessKMeans, n_clusters, n_workers=n_workers, state_mode=mode,
+                    state_store=url, **common))
                 gap = np.abs(model.cluster_centers_ - reference.cluster_centers_).max()
                 rows[-1]["max_center_diff"] = float(gap)
                 rows[-1]["ratio_to_sklearn"] = rows[-1]["fit_s"] / rows[0]["fit_s"]

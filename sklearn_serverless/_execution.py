@@ -126,7 +126,8 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
     n_workers = max(1, min(n_workers, n_samples))
     local = is_local(backend)
     n_threads = max(1, (os.cpu_count() or 1) // n_workers) if local else None
-    folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-{os.getpid()}-", dir=_scratch_dir(columns))
+    folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-{os.getpid()}-",
+                              dir=_scratch_dir(columns))
     namespace = uuid.uuid4().hex
     if state_store is None:
         spec = StoreSpec("sqlite", os.path.join(folder, "state.db"), namespace, n_workers,

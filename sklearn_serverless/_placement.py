@@ -43,7 +43,7 @@ class Partition:
 def row_bounds(n_samples: int, n_workers: int) -> list[tuple[int, int]]:
     """Contiguous, near-equal row ranges, one per worker."""
     edges = np.linspace(0, n_samples, n_workers + 1).round().astype(int)
-    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
 
 
 def _is_sparse(array) -> bool:

@@ -210,7 +210,7 @@ def _relocate_empty(rounds: Rounds, centers, sums, weights, empty) -> None:
     candidates = rounds(FARTHEST, centers, flags=(n_empty,)).reshape(-1, d + 3)
     candidates = candidates[candidates[:, 0] >= 0]
     order = np.argsort(-candidates[:, 0], kind="stable")[:n_empty]
-    for new_cluster, row in zip(empty, candidates[order]):
+    for new_cluster, row in zip(empty, candidates[order], strict=False):
         weight, old_cluster, x = row[1], int(row[2]), row[3:]
         sums[old_cluster] -= x * weight
         sums[new_cluster] = x * weight

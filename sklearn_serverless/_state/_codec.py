@@ -19,7 +19,7 @@ def encode_arrays(arrays: list[np.ndarray]) -> bytes:
     buf = io.BytesIO()
     buf.write(_COUNT.pack(len(arrays)))
     for array in arrays:
-        np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+        np.lib.format.write_array(buf, np.asarray(array), allow_pickle=False)
     return buf.getvalue()
 
 

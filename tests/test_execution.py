@@ -1,0 +1,78 @@
+"""The execution layer: backend resolution, the localhost config, worker
+imports, and what a fit leaves behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from sklearn_serverless import ServerlessKMeans
+from sklearn_serverless._execution import (
+    check_backend,
+    default_n_workers,
+    lithops_config,
+)
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="aws_lambda") as info:
+        check_backend("my_cluster")
+    assert "localhost" in str(info.value) and "k8s" in str(info.value)
+    with pytest.raises(ValueError, match="complete Lithops config"):
+        check_backend({"localhost": {}})
+
+
+def test_localhost_config_is_built_in_code():
+    config = lithops_config("localhost", n_workers=3)
+    assert config["lithops"]["backend"] == "localhost"
+    assert config["lithops"]["storage"] == "localhost"
+    assert config["localhost"]["runtime"] == sys.executable
+    assert config["localhost"]["version"] == 1
+    assert config["localhost"]["worker_processes"] == 3
+    assert config["lithops"]["data_limit"] is False
+    assert config["lithops"]["data_cleaner"] is False
+
+
+def test_default_n_workers_keeps_a_useful_share_of_rows():
+    assert default_n_workers("localhost", 100) == 1
+    assert default_n_workers("localhost", 10**9) >= 1
+    assert default_n_workers("aws_lambda", 10**9) == 64
+    assert default_n_workers("aws_lambda", 100_000) == 5
+
+
+def test_a_user_lithops_config_file_does_not_change_localhost(tmp_path, monkeypatch,
+                                                              leaves_nothing):
+    bogus = tmp_path / "lithops.yaml"
+    bogus.write_text("lithops:\n    backend: aws_lambda\n    storage: aws_s3\n")
+    monkeypatch.setenv("LITHOPS_CONFIG_FILE", str(bogus))
+    X, _ = make_blobs(500, 3, centers=3, random_state=0)
+    model = ServerlessKMeans(3, n_workers=2, random_state=0).fit(X)
+    assert model.n_workers_ == 2
+
+
+def test_backend_as_a_config_dict(leaves_nothing):
+    X, _ = make_blobs(500, 3, centers=3, random_state=0)
+    config = {"lithops": {"backend": "localhost", "storage": "localhost"},
+              "localhost": {"runtime": sys.executable, "version": 1}}
+    model = ServerlessKMeans(3, n_workers=2, random_state=0, backend=config).fit(X)
+    reference = ServerlessKMeans(3, n_workers=2, random_state=0).fit(X)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+
+
+def test_worker_modules_do_not_import_sklearn():
+    code = (
+        "import sys\n"
+        "import sklearn_serverless._distributed._runtime, sklearn_serverless._distributed._kmeans\n"
+        "import sklearn_serverless._state._sqlite, sklearn_serverless._state._redis\n"
+        "import sklearn_serverless._placement\n"
+        "try:\n"
+        "    import sklearn_serverless._distributed._logistic\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'sklearn'], 'sklearn imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,208 @@
+"""The state stores, directly: rounds, worker-order sums, timeouts, aborts,
+cleanup and the no-pickle rule, on SQLite and on a real redis-server."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from sklearn_serverless._state import KEY_TTL, FitAborted, StoreSpec, open_store
+from sklearn_serverless._state._base import sum_in_worker_order
+from sklearn_serverless._state._codec import decode_arrays, encode_arrays
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_location(request, tmp_path):
+    if request.param == "sqlite":
+        return "sqlite", str(tmp_path / "state.db"), None
+    server = request.getfixturevalue("redis_server")
+    return "redis", server.url, server
+
+
+def _spec(location, n_workers=3, mode="lock_free", timeout=10.0):
+    kind, where, _ = location
+    return StoreSpec(kind, where, uuid.uuid4().hex, n_workers, mode, timeout)
+
+
+def _run_round(spec, parts, message=b"model"):
+    """Worker 0 publishes and aggregates; workers 1.. fetch and contribute
+    from threads (each with its own connection, as separate processes have)."""
+    driver = open_store(spec, create=True)
+    stores = [open_store(spec) for _ in parts]
+    fetched = {}
+
+    def follow(worker):
+        fetched[worker] = stores[worker].fetch(0, worker)
+        stores[worker].contribute(0, worker, parts[worker])
+
+    threads = [threading.Thread(target=follow, args=(w,)) for w in range(1, len(parts))]
+    for thread in threads:
+        thread.start()
+    stores[0].publish(0, message)
+    stores[0].contribute(0, 0, parts[0])
+    stores[0].barrier(0)
+    total = stores[0].aggregate(0)
+    for thread in threads:
+        thread.join(10)
+    for store in stores:
+        store.close()
+    return driver, total, fetched
+
+
+@pytest.mark.parametrize("mode", ["lock_free", "locked"])
+def test_a_round_sums_every_worker(store_location, mode):
+    rng = np.random.RandomState(0)
+    parts = [rng.randn(1000) * 10.0 ** rng.randint(-8, 8, 1000) for _ in range(3)]
+    spec = _spec(store_location, mode=mode)
+    driver, total, fetched = _run_round(spec, parts)
+    assert fetched == {1: b"model", 2: b"model"}
+    if mode == "lock_free":
+        # Reduced in worker order: bit for bit the same whatever the arrival order.
+        np.testing.assert_array_equal(total, sum_in_worker_order(parts))
+    else:
+        np.testing.assert_allclose(total, parts[0] + parts[1] + parts[2], rtol=1e-12)
+    driver.cleanup()
+    driver.close()
+    _assert_clean(store_location, spec)
+
+
+def _assert_clean(location, spec):
+    kind, where, server = location
+    if kind == "redis":
+        assert [k for k in server.keys() if spec.namespace.encode() in k] == []
+
+
+def test_redis_keys_expire_and_cleanup_deletes_them(redis_server):
+    location = ("redis", redis_server.url, redis_server)
+    spec = _spec(location, n_workers=1)
+    driver = open_store(spec, create=True)
+    worker = open_store(spec)
+    worker.publish(0, b"m")
+    worker.contribute(0, 0, np.ones(4))
+    keys = [k for k in redis_server.keys() if spec.namespace.encode() in k]
+    assert keys
+    assert all(0 < redis_server.client.ttl(k) <= KEY_TTL for k in keys)
+    driver.cleanup()
+    assert [k for k in redis_server.keys() if spec.namespace.encode() in k] == []
+    worker.close()
+    driver.close()
+
+
+def test_barrier_times_out_naming_missing_workers(store_location):
+    spec = _spec(store_location, n_workers=3, timeout=0.5)
+    driver = open_store(spec, create=True)
+    store = open_store(spec)
+    store.publish(0, b"m")
+    store.contribute(0, 0, np.ones(3))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"\[1, 2\]"):
+        store.barrier(0)
+    assert 0.4 < time.monotonic() - started < 3
+    driver.cleanup()
+    driver.close()
+    store.close()
+    _assert_clean(store_location, spec)
+
+
+def test_fetch_times_out(store_location):
+    spec = _spec(store_location, n_workers=2, timeout=0.3)
+    driver = open_store(spec, create=True)
+    store = open_store(spec)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        store.fetch(0, 1)
+    assert time.monotonic() - started < 3
+    driver.cleanup()
+    driver.close()
+    store.close()
+
+
+def test_abort_wakes_waiters_promptly(store_location):
+    spec = _spec(store_location, n_workers=3, timeout=30)
+    driver = open_store(spec, create=True)
+    waiter, barrier_waiter = open_store(spec), open_store(spec)
+    errors = {}
+
+    def wait(name, call):
+        started = time.monotonic()
+        try:
+            call()
+        except FitAborted as exc:
+            errors[name] = (str(exc), time.monotonic() - started)
+
+    barrier_waiter.contribute(0, 0, np.ones(2))
+    threads = [threading.Thread(target=wait, args=("fetch", lambda: waiter.fetch(0, 1))),
+               threading.Thread(target=wait, args=("barrier", lambda: barrier_waiter.barrier(0)))]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    driver.abort("worker 2 failed: boom")
+    for thread in threads:
+        thread.join(5)
+    assert set(errors) == {"fetch", "barrier"}
+    for message, waited in errors.values():
+        assert "worker 2 failed: boom" in message
+        assert waited < 2
+    driver.cleanup()
+    for store in (driver, waiter, barrier_waiter):
+        store.close()
+    _assert_clean(store_location, spec)
+
+
+def test_two_fits_do_not_interfere(store_location):
+    first, second = _spec(store_location, n_workers=2), _spec(store_location, n_workers=2)
+    if store_location[0] == "sqlite":  # separate fits have separate databases
+        second = StoreSpec("sqlite", first.location + "-2", second.namespace, 2)
+    results = {}
+
+    def run(name, spec, value):
+        results[name] = _run_round(spec, [np.full(3, value), np.full(3, value)])[1]
+
+    threads = [threading.Thread(target=run, args=("a", first, 1.0)),
+               threading.Thread(target=run, args=("b", second, 5.0))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    np.testing.assert_array_equal(results["a"], np.full(3, 2.0))
+    np.testing.assert_array_equal(results["b"], np.full(3, 10.0))
+    for spec in (first, second):
+        store = open_store(spec)
+        store.cleanup()
+        store.close()
+
+
+def test_unreachable_redis_is_a_connection_error():
+    spec = StoreSpec("redis", "redis://:secret@127.0.0.1:1/0", "ns", 2)
+    with pytest.raises(ConnectionError) as info:
+        open_store(spec, create=True)
+    assert "secret" not in str(info.value)
+
+
+def test_codec_round_trip_keeps_dtype_and_shape():
+    arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array(7, dtype=np.int64),
+              np.zeros((0, 4)), np.asfortranarray(np.eye(3))]
+    decoded = decode_arrays(encode_arrays(arrays))
+    for original, back in zip(arrays, decoded, strict=True):
+        assert back.dtype == original.dtype and back.shape == original.shape
+        np.testing.assert_array_equal(back, original)
+
+
+def test_codec_never_pickles():
+    with pytest.raises(ValueError):
+        encode_arrays([np.array([{"a": 1}], dtype=object)])
+    # A blob crafted to carry a pickled object array is refused on decode.
+    buf = io.BytesIO()
+    buf.write((1).to_bytes(4, "little"))
+    np.lib.format.write_array(buf, np.array([os.system], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="pickle"):
+        decode_arrays(buf.getvalue())
+    with pytest.raises(Exception):  # noqa: B017 - a raw pickle is not an array blob
+        decode_arrays(pickle.dumps(np.ones(3)))

@@ -1,0 +1,159 @@
+"""Experiment 2: serverless against serverful, side by side in one run.
+
+At W = ``--max-workers`` workers, the estimators against (a) the same
+algorithm run by W ``multiprocessing`` processes sharing memory (the paper's
+serverful baseline), (b) scikit-learn's estimator using every core and (c)
+dask-ml on a LocalCluster (W processes, one thread each). K-means: every
+implementation starts from the same centres and runs the same number of
+iterations (tol=0). Logistic regression: binary (dask-ml's is binary-only),
+L-BFGS; dask-ml's objective is not normalised like scikit-learn's, so its
+iteration count differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import baselines
+import numpy as np
+from _common import (
+    Config,
+    bars,
+    blobs,
+    classification,
+    fit_kmeans,
+    fit_logistic,
+    initial_centres,
+    logistic_unavailable,
+    pyplot,
+    ratio,
+    save,
+    target,
+    timed,
+)
+
+NAME = "serverful"
+TITLE = "Serverless against serverful"
+
+
+@contextlib.contextmanager
+def dask_client(n_workers: int):
+    """A local Dask cluster of ``n_workers`` single-thread processes, always closed."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def _entry(stats: dict, n_iter=None, **extra) -> dict:
+    return {"times": stats["times"], "median": stats["median"],
+            "n_iter": None if n_iter is None else int(np.ravel(n_iter)[0]), **extra}
+
+
+def _dask_array(X: np.ndarray, n_workers: int):
+    import dask.array as da
+
+    chunk = -(-X.shape[0] // n_workers)
+    return da.from_array(X, chunks=(chunk, X.shape[1])).persist()
+
+
+def _kmeans(cfg: Config, client) -> dict:
+    from sklearn.cluster import KMeans
+
+    W, n_iter = cfg.max_workers, cfg.kmeans_iter
+    X = blobs(cfg.n_samples, cfg.n_features, cfg.n_clusters, cfg.seed)
+    init = initial_centres(X, cfg.n_clusters, cfg.seed)
+    out = {}
+    stats, est = timed(lambda: fit_kmeans(X, init, n_iter, W), cfg.repeat)
+    out["serverless"] = _entry(stats, est.n_iter_)
+    stats, res = timed(lambda: baselines.serverful_kmeans(X, init, n_iter, W), cfg.repeat)
+    out["multiprocessing"] = _entry(stats, res["n_rounds"])
+    sk = KMeans(cfg.n_clusters, init=init, n_init=1, max_iter=n_iter, tol=0.0)
+    stats, est = timed(lambda: sk.fit(X), cfg.repeat)
+    out["sklearn"] = _entry(stats, est.n_iter_)
+    if client is not None:
+        from dask_ml.cluster import KMeans as DaskKMeans
+
+        Xd = _dask_array(X, W)
+        dk = DaskKMeans(n_clusters=cfg.n_clusters, init=init, max_iter=n_iter, tol=0.0)
+        stats, est = timed(lambda: dk.fit(Xd), cfg.repeat)
+        out["dask-ml"] = _entry(stats, est.n_iter_)
+    return out
+
+
+def _logistic(cfg: Config, client) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    W = cfg.max_workers
+    X, y = classification(cfg.n_samples, cfg.n_features, 2, cfg.seed)
+    out = {}
+    stats, est = timed(lambda: fit_logistic(X, y, W, solver="lbfgs", max_iter=cfg.lr_iter),
+                       cfg.repeat)
+    out["serverless"] = _entry(stats, est.n_iter_)
+    stats, res = timed(lambda: baselines.serverful_logistic(X, y, W, max_iter=cfg.lr_iter),
+                       cfg.repeat)
+    out["multiprocessing"] = _entry(stats, res["n_iter"], n_rounds=res["n_rounds"])
+    sk = LogisticRegression(max_iter=cfg.lr_iter)
+    stats, est = timed(lambda: sk.fit(X, y), cfg.repeat)
+    out["sklearn"] = _entry(stats, est.n_iter_)
+    if client is not None:
+        from dask_ml.linear_model import LogisticRegression as DaskLR
+
+        Xd, yd = _dask_array(X, W), _dask_array(y[:, None], W)[:, 0]
+        dl = DaskLR(solver="lbfgs", max_iter=cfg.lr_iter)
+        stats, est = timed(lambda: dl.fit(Xd, yd), cfg.repeat)
+        out["dask-ml"] = _entry(stats)
+    return out
+
+
+def run(cfg: Config) -> dict:
+    skipped, results = [], {}
+    with contextlib.ExitStack() as stack:
+        client = None
+        try:
+            client = stack.enter_context(dask_client(cfg.max_workers))
+        except Exception as exc:  # noqa: BLE001 - dask is an optional comparison
+            skipped.append(f"dask-ml: {type(exc).__name__}: {exc}")
+        results["kmeans"] = _kmeans(cfg, client)
+        reason = logistic_unavailable()
+        if reason:
+            skipped.append(reason)
+        else:
+            results["logistic"] = _logistic(cfg, client)
+    ratios = {
+        f"{name}_serverless_over_{other}": ratio(r["serverless"]["median"], r[other]["median"])
+        for name, r in results.items() for other in ("sklearn", "multiprocessing", "dask-ml")
+        if other in r
+    }
+    targets = [
+        target(f"{name} fit wall time / sklearn (all cores), {cfg.n_samples:,} x "
+               f"{cfg.n_features}", ratios.get(f"{name}_serverless_over_sklearn"), 1.5, "lower")
+        for name in results
+    ]
+    return {
+        "params": {"n_workers": cfg.max_workers, "n_samples": cfg.n_samples,
+                   "n_features": cfg.n_features, "n_clusters": cfg.n_clusters,
+                   "kmeans_iter": cfg.kmeans_iter, "lr_iter": cfg.lr_iter,
+                   "repeat": cfg.repeat},
+        "results": results, "ratios": ratios, "targets": targets, "skipped": skipped,
+    }
+
+
+def plot(payload: dict, path) -> None:
+    plt = pyplot()
+    results = payload["results"]
+    fig, axes = plt.subplots(1, max(1, len(results)), figsize=(11, 4), squeeze=False)
+    for ax, (name, result) in zip(axes[0], results.items(), strict=False):
+        labels = [f"{impl} ({r['n_iter']} it)" if r["n_iter"] is not None else impl
+                  for impl, r in result.items()]
+        bars(ax, labels, [r["median"] for r in result.values()], f"{name}: fit wall time",
+             "seconds")
+    p = payload["params"]
+    fig.suptitle(f"{TITLE}: {p['n_samples']:,} x {p['n_features']}, {p['n_workers']} workers",
+                 fontsize=10)
+    save(fig, path)

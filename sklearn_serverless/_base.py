@@ -65,10 +65,15 @@ class ServerlessMixin:
         outcome = run_distributed(
             algorithm, params, columns, backend=self.backend, state_store=self.state_store,
             state_mode=self.state_mode, n_workers=self.n_workers, timeout=self.timeout,
+            progress=_print_line if getattr(self, "verbose", 0) else None,
         )
         self.n_workers_ = outcome.n_workers
         self.timings_ = _timings(outcome)
         return outcome.results
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
 
 
 def _timings(outcome: FitOutcome) -> dict:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,8 +118,10 @@ class FitOutcome:
 
 
 def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, state_store,
-                    state_mode: str, n_workers: int | None, timeout: float) -> FitOutcome:
-    """Run ``algorithm`` over ``columns`` with one Lithops map; see module doc."""
+                    state_mode: str, n_workers: int | None, timeout: float,
+                    progress: Callable[[str], None] | None = None) -> FitOutcome:
+    """Run ``algorithm`` over ``columns`` with one Lithops map; see module doc.
+    ``progress`` receives the coordinator's log lines as they come."""
     started = time.perf_counter()
     n_samples = next(iter(columns.values())).shape[0]
     if n_workers is None:
@@ -155,21 +158,25 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
             ]
             # chunksize=1: one call per worker, never two workers in one sequential chunk.
             futures = fexec.map(run_worker, [(task,) for task in tasks], chunksize=1)
-            results = _collect(fexec, futures, store, timeout)
+            results = _collect(fexec, futures, store, timeout, progress)
     finally:
         _release(store, fexec, futures, partitions, folder)
     return FitOutcome(results, n_workers, time.perf_counter() - started)
 
 
-def _collect(fexec, futures, store: StateStore, timeout: float) -> list[dict]:
+def _collect(fexec, futures, store: StateStore, timeout: float,
+             progress: Callable[[str], None] | None) -> list[dict]:
     """Wait for every worker; on the first failure wake the others, and raise
     the root cause naming its worker. Never waits for ever: after a failure
     stragglers get ``timeout`` seconds."""
     from lithops.wait import ALWAYS
 
     failed_at = None
+    shown = 0
     while True:
         fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
+        if progress is not None:
+            shown += _show_log(store, shown, progress)
         if failed_at is None and any(f.error for f in futures):
             failed_at = time.monotonic()
             _best_effort(store.abort, "another worker failed")
@@ -194,6 +201,16 @@ def _collect(fexec, futures, store: StateStore, timeout: float) -> list[dict]:
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
         raise _named(exc, worker, len(futures)) from exc
     return results
+
+
+def _show_log(store: StateStore, start: int, progress: Callable[[str], None]) -> int:
+    try:
+        lines = store.read_log(start)
+    except Exception:  # noqa: BLE001 - progress must never break a fit
+        return 0
+    for line in lines:
+        progress(line)
+    return len(lines)
 
 
 def _finished(future) -> bool:
@@ -240,7 +257,8 @@ def _delete_lithops_job(fexec) -> None:
 
     storage, bucket = fexec.storage, fexec.internal_storage.bucket
     prefix = f"{constants.JOBS_PREFIX}/{fexec.executor_id}"
-    keys = storage.list_keys(bucket, prefix)
+    # "<id>/" or "<id>-": executor "ab-1" must not take the files of "ab-12".
+    keys = [key for key in storage.list_keys(bucket, prefix) if key[len(prefix)] in "-/"]
     if keys:
         storage.delete_objects(bucket, keys)
     if fexec.backend == LOCALHOST:
@@ -248,7 +266,7 @@ def _delete_lithops_job(fexec) -> None:
         for directory in (root, constants.JOBS_DIR, constants.LOGS_DIR):
             if os.path.isdir(directory):
                 for name in os.listdir(directory):
-                    if name.startswith(fexec.executor_id):
+                    if name == fexec.executor_id or name.startswith(f"{fexec.executor_id}-"):
                         path = os.path.join(directory, name)
                         if os.path.isdir(path):
                             shutil.rmtree(path, ignore_errors=True)

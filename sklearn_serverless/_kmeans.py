@@ -61,7 +61,7 @@ class ServerlessKMeans(
         most ``tol`` times the mean variance of the features.
 
     verbose : int, default=0
-        Print the per-iteration inertia and the convergence reason.
+        Print the inertia of each iteration as the fit runs, and why it stopped.
 
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation.
@@ -196,8 +196,6 @@ class ServerlessKMeans(
             "kmeans", params, {"X": X, "sample_weight": sample_weight}
         )
         best = results[0]
-        if self.verbose:
-            print("\n".join(best["log"]))
         centers = best["centers"]
         if x_mean is not None:
             centers = centers + x_mean

@@ -223,7 +223,6 @@ def coordinate(rounds: Rounds, params: dict) -> dict:
     max_iter, tol, verbose = params["max_iter"], params["tol"], params["verbose"]
     best = None
     keep = 0
-    log = []
     for run, init in enumerate(params["inits"]):
         centers = np.array(init, copy=True)
         k, d = centers.shape
@@ -241,14 +240,14 @@ def coordinate(rounds: Rounds, params: dict) -> dict:
             shift = float(((new_centers - centers) ** 2).sum())
             centers = new_centers
             if verbose:
-                log.append(f"Iteration {i}, inertia {inertia}.")
+                rounds.log(f"Iteration {i}, inertia {inertia}.")
             if changed == 0:
                 if verbose:
-                    log.append(f"Converged at iteration {i}: strict convergence.")
+                    rounds.log(f"Converged at iteration {i}: strict convergence.")
                 break
             if shift <= tol:
                 if verbose:
-                    log.append(
+                    rounds.log(
                         f"Converged at iteration {i}: center shift {shift} within tolerance {tol}."
                     )
                 break
@@ -256,6 +255,5 @@ def coordinate(rounds: Rounds, params: dict) -> dict:
         if best is None or inertia < best["inertia"]:
             best = {"centers": centers, "inertia": inertia, "n_iter": i + 1, "run": run}
             keep = 1
-    best["log"] = log
     best["stop_flags"] = (keep,)
     return best

@@ -127,6 +127,10 @@ class Rounds:
         self.count += 1
         return total
 
+    def log(self, line: str) -> None:
+        """A progress line, printed by the driver while the fit runs."""
+        self.store.post_log(line)
+
     def stop(self, flags=()) -> None:
         header = np.array([STOP, *flags], dtype=np.int64)
         self.store.publish(self.count, encode_arrays([header]))

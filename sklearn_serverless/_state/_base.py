@@ -75,6 +75,14 @@ class StateStore(ABC):
         """Sum of the partial results of ``round_``; frees the round's state."""
 
     @abstractmethod
+    def post_log(self, line: str) -> None:
+        """Append a progress line (``verbose``) for the driver to print."""
+
+    @abstractmethod
+    def read_log(self, start: int) -> list[str]:
+        """Progress lines from number ``start`` on."""
+
+    @abstractmethod
     def abort(self, message: str) -> None:
         """Record a failure and wake every party waiting on this fit."""
 

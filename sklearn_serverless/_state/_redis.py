@@ -128,6 +128,15 @@ class RedisStore(StateStore):
         body, _ = pipe.execute()
         return decode_array(body)
 
+    def post_log(self, line: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.rpush(self._key("log"), line)
+        pipe.expire(self._key("log"), KEY_TTL)
+        pipe.execute()
+
+    def read_log(self, start: int) -> list[str]:
+        return [line.decode() for line in self._redis.lrange(self._key("log"), start, -1)]
+
     def abort(self, message: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._key("failure"), message, ex=KEY_TTL, nx=True)

@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS slot (
     PRIMARY KEY (round, worker));
 CREATE TABLE IF NOT EXISTS accumulator (round INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS failure (id INTEGER PRIMARY KEY, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, line TEXT NOT NULL);
 """
 
 
@@ -95,6 +96,13 @@ class SQLiteStore(StateStore):
             self._db.execute("DELETE FROM accumulator WHERE round = ?", (round_,))
         return total
 
+    def post_log(self, line: str) -> None:
+        self._db.execute("INSERT INTO log (line) VALUES (?)", (line,))
+
+    def read_log(self, start: int) -> list[str]:
+        rows = self._db.execute("SELECT line FROM log ORDER BY id LIMIT -1 OFFSET ?", (start,))
+        return [line for (line,) in rows]
+
     def abort(self, message: str) -> None:
         self._db.execute("INSERT INTO failure (message) VALUES (?)", (message,))
 
@@ -102,7 +110,7 @@ class SQLiteStore(StateStore):
         # The database file goes with the fit's temporary folder; empty it first
         # so that a reader still attached sees nothing stale.
         with self._db:
-            for table in ("message", "slot", "accumulator", "failure"):
+            for table in ("message", "slot", "accumulator", "failure", "log"):
                 self._db.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:

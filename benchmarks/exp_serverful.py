@@ -13,6 +13,7 @@ iteration count differs.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import baselines
 import numpy as np
@@ -34,6 +35,15 @@ from _common import (
 
 NAME = "serverful"
 TITLE = "Serverless against serverful"
+
+
+@contextlib.contextmanager
+def quiet_dask():
+    """dask's advice about large graphs and deprecated keys is noise here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 @contextlib.contextmanager
@@ -79,9 +89,10 @@ def _kmeans(cfg: Config, client) -> dict:
     if client is not None:
         from dask_ml.cluster import KMeans as DaskKMeans
 
-        Xd = _dask_array(X, W)
         dk = DaskKMeans(n_clusters=cfg.n_clusters, init=init, max_iter=n_iter, tol=0.0)
-        stats, est = timed(lambda: dk.fit(Xd), cfg.repeat)
+        with quiet_dask():
+            Xd = _dask_array(X, W)
+            stats, est = timed(lambda: dk.fit(Xd), cfg.repeat)
         out["dask-ml"] = _entry(stats, est.n_iter_)
     return out
 
@@ -104,9 +115,10 @@ def _logistic(cfg: Config, client) -> dict:
     if client is not None:
         from dask_ml.linear_model import LogisticRegression as DaskLR
 
-        Xd, yd = _dask_array(X, W), _dask_array(y[:, None], W)[:, 0]
         dl = DaskLR(solver="lbfgs", max_iter=cfg.lr_iter)
-        stats, est = timed(lambda: dl.fit(Xd, yd), cfg.repeat)
+        with quiet_dask():
+            Xd, yd = _dask_array(X, W), _dask_array(y[:, None], W)[:, 0]
+            stats, est = timed(lambda: dl.fit(Xd, yd), cfg.repeat)
         out["dask-ml"] = _entry(stats)
     return out
 

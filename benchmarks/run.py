@@ -31,7 +31,7 @@ import exp_paper  # noqa: E402
 import exp_rounds  # noqa: E402
 import exp_serverful  # noqa: E402
 import exp_speedup  # noqa: E402
-from _common import FULL, QUICK, Config, machine, write_json  # noqa: E402
+from _common import FULL, QUICK, Config, machine, preload, write_json  # noqa: E402
 
 #: name -> module with ``TITLE``, ``run(cfg) -> dict`` and ``plot(payload, path)``.
 EXPERIMENTS = {
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     host = machine()
     print(f"{cfg.mode} run of {names} into {args.out} on {host['cores']} cores "
           f"({host['cpu_model']}), load {host['load_average'][0]:.2f}", flush=True)
+    preload()
     failed = []
     for name in names:
         payload = run_one(name, cfg, args.out, host)

@@ -25,7 +25,7 @@ def _timed_fit(estimator, *args):
 
 def _row(name: str, seconds: float, **quality) -> str:
     cells = "  ".join(f"{key} {value}" for key, value in quality.items())
-    return f"  {name:<34} fit {seconds:7.2f} s  {cells}"
+    return f"  {name:<40} fit {seconds:7.2f} s  {cells}"
 
 
 def demo_kmeans(n_samples: int, n_features: int, n_workers: int, state_store) -> None:

@@ -136,6 +136,22 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[dict, object]:
     return {"times": times, "median": statistics.median(times)}, result
 
 
+def interleaved(cases: dict[str, Callable[[], object]], repeat: int
+                ) -> dict[str, tuple[dict, object]]:
+    """Time every case ``repeat`` times, round-robin, so that a change in the
+    machine's load hits every case alike; per case the wall times, their
+    median, and the last result."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    results: dict[str, object] = {}
+    for _ in range(max(1, repeat)):
+        for name, fn in cases.items():
+            started = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - started)
+    return {name: ({"times": t, "median": statistics.median(t)}, results[name])
+            for name, t in times.items()}
+
+
 def median_of(values) -> float:
     return float(np.median(np.asarray(values, dtype=float)))
 

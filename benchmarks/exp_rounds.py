@@ -80,5 +80,7 @@ def plot(payload: dict, path) -> None:
                    for r in rows], fontsize=8)
     ax.set_ylabel("fit seconds")
     ax.legend(fontsize=8)
-    ax.set_title(TITLE if rows else f"{TITLE}: skipped", fontsize=10)
+    p = payload.get("params")
+    ax.set_title(f"{TITLE}: {p['n_samples']:,} x {p['n_features']}, {p['n_workers']} workers"
+                 if rows else f"{TITLE}: skipped", fontsize=10)
     save(fig, path)

@@ -25,12 +25,12 @@ from _common import (
     fit_kmeans,
     fit_logistic,
     initial_centres,
+    interleaved,
     logistic_unavailable,
     pyplot,
     ratio,
     save,
     target,
-    timed,
 )
 
 NAME = "serverful"
@@ -60,9 +60,19 @@ def dask_client(n_workers: int):
         cluster.close()
 
 
-def _entry(stats: dict, n_iter=None, **extra) -> dict:
-    return {"times": stats["times"], "median": stats["median"],
-            "n_iter": None if n_iter is None else int(np.ravel(n_iter)[0]), **extra}
+def _n_iter(result) -> int | None:
+    """Iterations run, from an estimator or a baseline's result dict."""
+    if isinstance(result, dict):
+        return int(result["n_iter"])
+    n_iter = getattr(result, "n_iter_", None)
+    return None if n_iter is None else int(np.ravel(n_iter)[0])
+
+
+def _entries(cases: dict, repeat: int) -> dict:
+    measured = interleaved(cases, repeat)
+    return {name: {"times": stats["times"], "median": stats["median"],
+                   "n_iter": _n_iter(result)}
+            for name, (stats, result) in measured.items()}
 
 
 def _dask_array(X: np.ndarray, n_workers: int):
@@ -78,23 +88,21 @@ def _kmeans(cfg: Config, client) -> dict:
     W, n_iter = cfg.max_workers, cfg.kmeans_iter
     X = blobs(cfg.n_samples, cfg.n_features, cfg.n_clusters, cfg.seed)
     init = initial_centres(X, cfg.n_clusters, cfg.seed)
-    out = {}
-    stats, est = timed(lambda: fit_kmeans(X, init, n_iter, W), cfg.repeat)
-    out["serverless"] = _entry(stats, est.n_iter_)
-    stats, res = timed(lambda: baselines.serverful_kmeans(X, init, n_iter, W), cfg.repeat)
-    out["multiprocessing"] = _entry(stats, res["n_rounds"])
     sk = KMeans(cfg.n_clusters, init=init, n_init=1, max_iter=n_iter, tol=0.0)
-    stats, est = timed(lambda: sk.fit(X), cfg.repeat)
-    out["sklearn"] = _entry(stats, est.n_iter_)
-    if client is not None:
-        from dask_ml.cluster import KMeans as DaskKMeans
+    cases = {
+        "serverless": lambda: fit_kmeans(X, init, n_iter, W),
+        "multiprocessing": lambda: {
+            "n_iter": baselines.serverful_kmeans(X, init, n_iter, W)["n_rounds"]},
+        "sklearn": lambda: sk.fit(X),
+    }
+    with quiet_dask():
+        if client is not None:
+            from dask_ml.cluster import KMeans as DaskKMeans
 
-        dk = DaskKMeans(n_clusters=cfg.n_clusters, init=init, max_iter=n_iter, tol=0.0)
-        with quiet_dask():
+            dk = DaskKMeans(n_clusters=cfg.n_clusters, init=init, max_iter=n_iter, tol=0.0)
             Xd = _dask_array(X, W)
-            stats, est = timed(lambda: dk.fit(Xd), cfg.repeat)
-        out["dask-ml"] = _entry(stats, est.n_iter_)
-    return out
+            cases["dask-ml"] = lambda: dk.fit(Xd)
+        return _entries(cases, cfg.repeat)
 
 
 def _logistic(cfg: Config, client) -> dict:
@@ -102,25 +110,20 @@ def _logistic(cfg: Config, client) -> dict:
 
     W = cfg.max_workers
     X, y = classification(cfg.n_samples, cfg.n_features, 2, cfg.seed)
-    out = {}
-    stats, est = timed(lambda: fit_logistic(X, y, W, solver="lbfgs", max_iter=cfg.lr_iter),
-                       cfg.repeat)
-    out["serverless"] = _entry(stats, est.n_iter_)
-    stats, res = timed(lambda: baselines.serverful_logistic(X, y, W, max_iter=cfg.lr_iter),
-                       cfg.repeat)
-    out["multiprocessing"] = _entry(stats, res["n_iter"], n_rounds=res["n_rounds"])
     sk = LogisticRegression(max_iter=cfg.lr_iter)
-    stats, est = timed(lambda: sk.fit(X, y), cfg.repeat)
-    out["sklearn"] = _entry(stats, est.n_iter_)
-    if client is not None:
-        from dask_ml.linear_model import LogisticRegression as DaskLR
+    cases = {
+        "serverless": lambda: fit_logistic(X, y, W, solver="lbfgs", max_iter=cfg.lr_iter),
+        "multiprocessing": lambda: baselines.serverful_logistic(X, y, W, max_iter=cfg.lr_iter),
+        "sklearn": lambda: sk.fit(X, y),
+    }
+    with quiet_dask():
+        if client is not None:
+            from dask_ml.linear_model import LogisticRegression as DaskLR
 
-        dl = DaskLR(solver="lbfgs", max_iter=cfg.lr_iter)
-        with quiet_dask():
+            dl = DaskLR(solver="lbfgs", max_iter=cfg.lr_iter)
             Xd, yd = _dask_array(X, W), _dask_array(y[:, None], W)[:, 0]
-            stats, est = timed(lambda: dl.fit(Xd, yd), cfg.repeat)
-        out["dask-ml"] = _entry(stats)
-    return out
+            cases["dask-ml"] = lambda: dl.fit(Xd, yd)
+        return _entries(cases, cfg.repeat)
 
 
 def run(cfg: Config) -> dict:

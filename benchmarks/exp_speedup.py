@@ -24,11 +24,11 @@ from _common import (
     fit_kmeans,
     fit_logistic,
     initial_centres,
+    interleaved,
     logistic_unavailable,
     pyplot,
     round_breakdown,
     save,
-    timed,
     worker_counts,
     worker_seconds,
 )
@@ -51,55 +51,44 @@ def measure(cfg: Config) -> dict:
     return _CACHE[key]
 
 
-def _estimator_runs(fit, cfg: Config) -> list[dict]:
-    runs = []
+def _measure(sequential, fit, n_iter_of, cfg: Config) -> dict:
+    """The sequential run and the estimator at each worker count, timed
+    round-robin (side by side in the same run)."""
+    cases = {"sequential": sequential}
     for n_workers in worker_counts(cfg.max_workers):
-        times, estimators = [], []
-        for _ in range(cfg.repeat):
-            stats, est = timed(lambda w=n_workers: fit(w), 1)
-            times.append(stats["median"])
-            estimators.append(est)
-        middle = int(np.argsort(times)[len(times) // 2])  # the run with the median time
-        est = estimators[middle]
+        cases[n_workers] = lambda w=n_workers: fit(w)
+    measured = interleaved(cases, cfg.repeat)
+    seq_stats, seq_result = measured.pop("sequential")
+    seq = {**seq_stats, "n_iter": n_iter_of(seq_result)}
+    seq["per_iteration"] = seq["median"] / seq["n_iter"]
+    runs = []
+    for n_workers, (stats, est) in measured.items():
+        breakdown = round_breakdown(est.timings_)  # of the last fit
         runs.append({
-            "n_workers": n_workers, "times": times, "median": float(np.median(times)),
-            "breakdown": round_breakdown(est.timings_),
-            "worker_seconds": worker_seconds(est.timings_),
+            "n_workers": n_workers, "times": stats["times"], "median": stats["median"],
+            "breakdown": breakdown, "worker_seconds": worker_seconds(est.timings_),
             "n_iter": int(np.ravel(est.n_iter_)[0]),
+            "speedup": seq["median"] / stats["median"],
+            # Per iteration: the sequential time per iteration over the coordinator's
+            # median round, free of start-up costs.
+            "per_iteration_speedup": seq["per_iteration"] / breakdown["round"],
         })
-    return runs
-
-
-def _with_speedups(sequential: dict, runs: list[dict]) -> None:
-    """Speedup of the whole fit, and of one iteration (the sequential time
-    per iteration over the coordinator's median round: no start-up costs)."""
-    per_iteration = sequential["median"] / sequential["n_iter"]
-    sequential["per_iteration"] = per_iteration
-    for run in runs:
-        run["speedup"] = sequential["median"] / run["median"]
-        run["per_iteration_speedup"] = per_iteration / run["breakdown"]["round"]
+    return {"sequential": seq, "serverless": runs}
 
 
 def _kmeans(cfg: Config) -> dict:
     X = blobs(cfg.n_samples, cfg.n_features, cfg.n_clusters, cfg.seed)
     init = initial_centres(X, cfg.n_clusters, cfg.seed)
-    sequential, _ = timed(lambda: baselines.sequential_kmeans(X, init, cfg.kmeans_iter),
-                          cfg.repeat)
-    sequential["n_iter"] = cfg.kmeans_iter
-    runs = _estimator_runs(lambda w: fit_kmeans(X, init, cfg.kmeans_iter, w), cfg)
-    _with_speedups(sequential, runs)
-    return {"sequential": sequential, "serverless": runs}
+    return _measure(lambda: baselines.sequential_kmeans(X, init, cfg.kmeans_iter),
+                    lambda w: fit_kmeans(X, init, cfg.kmeans_iter, w),
+                    lambda _: cfg.kmeans_iter, cfg)
 
 
 def _logistic(cfg: Config) -> dict:
     X, y = classification(cfg.n_samples, cfg.n_features, 2, cfg.seed)
-    sequential, result = timed(
-        lambda: baselines.sequential_logistic(X, y, max_iter=cfg.lr_iter), cfg.repeat)
-    sequential["n_iter"] = int(result.nit)
-    runs = _estimator_runs(
-        lambda w: fit_logistic(X, y, w, solver="lbfgs", max_iter=cfg.lr_iter), cfg)
-    _with_speedups(sequential, runs)
-    return {"sequential": sequential, "serverless": runs}
+    return _measure(lambda: baselines.sequential_logistic(X, y, max_iter=cfg.lr_iter),
+                    lambda w: fit_logistic(X, y, w, solver="lbfgs", max_iter=cfg.lr_iter),
+                    lambda result: int(result.nit), cfg)
 
 
 def run(cfg: Config) -> dict:
@@ -132,7 +121,7 @@ def plot(payload: dict, path) -> None:
             ax.set_title(f"{name}: skipped")
             continue
         runs = result["serverless"]
-        labels = ["sequential"] + [f"{r['n_workers']} workers" for r in runs]
+        labels = ["sequential"] + [f"W={r['n_workers']}" for r in runs]
         values = [result["sequential"]["median"]] + [r["median"] for r in runs]
         bars(ax, labels, values, f"{name}: fit wall time (median)",
              "seconds")

@@ -64,7 +64,7 @@ class Config:
 
 
 QUICK = Config()
-FULL = Config(mode="full", repeat=5, n_samples=1_000_000, kmeans_iter=20, sync_samples=400_000,
+FULL = Config(mode="full", repeat=5, n_samples=1_000_000, kmeans_iter=20, sync_samples=100_000,
               sync_iter=20, sync_rounds=200, sync_classes=(2, 20, 200), paper_iter=10)
 
 

@@ -32,7 +32,7 @@ class Config:
     """Sizes and options of one benchmark run; ``quick`` and ``full`` are presets."""
 
     mode: str = "quick"
-    repeat: int = 1
+    repeat: int = 2
     n_samples: int = 200_000
     n_features: int = 50
     n_clusters: int = 20
@@ -46,6 +46,7 @@ class Config:
     sync_classes: tuple[int, ...] = (2, 200)
     sync_iter: int = 5
     sync_rounds: int = 30
+    sync_repeat: int = 1  # the locking experiment's fits (many of them)
     # The paper's design (its published sizes).
     paper_samples: int = 20_000
     paper_features: int = 10
@@ -65,7 +66,8 @@ class Config:
 
 QUICK = Config()
 FULL = Config(mode="full", repeat=5, n_samples=1_000_000, kmeans_iter=20, sync_samples=100_000,
-              sync_iter=20, sync_rounds=200, sync_classes=(2, 20, 200), paper_iter=10)
+              sync_iter=20, sync_rounds=200, sync_repeat=3, sync_classes=(2, 20, 200),
+              paper_iter=10)
 
 
 # machine --------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def _kmeans_rows(cfg: Config, stores: dict) -> list[dict]:
                     return fit_kmeans(X, init, cfg.sync_iter, cfg.sync_workers,
                                       state_store=url, state_mode=mode)
                 rows.append({"k": k, "state_size": k * 50 + k + 2, "store": store,
-                             "mode": mode, **_median_breakdown(fit, cfg.repeat)})
+                             "mode": mode, **_median_breakdown(fit, cfg.sync_repeat)})
     return rows
 
 
@@ -85,7 +85,7 @@ def _logistic_rows(cfg: Config, stores: dict) -> list[dict]:
                                         max_iter=cfg.sync_iter, state_store=url,
                                         state_mode=mode)
                 rows.append({"classes": n_classes, "state_size": 51 * outputs, "store": store,
-                             "mode": mode, **_median_breakdown(fit, cfg.repeat)})
+                             "mode": mode, **_median_breakdown(fit, cfg.sync_repeat)})
     return rows
 
 
@@ -150,13 +150,19 @@ def sync_only(kind: str, location: str, mode: str, n_workers: int, k: int, d: in
 
 def _sync_rows(cfg: Config, redis_url: str) -> list[dict]:
     rows = []
+    # Also at 2 workers: with more workers than cores, the scheduler is part of the cost.
+    worker_counts = sorted({2, cfg.sync_workers})
     with tempfile.TemporaryDirectory(prefix="sks-bench-") as folder:
-        for k in cfg.sync_clusters:
-            for mode in MODES:
-                for kind, location in (("sqlite", os.path.join(folder, f"{k}{mode}.db")),
-                                       ("redis", redis_url)):
-                    rows.append({"k": k, "store": kind, "mode": mode, **sync_only(
-                        kind, location, mode, cfg.sync_workers, k, 50, cfg.sync_rounds)})
+        for n_workers in worker_counts:
+            for k in cfg.sync_clusters:
+                for mode in MODES:
+                    for kind, location in (
+                        ("sqlite", os.path.join(folder, f"{n_workers}-{k}-{mode}.db")),
+                        ("redis", redis_url),
+                    ):
+                        rows.append({"n_workers": n_workers, "k": k, "store": kind,
+                                     "mode": mode, **sync_only(kind, location, mode, n_workers,
+                                                               k, 50, cfg.sync_rounds)})
     return rows
 
 
@@ -168,7 +174,8 @@ def _targets(rows: list[dict], sync: list[dict], cfg: Config) -> tuple[dict, lis
     ratios, targets = {}, []
     k_max = max(cfg.sync_clusters)
     for store in ("sqlite", "redis"):
-        worst = max(r["round"] for r in sync if r["store"] == store)
+        worst = max(r["round"] for r in sync
+                    if r["store"] == store and r["n_workers"] == cfg.sync_workers)
         ratios[f"sync_only_{store}_worst_ms"] = 1000 * worst
         targets.append(target(
             f"sync per iteration (runtime and store, no compute) on {store}, "
@@ -218,7 +225,8 @@ def _explain(results: dict, cfg: Config, rtt: float) -> dict:
             "paper_reducer_projected_ms": 1000 * trips * rtt,
             "ours_reducer_round_trips": 1,
             "ours_aggregate_ms_sync_only": 1000 * _find(
-                results["sync_only"], store="redis", mode="lock_free", k=k)["aggregate"],
+                results["sync_only"], store="redis", mode="lock_free", k=k,
+                n_workers=W)["aggregate"],
             "ours_aggregate_ms_in_fit": 1000 * _find(
                 results["kmeans"], store="redis", mode="lock_free", k=k)["aggregate"],
         }
@@ -254,7 +262,7 @@ def run(cfg: Config) -> dict:
                    "sync_only_rounds": cfg.sync_rounds,
                    "n_workers": cfg.sync_workers, "clusters": cfg.sync_clusters,
                    "classes": cfg.sync_classes, "iterations": cfg.sync_iter,
-                   "repeat": cfg.repeat},
+                   "repeat": cfg.sync_repeat},
         "results": results, "ratios": ratios, "targets": targets,
         "explanation": explanation, "skipped": skipped,
     }
@@ -266,7 +274,8 @@ def plot(payload: dict, path) -> None:
     fig, axes = plt.subplots(len(results), 1, figsize=(11, 4.5 * len(results)), squeeze=False)
     for ax, (name, rows) in zip(axes[:, 0], results.items(), strict=False):
         size = "classes" if name == "logistic" else "k"
-        labels = [f"{r['store']} {r['mode']} {size}={r[size]}" for r in rows]
+        labels = [f"{r['store']} {r['mode']} {size}={r[size]}"
+                  + (f" W={r['n_workers']}" if "n_workers" in r else "") for r in rows]
         parts = {p: [1000 * r.get(p, 0.0) for r in rows]
                  for p in ("compute", "publish", "barrier", "aggregate")}
         what = ("no compute: the runtime and store alone" if name == "sync_only"

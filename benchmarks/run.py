@@ -57,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="",
                         help=f"comma-separated experiments among {', '.join(EXPERIMENTS)}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
-    parser.add_argument("--repeat", type=int, help="timed runs per measurement (median)")
+    parser.add_argument("--repeat", type=int,
+                        help="timed runs per measurement, median (default 2 quick, 5 full; "
+                             "the locking experiment's fits: 1 quick, 3 full)")
     parser.add_argument("--max-workers", type=int, help="most workers (default: cores)")
     parser.add_argument("--n-samples", type=int, help="rows of the speed experiments")
     parser.add_argument("--n-features", type=int, help="columns of the speed experiments")
@@ -141,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     host = machine()
     print(f"{cfg.mode} run of {names} into {args.out} on {host['cores']} cores "
           f"({host['cpu_model']}), load {host['load_average'][0]:.2f}", flush=True)
-    preload()
+    try:
+        preload()
+    except Exception as exc:  # noqa: BLE001 - each experiment will report its own failure
+        print(f"warm-up fit failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     failed = []
     for name in names:
         payload = run_one(name, cfg, args.out, host)

@@ -258,14 +258,15 @@ class _RedisState:
     def read(self, name: str, size: int) -> np.ndarray:
         return np.array([float(self.r.get(self.key(name, i)) or 0.0) for i in range(size)])
 
-    def add_locked(self, name: str, cluster: int, values: np.ndarray, first: int) -> None:
-        """Add into the accumulator under the cluster's lock, element by element."""
+    def add_locked(self, name: str, cluster: int, items: list[tuple[int, float]]) -> None:
+        """Add ``value`` at each ``index`` of the accumulator under the
+        cluster's lock, element by element."""
         lock = self.key("lock", cluster)
         while not self.r.set(lock, 1, nx=True, px=int(_TIMEOUT * 1000)):
             time.sleep(1e-4)
         try:
-            for i, value in enumerate(values):
-                self.r.incrbyfloat(self.key(name, first + i), float(value))
+            for index, value in items:
+                self.r.incrbyfloat(self.key(name, index), float(value))
         finally:
             self.r.delete(lock)
 
@@ -304,9 +305,9 @@ def _paper_worker(rank: int, X: np.ndarray, shape: tuple, n_iter: int, mode: str
             if mode == "lock_free":
                 state.write(f"slot{rank}", partial)
             else:
-                for j in range(k):
-                    state.add_locked("acc", j, sums[j], j * d)
-                    state.add_locked("acc", j, counts[j:j + 1], k * d + j)
+                for j in range(k):  # one lock per cluster: its d sums and its count
+                    items = [(j * d + i, sums[j, i]) for i in range(d)]
+                    state.add_locked("acc", j, items + [(k * d + j, counts[j])])
             state.barrier(generation)
             generation += 1
             if rank == 0:

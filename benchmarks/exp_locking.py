@@ -5,13 +5,17 @@ k*d + k + 2 floats), and ServerlessLogisticRegression ('gd', tol=0: a fixed
 number of rounds) with 2, 20, 200 classes at d = 50 (a gradient of
 (d + 1) * outputs floats), each with both state modes on the embedded SQLite
 store and on a private loopback redis-server, all at ``sync_workers``
-workers. From ``timings_``, per round: compute, publish, barrier wait and
-aggregate (means over workers, medians over rounds), and the sync overhead:
-the coordinator's round time minus the slowest worker's compute.
+workers. From ``timings_``, per round, the coordinator's view (worker 0: its
+compute, publish, barrier wait and aggregate add up to the round time;
+medians over rounds), and the sync overhead: the round time minus the
+slowest worker's compute. With more workers than cores, that overhead also
+holds the scheduler's delays, so ``sync_only`` measures the package's own
+runtime and stores with no compute at all (at 2 and ``sync_workers``
+workers): the synchronisation cost per iteration.
 
 Why the paper's lock-free design declined with k: its reducer read every
-element of every slot with its own Redis call (~W*(k*d+k) serial round trips
-per iteration, ~2*W*k at its d), so its aggregate grew linearly in k*W. Ours
+element of every slot with its own Redis call (W*(k*d+k) serial round trips
+per iteration), so its aggregate grew linearly in k*W. Ours
 reads all W slots in one pipelined MGET, one round trip whatever k and W; the
 bytes still grow with k*d*W, which is what remains of the trend.
 """

@@ -27,12 +27,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 import scipy.sparse as sp
-from scipy.special import expit
 
 from ._runtime import STOP, Rounds
+
+# scipy.optimize and scipy.linalg are imported by the coordinator's functions only:
+# importing them costs every worker a few hundred milliseconds of start-up.
 
 LOSS_GRAD, NEWTON_SETUP, NEWTON_TRIAL, NEWTON_HESSIAN, GRAM = 1, 2, 3, 4, 5
 
@@ -67,8 +67,10 @@ def pointwise_loss_gradient(raw: np.ndarray, y: np.ndarray, sample_weight: np.nd
     """
     if raw.shape[1] == 1:
         r = raw[:, 0]
-        loss = np.logaddexp(0.0, r) - y * r
-        grad = (expit(r) - y) * sample_weight
+        softplus = np.logaddexp(0.0, r)  # log(1 + exp(r))
+        loss = softplus - y * r
+        # expit(r) = exp(r - log(1 + exp(r))): no overflow, no scipy.special import.
+        grad = (np.exp(r - softplus) - y) * sample_weight
         return float(loss @ sample_weight), grad[:, None]
     top = raw.max(axis=1, keepdims=True)
     shifted = raw - top
@@ -303,6 +305,8 @@ class DistributedObjective:
         full = d <= MAX_GRAM_DOF
         total = self.rounds(GRAM, flags=(int(full),))
         if full:
+            import scipy.linalg
+
             bound = float(scipy.linalg.eigvalsh(total.reshape(d, d) / self.sw_sum)[-1])
         else:
             bound = float(total[0] / self.sw_sum)
@@ -314,6 +318,7 @@ class DistributedObjective:
 
 def _lbfgs_options(max_iter: int, tol: float, verbose: int) -> dict:
     """scikit-learn's L-BFGS-B options for logistic regression."""
+    import scipy
     options = {"maxiter": max_iter, "maxls": 50, "gtol": tol,
                "ftol": 64 * np.finfo(float).eps}
     major, minor = (int(part) for part in scipy.__version__.split(".")[:2])
@@ -328,6 +333,7 @@ def lbfgs(objective: DistributedObjective, coef: np.ndarray, max_iter: int, tol:
 
     Returns the solution and what the driver needs to warn as scikit-learn
     does (``status``, ``nit``, ``message``)."""
+    import scipy.optimize
     result = scipy.optimize.minimize(
         objective.loss_gradient, coef, method="L-BFGS-B", jac=True,
         options=_lbfgs_options(max_iter, tol, verbose),
@@ -431,6 +437,8 @@ def _newton_step(gradient, hessian, hessian_warning, m, no_penalty, with_interce
     """sklearn's ``NewtonCholeskySolver.inner_solve``: the step, whether to
     fall back to L-BFGS, and a warning. Modifies ``gradient`` as sklearn does
     (the gauge-fixed entries are zeroed)."""
+    import scipy.linalg
+
     name = "NewtonCholeskySolver"
     if hessian_warning:
         return None, True, ("ConvergenceWarning", (

@@ -1,0 +1,148 @@
+"""ServerlessLogisticRegression against scikit-learn's LogisticRegression.
+
+Standardised ``make_classification`` data (binary and multiclass); for each
+solver: wall time of ``fit``, rounds, time per round and the largest
+coefficient difference from scikit-learn (same solver; 'gd', which
+scikit-learn lacks, is compared with its 'lbfgs').
+
+    python benchmarks/logistic.py --n-samples 1000000 --json out.json
+
+``run(...)`` returns the same numbers as a dict for a benchmark suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_serverless import ServerlessLogisticRegression
+
+SOLVERS = ("lbfgs", "newton-cholesky", "gd")
+#: What each of our solvers is compared with in scikit-learn.
+REFERENCE_SOLVER = {"lbfgs": "lbfgs", "newton-cholesky": "newton-cholesky", "gd": "lbfgs"}
+
+
+def make_data(n_samples: int, n_features: int, n_classes: int, n_informative: int,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised classification data (float64, C order)."""
+    X, y = make_classification(n_samples, n_features, n_informative=n_informative,
+                               n_redundant=0, n_classes=n_classes, random_state=seed)
+    return StandardScaler().fit_transform(X), y
+
+
+def _timed_fit(model, X, y) -> tuple[float, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        started = time.perf_counter()
+        model.fit(X, y)
+        seconds = time.perf_counter() - started
+    return seconds, [str(w.message).split("\n")[0] for w in caught]
+
+
+def run(n_samples: int = 1_000_000, n_features: int = 50, classes=(2, 5),
+        n_informative: int = 10, solvers=SOLVERS, n_workers: int = 2, max_iter: int = 100,
+        gd_max_iter: int = 500, tol: float = 1e-4, state_mode: str = "lock_free",
+        state_store: str | None = None, seed: int = 0) -> dict:
+    """Fit scikit-learn's and our estimator on the same data; return the numbers.
+
+    Returns
+    -------
+    report : dict
+        ``{'config': {...}, 'results': [{n_classes, solver, sklearn_seconds,
+        sklearn_n_iter, seconds, ratio, n_iter, n_rounds, seconds_per_round,
+        compute_per_round, max_abs_coef_diff, warnings}, ...]}``; ``ratio`` is
+        our time over scikit-learn's for the compared solver.
+    """
+    config = dict(n_samples=n_samples, n_features=n_features, classes=list(classes),
+                  n_informative=n_informative, solvers=list(solvers), n_workers=n_workers,
+                  max_iter=max_iter, gd_max_iter=gd_max_iter, tol=tol, state_mode=state_mode,
+                  state_store="redis" if state_store else "sqlite", seed=seed)
+    results = []
+    for n_classes in classes:
+        X, y = make_data(n_samples, n_features, n_classes, n_informative, seed)
+        references = {}
+        for solver in dict.fromkeys(REFERENCE_SOLVER[s] for s in solvers):
+            reference = LogisticRegression(solver=solver, tol=tol, max_iter=max_iter)
+            seconds, _ = _timed_fit(reference, X, y)
+            references[solver] = (reference, seconds)
+        for solver in solvers:
+            reference, reference_seconds = references[REFERENCE_SOLVER[solver]]
+            model = ServerlessLogisticRegression(
+                solver=solver, tol=tol, max_iter=gd_max_iter if solver == "gd" else max_iter,
+                n_workers=n_workers, state_mode=state_mode, state_store=state_store)
+            seconds, caught = _timed_fit(model, X, y)
+            timings = model.timings_
+            n_rounds = int(timings["n_rounds"])
+            round_seconds = sum(timings[phase] for phase in
+                                ("compute", "publish", "barrier", "aggregate"))
+            diff = max(np.abs(model.coef_ - reference.coef_).max(),
+                       np.abs(model.intercept_ - reference.intercept_).max())
+            results.append({
+                "n_classes": n_classes,
+                "solver": solver,
+                "reference_solver": REFERENCE_SOLVER[solver],
+                "sklearn_seconds": reference_seconds,
+                "sklearn_n_iter": int(reference.n_iter_[0]),
+                "seconds": seconds,
+                "ratio": seconds / reference_seconds,
+                "n_iter": int(model.n_iter_[0]),
+                "n_rounds": n_rounds,
+                # Worker 0's view: the coordinator's round trips, its solver included.
+                "seconds_per_round": float(round_seconds[:, 0].sum() / max(n_rounds, 1)),
+                "compute_per_round": float(timings["compute"].max(axis=1).mean())
+                if n_rounds else 0.0,
+                "load_seconds": float(timings["load"].max()),
+                "max_abs_coef_diff": float(diff),
+                "warnings": caught,
+            })
+            _print_row(results[-1])
+    return {"config": config, "results": results}
+
+
+def _print_row(row: dict) -> None:
+    print(f"{row['n_classes']} classes {row['solver']:>15}: {row['seconds']:7.2f} s "
+          f"(sklearn {row['reference_solver']} {row['sklearn_seconds']:6.2f} s, "
+          f"x{row['ratio']:.2f}), iterations {row['n_iter']} (sklearn "
+          f"{row['sklearn_n_iter']}), rounds {row['n_rounds']}, "
+          f"{1000 * row['seconds_per_round']:.1f} ms/round "
+          f"({1000 * row['compute_per_round']:.1f} ms compute), "
+          f"max |coef diff| {row['max_abs_coef_diff']:.2e}"
+          + (f", warnings: {row['warnings']}" if row["warnings"] else ""), flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-samples", type=int, default=1_000_000)
+    parser.add_argument("--n-features", type=int, default=50)
+    parser.add_argument("--n-informative", type=int, default=10)
+    parser.add_argument("--classes", type=int, nargs="+", default=[2, 5])
+    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=SOLVERS)
+    parser.add_argument("--n-workers", type=int, default=2)
+    parser.add_argument("--max-iter", type=int, default=100)
+    parser.add_argument("--gd-max-iter", type=int, default=500)
+    parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--state-mode", default="lock_free", choices=["lock_free", "locked"])
+    parser.add_argument("--state-store", default=None, help="redis URL (default: SQLite)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="write the report as JSON here")
+    args = parser.parse_args(argv)
+    report = run(n_samples=args.n_samples, n_features=args.n_features,
+                 classes=args.classes, n_informative=args.n_informative,
+                 solvers=args.solvers, n_workers=args.n_workers, max_iter=args.max_iter,
+                 gd_max_iter=args.gd_max_iter, tol=args.tol, state_mode=args.state_mode,
+                 state_store=args.state_store, seed=args.seed)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -72,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="default: AWS Lambda x86, $0.0000166667")
     parser.add_argument("--price-per-request", type=float,
                         help="default: AWS Lambda, $0.20 per 1M requests")
+    parser.add_argument("--experiment-timeout", type=int,
+                        help="seconds before an experiment is abandoned (default 600 quick, "
+                             "3600 full; 0: never)")
     return parser.parse_args(argv)
 
 
@@ -96,16 +101,37 @@ def selected(only: str) -> list[str]:
     return names
 
 
-def run_one(name: str, cfg: Config, out: Path, host: dict) -> dict:
-    """Run, save JSON and PNG; a failure is recorded in the JSON, not raised."""
+def run_one(name: str, cfg: Config, out: Path, host: dict, timeout: int = 0) -> dict:
+    """Run, save JSON and PNG; a failure is recorded in the JSON, not raised.
+    A hung fit must not hang the suite: past ``timeout`` seconds (0: none) the
+    experiment is interrupted with SIGINT (Lithops' wait cancels any SIGALRM),
+    and its context managers release what it held."""
     module = EXPERIMENTS[name]
     started = time.perf_counter()
     payload = {"experiment": name, "title": module.TITLE, "description": module.__doc__,
                "mode": cfg.mode, "config": cfg.as_dict(), "machine": host}
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        fired.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(timeout, interrupt) if timeout else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
         payload.update(module.run(cfg))
+    except KeyboardInterrupt:
+        if not fired.is_set():
+            raise
+        payload["error"] = (f"timed out after {timeout} s (--experiment-timeout)\n"
+                            + traceback.format_exc())
     except Exception:  # noqa: BLE001 - one failed experiment must not stop the suite
         payload["error"] = traceback.format_exc()
+    finally:
+        if timer is not None:
+            timer.cancel()
     payload["seconds"] = time.perf_counter() - started
     write_json(out / f"{name}.json", payload)
     if "error" not in payload:
@@ -148,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - each experiment will report its own failure
         print(f"warm-up fit failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     failed = []
+    timeout = args.experiment_timeout
+    if timeout is None:
+        timeout = 3600 if args.full else 600
     for name in names:
-        payload = run_one(name, cfg, args.out, host)
+        payload = run_one(name, cfg, args.out, host, timeout)
         report(payload)
         if "error" in payload:
             failed.append(name)

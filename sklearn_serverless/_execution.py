@@ -39,6 +39,8 @@ MIN_ROWS_PER_WORKER = 20_000
 #: Default number of workers on a cloud backend for large data.
 MAX_CLOUD_WORKERS = 64
 _POLL_SECONDS = 0.02
+#: How often the driver checks that rounds still advance.
+_PROGRESS_SECONDS = 0.5
 
 
 def check_backend(backend) -> None:
@@ -173,6 +175,7 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
 
     failed_at = None
     shown = 0
+    watchdog = _Watchdog(store, timeout)
     while True:
         fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
         if progress is not None:
@@ -182,6 +185,16 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
             _best_effort(store.abort, "another worker failed")
         if all(_finished(f) for f in futures):
             break
+        if failed_at is None and watchdog.stalled():
+            # No worker reported an error, yet no round advanced: workers that
+            # never started (or hang outside any wait of ours). Their processes
+            # are stopped when the executor closes.
+            _best_effort(store.abort, "the driver saw no progress")
+            raise TimeoutError(
+                f"no round of the fit advanced for {watchdog.limit:g} s and no worker "
+                f"reported an error: the workers did not start or are stuck "
+                f"(round {watchdog.last})"
+            )
         if failed_at is not None and time.monotonic() - failed_at > timeout:
             break
         time.sleep(_POLL_SECONDS)
@@ -201,6 +214,31 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
         raise _named(exc, worker, len(futures)) from exc
     return results
+
+
+class _Watchdog:
+    """Notices when rounds stop advancing. Workers time out their own waits
+    after ``timeout`` and report it; this catches what they cannot (a worker
+    that never started), a little later, so that their error comes first."""
+
+    def __init__(self, store: StateStore, timeout: float):
+        self.store = store
+        self.limit = 1.5 * timeout + 5
+        self.last = -1
+        self.changed_at = self.checked_at = time.monotonic()
+
+    def stalled(self) -> bool:
+        now = time.monotonic()
+        if now - self.checked_at < _PROGRESS_SECONDS:
+            return False
+        self.checked_at = now
+        try:
+            latest = self.store.progress()
+        except Exception:  # noqa: BLE001 - an unreachable store: the workers will say so
+            latest = self.last
+        if latest != self.last:
+            self.last, self.changed_at = latest, now
+        return now - self.changed_at > self.limit
 
 
 def _show_log(store: StateStore, start: int, progress: Callable[[str], None]) -> int:

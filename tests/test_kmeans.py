@@ -236,6 +236,15 @@ def test_raising_worker_names_itself(blobs, monkeypatch, leaves_nothing):
     assert time.monotonic() - started < 10
 
 
+def test_workers_that_never_start_fail_the_fit(blobs, monkeypatch, leaves_nothing):
+    X, init = blobs
+    monkeypatch.setenv("SKLEARN_SERVERLESS_HANG_WORKERS", "all")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="no round of the fit advanced"):
+        ServerlessKMeans(5, init=init, n_workers=2, timeout=1).fit(X)
+    assert time.monotonic() - started < 15
+
+
 @pytest.mark.redis
 def test_raising_worker_leaves_no_redis_key(blobs, redis_server, monkeypatch, leaves_nothing):
     X, init = blobs

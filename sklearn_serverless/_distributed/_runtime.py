@@ -63,9 +63,7 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
 
 
 def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
-    if os.environ.get("SKLEARN_SERVERLESS_FAIL_WORKER") == str(task.worker):
-        # Fault injection for the test suite: this worker fails after loading.
-        raise RuntimeError("injected failure (SKLEARN_SERVERLESS_FAIL_WORKER)")
+    _inject_faults(task.worker)
     data = read_partition(task.partition, storage)
     algorithm = importlib.import_module(f"{__package__}._{task.algorithm}")
     worker = algorithm.Worker(data, task.params, task.worker, task.store.n_workers)
@@ -80,6 +78,17 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
     result.update(worker.result())
     result["timings"] = clock.as_dict()
     return result
+
+
+def _inject_faults(worker: int) -> None:
+    """Fault injection for the test suite, off unless the variables are set:
+    ``SKLEARN_SERVERLESS_FAIL_WORKER=<id>`` raises in that worker,
+    ``SKLEARN_SERVERLESS_HANG_WORKERS=all`` keeps every worker from starting."""
+    if os.environ.get("SKLEARN_SERVERLESS_FAIL_WORKER") == str(worker):
+        raise RuntimeError("injected failure (SKLEARN_SERVERLESS_FAIL_WORKER)")
+    if os.environ.get("SKLEARN_SERVERLESS_HANG_WORKERS") == "all":
+        while True:
+            time.sleep(1)
 
 
 class _Clock:

@@ -75,6 +75,11 @@ class StateStore(ABC):
         """Sum of the partial results of ``round_``; frees the round's state."""
 
     @abstractmethod
+    def progress(self) -> int:
+        """The last round published (-1 before the first): the driver's sign
+        that the workers are alive."""
+
+    @abstractmethod
     def post_log(self, line: str) -> None:
         """Append a progress line (``verbose``) for the driver to print."""
 

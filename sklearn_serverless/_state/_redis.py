@@ -59,6 +59,7 @@ class RedisStore(StateStore):
         for worker in range(1, self.n_workers):
             pipe.rpush(self._key("inbox", worker), body)
             pipe.expire(self._key("inbox", worker), KEY_TTL)
+        pipe.set(self._key("round"), round_, ex=KEY_TTL)
         pipe.execute()
 
     def fetch(self, round_: int, worker: int) -> bytes:
@@ -127,6 +128,10 @@ class RedisStore(StateStore):
         pipe.delete(self._key("acc", round_))
         body, _ = pipe.execute()
         return decode_array(body)
+
+    def progress(self) -> int:
+        latest = self._redis.get(self._key("round"))
+        return -1 if latest is None else int(latest)
 
     def post_log(self, line: str) -> None:
         pipe = self._redis.pipeline(transaction=False)

@@ -96,6 +96,10 @@ class SQLiteStore(StateStore):
             self._db.execute("DELETE FROM accumulator WHERE round = ?", (round_,))
         return total
 
+    def progress(self) -> int:
+        (latest,) = self._db.execute("SELECT COALESCE(MAX(round), -1) FROM message").fetchone()
+        return int(latest)
+
     def post_log(self, line: str) -> None:
         self._db.execute("INSERT INTO log (line) VALUES (?)", (line,))
 

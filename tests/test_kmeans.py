@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -348,17 +350,31 @@ def test_unreachable_redis_fails_before_launch(blobs, leaves_nothing):
     assert time.monotonic() - started < 5
 
 
+_FIT_SCRIPT = """
+import sys
+import numpy as np
+from sklearn.datasets import make_blobs
+from sklearn_serverless import ServerlessKMeans
+
+X, _ = make_blobs(2003, 6, centers=5, cluster_std=2.5, random_state=0)
+init = X[[0, 400, 800, 1200, 1600]]
+model = ServerlessKMeans(5, init=init, tol=0, n_workers=2, state_mode=sys.argv[1],
+                         state_store=sys.argv[2]).fit(X)
+np.save(sys.argv[3], model.cluster_centers_)
+"""
+
+
 @pytest.mark.redis
-def test_two_fits_at_once_on_one_redis(blobs, redis_server):
+def test_two_fits_at_once_on_one_redis(blobs, redis_server, tmp_path):
+    # Separate processes, as two users' fits would be.
     X, init = blobs
     reference = KMeans(5, init=init, n_init=1, tol=0).fit(X)
-    models = [ServerlessKMeans(5, init=init, tol=0, n_workers=2, state_mode=mode,
-                               state_store=redis_server.url)
-              for mode in ("lock_free", "locked")]
-    runs = [_fit_in_thread(model, X) for model in models]
-    for thread, outcome in runs:
-        thread.join(60)
-        assert "error" not in outcome, outcome
-    for model in models:
-        _assert_same_model(model, reference)
+    script = tmp_path / "fit.py"
+    script.write_text(_FIT_SCRIPT)
+    outputs = {mode: tmp_path / f"{mode}.npy" for mode in ("lock_free", "locked")}
+    fits = [subprocess.Popen([sys.executable, str(script), mode, redis_server.url, str(out)])
+            for mode, out in outputs.items()]
+    assert [fit.wait(120) for fit in fits] == [0, 0]
+    for out in outputs.values():
+        np.testing.assert_allclose(np.load(out), reference.cluster_centers_, rtol=1e-10)
     assert redis_server.keys() == []

@@ -234,7 +234,7 @@ def serverful_logistic(X: np.ndarray, y: np.ndarray, n_workers: int, C: float = 
     with Serverful("logistic", {"X": X, "y": y.astype(np.float64)}, n_workers, (d + 1,),
                    d + 2) as pool:
         result = lbfgs(pool.round, d, X.shape[0], C, tol, max_iter)
-        return {"coef": result.x, "n_iter": result.nit, "n_rounds": pool.rounds}
+        return {"model": result.x, "n_iter": result.nit, "n_rounds": pool.rounds}
 
 
 # the paper's design ---------------------------------------------------------------------------

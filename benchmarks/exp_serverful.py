@@ -68,10 +68,24 @@ def _n_iter(result) -> int | None:
     return None if n_iter is None else int(np.ravel(n_iter)[0])
 
 
+def _model(result) -> np.ndarray:
+    """The fitted model as one vector: centres, or coefficients then intercepts."""
+    if isinstance(result, dict):
+        return np.ravel(result["model"])
+    if hasattr(result, "cluster_centers_"):
+        return np.ravel(result.cluster_centers_)
+    return np.concatenate([np.ravel(result.coef_), np.ravel(result.intercept_)])
+
+
 def _entries(cases: dict, repeat: int) -> dict:
+    """Timings per implementation, and how far its model is from
+    scikit-learn's (same algorithm: it should be ~1e-12; dask-ml's LR has
+    another objective)."""
     measured = interleaved(cases, repeat)
+    reference = _model(measured["sklearn"][1])
     return {name: {"times": stats["times"], "median": stats["median"],
-                   "n_iter": _n_iter(result)}
+                   "n_iter": _n_iter(result),
+                   "max_abs_diff_vs_sklearn": float(np.abs(_model(result) - reference).max())}
             for name, (stats, result) in measured.items()}
 
 
@@ -80,6 +94,11 @@ def _dask_array(X: np.ndarray, n_workers: int):
 
     chunk = -(-X.shape[0] // n_workers)
     return da.from_array(X, chunks=(chunk, X.shape[1])).persist()
+
+
+def _serverful_kmeans(X, init, n_iter: int, n_workers: int) -> dict:
+    result = baselines.serverful_kmeans(X, init, n_iter, n_workers)
+    return {"n_iter": result["n_rounds"], "model": result["centres"]}
 
 
 def _kmeans(cfg: Config, client) -> dict:
@@ -91,8 +110,7 @@ def _kmeans(cfg: Config, client) -> dict:
     sk = KMeans(cfg.n_clusters, init=init, n_init=1, max_iter=n_iter, tol=0.0)
     cases = {
         "serverless": lambda: fit_kmeans(X, init, n_iter, W),
-        "multiprocessing": lambda: {
-            "n_iter": baselines.serverful_kmeans(X, init, n_iter, W)["n_rounds"]},
+        "multiprocessing": lambda: _serverful_kmeans(X, init, n_iter, W),
         "sklearn": lambda: sk.fit(X),
     }
     with quiet_dask():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
 import threading
 import time
 import uuid
@@ -196,13 +197,17 @@ def test_codec_round_trip_keeps_dtype_and_shape():
 
 
 def test_codec_never_pickles():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="plain numeric"):
         encode_arrays([np.array([{"a": 1}], dtype=object)])
-    # A blob crafted to carry a pickled object array is refused on decode.
-    buf = io.BytesIO()
-    buf.write((1).to_bytes(4, "little"))
-    np.lib.format.write_array(buf, np.array([os.system], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="pickle"):
-        decode_arrays(buf.getvalue())
-    with pytest.raises(Exception):  # noqa: B017 - a raw pickle is not an array blob
-        decode_arrays(pickle.dumps(np.ones(3)))
+    # A blob that claims an object array (8 bytes: a pointer) is refused on decode.
+    crafted = b"SKS1" + struct.pack("<IB", 1, 2) + b"|O" + struct.pack("<BQ", 1, 1) + bytes(8)
+    with pytest.raises(ValueError, match="non-numeric"):
+        decode_arrays(crafted)
+    # Neither a pickle nor a .npy file carrying a pickled array is an array blob.
+    npy = io.BytesIO()
+    np.lib.format.write_array(npy, np.array([os.system], dtype=object), allow_pickle=True)
+    for blob in (pickle.dumps(np.ones(3)), npy.getvalue()):
+        with pytest.raises(ValueError, match="not an array blob"):
+            decode_arrays(blob)
+    with pytest.raises(ValueError, match="trailing"):
+        decode_arrays(encode_arrays([np.ones(2)]) + b"x")

@@ -145,6 +145,8 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
         _quiet_lithops()
         from lithops import FunctionExecutor
 
+        if local:
+            _reuse_lithops_copy()
         fexec = FunctionExecutor(config=lithops_config(backend, n_workers), log_level=None)
         with fexec:
             if local:
@@ -159,7 +161,12 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                 for i in range(n_workers)
             ]
             # chunksize=1: one call per worker, never two workers in one sequential chunk.
-            futures = fexec.map(run_worker, [(task,) for task in tasks], chunksize=1)
+            # Local workers import this package from the interpreter that has it; cloud
+            # workers get it shipped (their runtime needs its dependencies).
+            futures = fexec.map(
+                run_worker, [(task,) for task in tasks], chunksize=1,
+                include_modules=None if local else ["sklearn_serverless"],
+            )
             results = _collect(fexec, futures, store, timeout, progress)
     finally:
         _release(store, fexec, futures, partitions, folder)
@@ -328,6 +335,29 @@ def _nbytes(array) -> int:
     if hasattr(array, "indptr"):
         return array.data.nbytes + array.indices.nbytes + array.indptr.nbytes
     return np.asarray(array).nbytes
+
+
+def _reuse_lithops_copy() -> None:
+    """Keep this process from replacing Lithops' shared package copy.
+
+    Lithops' localhost engine copies its package into a temporary folder shared
+    by all processes, once per process, and its job runners import from there.
+    A copy made while another process's runner starts breaks that runner
+    ("No module named 'lithops.worker.invoker'") and its job never runs. When
+    the copy there is already current, mark it as copied by this process.
+    Best effort: with other Lithops internals the copy simply happens.
+    """
+    try:
+        from lithops import constants
+        from lithops.localhost import utils
+        from lithops.localhost.v1.localhost import LITHOPS_LOCATION
+
+        source = utils._source_fingerprint(LITHOPS_LOCATION)
+        copy = os.path.join(constants.LITHOPS_TEMP_DIR, "lithops")
+        if os.path.isdir(copy) and utils._source_fingerprint(copy) == source:
+            utils._COPIED_PACKAGES.add((LITHOPS_LOCATION, constants.LITHOPS_TEMP_DIR, source))
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).debug("could not reuse Lithops' package copy", exc_info=True)
 
 
 def _quiet_lithops() -> None:

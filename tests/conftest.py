@@ -94,7 +94,7 @@ def _lithops_job_files() -> set[str]:
     session = os.environ.get(SESSION_ID_ENV, "")
     root = os.path.join(tempfile.gettempdir(), "lithops-root")
     found = set()
-    for sub in ("jobs", "logs", os.path.join("storage")):
+    for sub in ("jobs", "logs", "modules", "storage"):
         base = os.path.join(root, sub)
         for dirpath, _, files in os.walk(base):
             if "runtimes" in dirpath:

@@ -67,10 +67,16 @@ def pointwise_loss_gradient(raw: np.ndarray, y: np.ndarray, sample_weight: np.nd
     """
     if raw.shape[1] == 1:
         r = raw[:, 0]
-        softplus = np.logaddexp(0.0, r)  # log(1 + exp(r))
-        loss = softplus - y * r
-        # expit(r) = exp(r - log(1 + exp(r))): no overflow, no scipy.special import.
-        grad = (np.exp(r - softplus) - y) * sample_weight
+        # One exp for both: with e = exp(-|r|) (never overflows),
+        # log(1 + exp(r)) = max(r, 0) + log1p(e) and expit(r) = (1 or e) / (1 + e).
+        e = np.exp(-np.abs(r))
+        loss = np.maximum(r, 0.0)
+        loss += np.log1p(e)
+        loss -= y * r
+        grad = np.where(r >= 0, 1.0, e)
+        grad /= 1.0 + e
+        grad -= y
+        grad *= sample_weight
         return float(loss @ sample_weight), grad[:, None]
     top = raw.max(axis=1, keepdims=True)
     shifted = raw - top

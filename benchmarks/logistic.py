@@ -38,19 +38,32 @@ def make_data(n_samples: int, n_features: int, n_classes: int, n_informative: in
     return StandardScaler().fit_transform(X), y
 
 
-def _timed_fit(model, X, y) -> tuple[float, list[str]]:
+def _timed_fit(model, X, y, repeat: int = 1) -> tuple[float, list[float], list[str]]:
+    """Median wall time of ``repeat`` fits (the model keeps the last fit)."""
+    times = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        started = time.perf_counter()
-        model.fit(X, y)
-        seconds = time.perf_counter() - started
-    return seconds, [str(w.message).split("\n")[0] for w in caught]
+        for _ in range(repeat):
+            started = time.perf_counter()
+            model.fit(X, y)
+            times.append(time.perf_counter() - started)
+    messages = list(dict.fromkeys(str(w.message).split("\n")[0] for w in caught))
+    return float(np.median(times)), times, messages
+
+
+def _warm_up(n_workers: int, state_mode: str, state_store: str | None) -> None:
+    """One tiny fit of each estimator, so that no timed fit pays for first
+    imports (Lithops in the driver) or first-use set-up."""
+    X, y = make_data(200, 5, 2, 2)
+    LogisticRegression().fit(X, y)
+    ServerlessLogisticRegression(n_workers=n_workers, state_mode=state_mode,
+                                 state_store=state_store).fit(X, y)
 
 
 def run(n_samples: int = 1_000_000, n_features: int = 50, classes=(2, 5),
         n_informative: int = 10, solvers=SOLVERS, n_workers: int = 2, max_iter: int = 100,
         gd_max_iter: int = 500, tol: float = 1e-4, state_mode: str = "lock_free",
-        state_store: str | None = None, seed: int = 0) -> dict:
+        state_store: str | None = None, seed: int = 0, repeat: int = 1) -> dict:
     """Fit scikit-learn's and our estimator on the same data; return the numbers.
 
     Returns
@@ -58,27 +71,30 @@ def run(n_samples: int = 1_000_000, n_features: int = 50, classes=(2, 5),
     report : dict
         ``{'config': {...}, 'results': [{n_classes, solver, sklearn_seconds,
         sklearn_n_iter, seconds, ratio, n_iter, n_rounds, seconds_per_round,
-        compute_per_round, max_abs_coef_diff, warnings}, ...]}``; ``ratio`` is
-        our time over scikit-learn's for the compared solver.
+        compute_per_round, max_abs_coef_diff, warnings}, ...]}``; times are
+        medians of ``repeat`` fits, ``ratio`` is our time over scikit-learn's
+        for the compared solver.
     """
     config = dict(n_samples=n_samples, n_features=n_features, classes=list(classes),
                   n_informative=n_informative, solvers=list(solvers), n_workers=n_workers,
                   max_iter=max_iter, gd_max_iter=gd_max_iter, tol=tol, state_mode=state_mode,
-                  state_store="redis" if state_store else "sqlite", seed=seed)
+                  state_store="redis" if state_store else "sqlite", seed=seed,
+                  repeat=repeat)
+    _warm_up(n_workers, state_mode, state_store)
     results = []
     for n_classes in classes:
         X, y = make_data(n_samples, n_features, n_classes, n_informative, seed)
         references = {}
         for solver in dict.fromkeys(REFERENCE_SOLVER[s] for s in solvers):
             reference = LogisticRegression(solver=solver, tol=tol, max_iter=max_iter)
-            seconds, _ = _timed_fit(reference, X, y)
-            references[solver] = (reference, seconds)
+            seconds, times, _ = _timed_fit(reference, X, y, repeat)
+            references[solver] = (reference, seconds, times)
         for solver in solvers:
-            reference, reference_seconds = references[REFERENCE_SOLVER[solver]]
+            reference, reference_seconds, reference_times = references[REFERENCE_SOLVER[solver]]
             model = ServerlessLogisticRegression(
                 solver=solver, tol=tol, max_iter=gd_max_iter if solver == "gd" else max_iter,
                 n_workers=n_workers, state_mode=state_mode, state_store=state_store)
-            seconds, caught = _timed_fit(model, X, y)
+            seconds, times, caught = _timed_fit(model, X, y, repeat)
             timings = model.timings_
             n_rounds = int(timings["n_rounds"])
             round_seconds = sum(timings[phase] for phase in
@@ -90,8 +106,10 @@ def run(n_samples: int = 1_000_000, n_features: int = 50, classes=(2, 5),
                 "solver": solver,
                 "reference_solver": REFERENCE_SOLVER[solver],
                 "sklearn_seconds": reference_seconds,
+                "sklearn_times": reference_times,
                 "sklearn_n_iter": int(reference.n_iter_[0]),
                 "seconds": seconds,
+                "times": times,
                 "ratio": seconds / reference_seconds,
                 "n_iter": int(model.n_iter_[0]),
                 "n_rounds": n_rounds,
@@ -132,13 +150,14 @@ def main(argv=None) -> None:
     parser.add_argument("--state-mode", default="lock_free", choices=["lock_free", "locked"])
     parser.add_argument("--state-store", default=None, help="redis URL (default: SQLite)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1, help="fits per model; medians")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON here")
     args = parser.parse_args(argv)
     report = run(n_samples=args.n_samples, n_features=args.n_features,
                  classes=args.classes, n_informative=args.n_informative,
                  solvers=args.solvers, n_workers=args.n_workers, max_iter=args.max_iter,
                  gd_max_iter=args.gd_max_iter, tol=args.tol, state_mode=args.state_mode,
-                 state_store=args.state_store, seed=args.seed)
+                 state_store=args.state_store, seed=args.seed, repeat=args.repeat)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(report, out, indent=2)

@@ -160,21 +160,30 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                 WorkerTask(i, algorithm, params, partitions[i], spec, n_threads)
                 for i in range(n_workers)
             ]
-            # chunksize=1: one call per worker, never two workers in one sequential chunk.
-            # Local workers import this package from the interpreter that has it; cloud
-            # workers get it shipped (their runtime needs its dependencies).
-            futures = fexec.map(
-                run_worker, [(task,) for task in tasks], chunksize=1,
-                include_modules=None if local else ["sklearn_serverless"],
-            )
-            results = _collect(fexec, futures, store, timeout, progress)
+            with _JobFailures(fexec.executor_id) as failures:
+                for attempt in range(1 + _JOB_START_RETRIES):
+                    # chunksize=1: one call per worker, never two in one sequential chunk.
+                    # Local workers import this package from the interpreter that has it;
+                    # cloud workers get it shipped (their runtime needs its dependencies).
+                    futures = fexec.map(
+                        run_worker, [(task,) for task in tasks], chunksize=1,
+                        include_modules=None if local else ["sklearn_serverless"],
+                    )
+                    failures.watch(futures[0].job_id)
+                    try:
+                        results = _collect(fexec, futures, store, timeout, progress, failures)
+                        break
+                    except _JobNotStarted:
+                        # Nothing ran, so nothing was written: the same map can run again.
+                        if attempt == _JOB_START_RETRIES:
+                            raise
     finally:
         _release(store, fexec, futures, partitions, folder)
     return FitOutcome(results, n_workers, time.perf_counter() - started)
 
 
 def _collect(fexec, futures, store: StateStore, timeout: float,
-             progress: Callable[[str], None] | None) -> list[dict]:
+             progress: Callable[[str], None] | None, failures: _JobFailures) -> list[dict]:
     """Wait for every worker; on the first failure wake the others, and raise
     the root cause naming its worker. Never waits for ever: after a failure
     stragglers get ``timeout`` seconds."""
@@ -192,6 +201,8 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
             _best_effort(store.abort, "another worker failed")
         if all(_finished(f) for f in futures):
             break
+        if failed_at is None and failures.seen and store.progress() < 0:
+            raise _JobNotStarted(f"Lithops could not start the workers: {failures.detail()}")
         if failed_at is None and watchdog.stalled():
             # No worker reported an error, yet no round advanced: workers that
             # never started (or hang outside any wait of ours). Their processes
@@ -221,6 +232,49 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
         raise _named(exc, worker, len(futures)) from exc
     return results
+
+
+#: A localhost job whose process fails before any worker runs is started again.
+_JOB_START_RETRIES = 1
+
+
+class _JobNotStarted(RuntimeError):
+    """The Lithops job process failed before running any worker."""
+
+
+class _JobFailures(logging.Handler):
+    """Lithops' localhost engine logs a job process that failed, then leaves
+    its futures pending for ever; this handler notices it for one executor."""
+
+    def __init__(self, executor_id: str):
+        super().__init__(logging.ERROR)
+        self.executor_id = executor_id
+        self.watch(None)
+
+    def watch(self, job_id: str | None) -> None:
+        """Look out for this job (the executor's latest map) only."""
+        self.tag = f"ExecutorID {self.executor_id} | JobID {job_id} "
+        self.seen = False
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.tag in message and "Job process failed" in message:
+            self.seen = True
+            self.lines = [message]
+        elif self.seen:
+            self.lines.append(message)  # the process's output, logged just after
+
+    def detail(self) -> str:
+        return "\n".join(self.lines)[-2000:]
+
+    def __enter__(self) -> _JobFailures:
+        self._logger = logging.getLogger("lithops.localhost")
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logger.removeHandler(self)
 
 
 class _Watchdog:

@@ -76,3 +76,23 @@ def test_worker_modules_do_not_import_sklearn():
         "assert not [m for m in sys.modules if m.split('.')[0] == 'sklearn'], 'sklearn imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_failed_lithops_job_process_is_noticed():
+    # Lithops' localhost engine logs this (with the process output after it)
+    # and leaves the job's futures pending; the driver must not wait on them.
+    import logging
+
+    from sklearn_serverless._execution import _JobFailures
+
+    lithops_logger = logging.getLogger("lithops.localhost.v1.localhost")
+    with _JobFailures("abc123-4") as failures:
+        failures.watch("M001")
+        lithops_logger.error("ExecutorID abc123-4 | JobID M000 - Job process failed with code 1")
+        lithops_logger.error("ExecutorID abc123-40 | JobID M001 - Job process failed with code 1")
+        assert not failures.seen
+        lithops_logger.error("ExecutorID abc123-4 | JobID M001 - Job process failed with code 1")
+        lithops_logger.error("ModuleNotFoundError: No module named 'lithops.worker.invoker'")
+        assert failures.seen
+        assert "lithops.worker.invoker" in failures.detail()
+    assert failures not in lithops_logger.parent.handlers

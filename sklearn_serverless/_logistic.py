@@ -95,8 +95,8 @@ class ServerlessLogisticRegression(LinearClassifierMixin, ServerlessMixin, BaseE
         with code written for :class:`~sklearn.linear_model.LogisticRegression`.
 
     verbose : int, default=0
-        Print the coordinator's per-iteration log ('newton-cholesky', 'gd')
-        after the fit.
+        Print each solver iteration (its loss; for 'gd' also the largest
+        gradient entry) while the fit runs.
     {EXECUTION_PARAMS_DOC}
     Attributes
     ----------
@@ -239,8 +239,6 @@ class ServerlessLogisticRegression(LinearClassifierMixin, ServerlessMixin, BaseE
         }
         columns = {"X": X, "y": target.astype(np.float64), "sample_weight": sample_weight}
         result = self._run_distributed("logistic", params, columns)[0]
-        if self.verbose and result["log"]:
-            print("\n".join(result["log"]))
         for category, message in result["warnings"]:
             warnings.warn(message, _WARNING_CATEGORIES[category], stacklevel=2)
         info = result["lbfgs"]

@@ -383,8 +383,12 @@ def _lbfgs_options(max_iter: int, tol: float, verbose: int) -> dict:
     return options
 
 
+def _no_log(line: str) -> None:
+    """Where progress goes when nobody prints it."""
+
+
 def lbfgs(objective: DistributedObjective, coef: np.ndarray, max_iter: int, tol: float,
-          verbose: int = 0) -> tuple[np.ndarray, dict]:
+          verbose: int = 0, log=_no_log) -> tuple[np.ndarray, dict]:
     """scipy's L-BFGS-B with scikit-learn's options; one round per evaluation.
 
     Returns the solution and what the driver needs to warn as scikit-learn
@@ -401,9 +405,15 @@ def lbfgs(objective: DistributedObjective, coef: np.ndarray, max_iter: int, tol:
 
     import scipy.optimize
 
+    iterations = [0]
+
+    def progress(intermediate_result) -> None:
+        iterations[0] += 1
+        log(f"Iteration {iterations[0]}, loss {intermediate_result.fun}.")
+
     result = scipy.optimize.minimize(
         loss_gradient, coef, method="L-BFGS-B", jac=True,
-        options=_lbfgs_options(max_iter, tol, verbose),
+        options=_lbfgs_options(max_iter, tol, verbose), callback=progress if verbose else None,
     )
     info = {"status": int(result.status), "nit": int(result.nit),
             "message": str(result.message)}
@@ -411,16 +421,17 @@ def lbfgs(objective: DistributedObjective, coef: np.ndarray, max_iter: int, tol:
 
 
 def newton_cholesky(objective: DistributedObjective, coef: np.ndarray, *, n_outputs: int,
-                    max_iter: int, tol: float, eps: float, verbose: int = 0
-                    ) -> tuple[np.ndarray, int, list, list]:
+                    max_iter: int, tol: float, eps: float, verbose: int = 0, log=_no_log
+                    ) -> tuple[np.ndarray, int, list, dict | None]:
     """scikit-learn's ``NewtonCholeskySolver`` on the distributed objective:
     same Newton steps, backtracking line search, stopping rule, multinomial
     gauge fixing and L-BFGS fallback.
 
     Returns the solution, the iteration count (as sklearn counts), the
-    warnings to raise on the driver as ``(category, message)`` and a log.
+    warnings to raise on the driver as ``(category, message)`` and the
+    L-BFGS fallback's result, if any; progress goes to ``log``.
     """
-    caught, log = [], []
+    caught = []
     m = n_outputs
     multinomial = m > 1
     no_penalty = multinomial and objective.l2 == 0
@@ -438,7 +449,7 @@ def newton_cholesky(objective: DistributedObjective, coef: np.ndarray, *, n_outp
     iteration, converged, fallback = 1, False, False
     while iteration <= max_iter and not converged:
         if verbose:
-            log.append(f"Newton iter={iteration}")
+            log(f"Newton iter={iteration}")
         if iteration > 1:
             hessian, hessian_warning = objective.newton_hessian()
         step, fallback, message = _newton_step(gradient, hessian, hessian_warning, m,
@@ -473,7 +484,7 @@ def newton_cholesky(objective: DistributedObjective, coef: np.ndarray, *, n_outp
             fallback = True  # from the last trial, as sklearn
             break
         if verbose:
-            log.append(f"  line search successful after {i + 1} iterations with loss={loss}.")
+            log(f"  line search successful after {i + 1} iterations with loss={loss}.")
         # Convergence (sklearn's check_convergence): max |gradient| and Newton decrement.
         if np.max(np.abs(gradient)) <= tol and 0.5 * float(step @ hessian @ step) <= tol:
             converged = True
@@ -496,7 +507,7 @@ def newton_cholesky(objective: DistributedObjective, coef: np.ndarray, *, n_outp
         coef2d -= coef2d.mean(axis=1, keepdims=True)
     elif with_intercept:
         coef[-m:] -= np.mean(coef[-m:])
-    return coef, iteration, caught, log, info
+    return coef, iteration, caught, info
 
 
 def _newton_step(gradient, hessian, hessian_warning, m, no_penalty, with_intercept,
@@ -550,15 +561,15 @@ def _newton_step(gradient, hessian, hessian_warning, m, no_penalty, with_interce
 
 def gradient_descent(objective: DistributedObjective, coef: np.ndarray, *, n_outputs: int,
                      max_iter: int, tol: float, learning_rate: float | None,
-                     verbose: int = 0) -> tuple[np.ndarray, int, bool, float, float, list]:
+                     verbose: int = 0, log=_no_log
+                     ) -> tuple[np.ndarray, int, bool, float, float]:
     """Full-batch gradient descent with a fixed step (the paper's algorithm,
     with a convergence test): ``w <- w - lr * grad`` until ``max |grad| <=
     tol`` or ``max_iter`` steps. The default step is ``1 / L`` for an upper
     bound ``L`` on the gradient's Lipschitz constant, from one extra round.
 
     Returns the solution, the steps taken, whether it converged, the step
-    size, the final max |gradient| and a log."""
-    log = []
+    size and the final max |gradient|; progress goes to ``log``."""
     if learning_rate is None:
         learning_rate = 1.0 / objective.lipschitz(n_outputs)
     coef = np.array(coef, dtype=np.float64)
@@ -567,7 +578,7 @@ def gradient_descent(objective: DistributedObjective, coef: np.ndarray, *, n_out
         loss, grad = objective.loss_gradient(coef)
         g_max = float(np.max(np.abs(grad)))
         if verbose:
-            log.append(f"Iteration {n_iter}, loss {loss}, max |gradient| {g_max}.")
+            log(f"Iteration {n_iter}, loss {loss}, max |gradient| {g_max}.")
         if g_max <= tol:
             converged = True
             break
@@ -575,7 +586,7 @@ def gradient_descent(objective: DistributedObjective, coef: np.ndarray, *, n_out
             break
         coef -= learning_rate * grad
         n_iter += 1
-    return coef, n_iter, converged, learning_rate, g_max, log
+    return coef, n_iter, converged, learning_rate, g_max
 
 
 def coordinate(rounds: Rounds, params: dict) -> dict:
@@ -583,26 +594,26 @@ def coordinate(rounds: Rounds, params: dict) -> dict:
     objective = DistributedObjective(rounds, params)
     solver, coef = params["solver"], params["coef"]
     max_iter, tol, verbose = params["max_iter"], params["tol"], params["verbose"]
-    out = {"warnings": [], "log": [], "lbfgs": None}
+    out = {"warnings": [], "lbfgs": None}
     if solver == "lbfgs":
-        coef, info = lbfgs(objective, coef, max_iter, tol, verbose)
+        coef, info = lbfgs(objective, coef, max_iter, tol, verbose, rounds.log)
         info["max_iter"] = max_iter
         out.update(coef=coef, lbfgs=info, n_iter=min(info["nit"], max_iter))
     elif solver == "newton-cholesky":
-        coef, n_iter, caught, log, info = newton_cholesky(
+        coef, n_iter, caught, info = newton_cholesky(
             objective, coef, n_outputs=params["n_outputs"], max_iter=max_iter, tol=tol,
-            eps=16 * np.finfo(params["dtype"]).eps, verbose=verbose)
-        out.update(coef=coef, n_iter=n_iter, warnings=caught, log=log, lbfgs=info)
+            eps=16 * np.finfo(params["dtype"]).eps, verbose=verbose, log=rounds.log)
+        out.update(coef=coef, n_iter=n_iter, warnings=caught, lbfgs=info)
     elif solver == "gd":
-        coef, n_iter, converged, lr, g_max, log = gradient_descent(
+        coef, n_iter, converged, lr, g_max = gradient_descent(
             objective, coef, n_outputs=params["n_outputs"], max_iter=max_iter, tol=tol,
-            learning_rate=params["learning_rate"], verbose=verbose)
+            learning_rate=params["learning_rate"], verbose=verbose, log=rounds.log)
         if not converged:
             out["warnings"].append(("ConvergenceWarning", (
                 f"gd failed to converge after {n_iter} iteration(s): max |gradient| "
                 f"{g_max:.3g} > tol={tol:g} with learning_rate={lr:.3g}. Increase max_iter, "
                 "scale the data or use solver='lbfgs'.")))
-        out.update(coef=coef, n_iter=n_iter, log=log, learning_rate=lr)
+        out.update(coef=coef, n_iter=n_iter, learning_rate=lr)
     else:
         raise ValueError(f"unknown solver {solver!r}")
     out["n_evaluations"] = objective.n_evaluations

@@ -11,14 +11,20 @@ carry an expiry.
 from __future__ import annotations
 
 import time
+import uuid
 
 import numpy as np
 import redis
 
-from ._base import KEY_TTL, FitAborted, StateStore, StoreSpec, sum_in_worker_order
+from ._base import KEY_TTL, Backoff, FitAborted, StateStore, StoreSpec, sum_in_worker_order
 from ._codec import decode_array, encode_array
 
 _ABORT = b"abort"
+#: Deletes the lock only if this worker still owns it.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
@@ -42,6 +48,7 @@ class RedisStore(StateStore):
     def __init__(self, spec: StoreSpec, create: bool = False):
         super().__init__(spec)
         self._redis = connect(spec.location, spec.timeout)
+        self._release = self._redis.register_script(_RELEASE)
         self._prefix = f"sks:{{{spec.namespace}}}:"
         if create:
             try:
@@ -90,22 +97,28 @@ class RedisStore(StateStore):
             pipe.expire(self._key("arrivals"), KEY_TTL)
             pipe.execute()
             return
-        lock = self._redis.lock(
-            self._key("lock", round_), timeout=self.timeout, sleep=2e-4,
-            blocking_timeout=self.timeout,
-        )
-        if not lock.acquire():
-            raise self._timeout_error(f"worker {worker} could not take the lock of round {round_}")
-        try:
-            body = self._redis.get(self._key("acc", round_))
-            total = partial if body is None else decode_array(body) + partial
+        # The lock (a key with an expiry and an owner token) is taken and the
+        # accumulator read in one round trip, written and released in another.
+        lock, acc = self._key("lock", round_), self._key("acc", round_)
+        token = f"{worker}:{uuid.uuid4().hex}"
+        backoff = Backoff(self.timeout)
+        while True:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.set(self._key("acc", round_), encode_array(total), ex=KEY_TTL)
-            pipe.rpush(self._key("arrivals"), arrival)
-            pipe.expire(self._key("arrivals"), KEY_TTL)
-            pipe.execute()
-        finally:
-            lock.release()
+            pipe.set(lock, token, nx=True, px=int(self.timeout * 1000))
+            pipe.get(acc)
+            taken, body = pipe.execute()
+            if taken:
+                break
+            if not backoff.wait():
+                raise self._timeout_error(
+                    f"worker {worker} could not take the lock of round {round_}")
+        total = partial if body is None else decode_array(body) + partial
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(acc, encode_array(total), ex=KEY_TTL)
+        pipe.rpush(self._key("arrivals"), arrival)
+        pipe.expire(self._key("arrivals"), KEY_TTL)
+        self._release(keys=[lock], args=[token], client=pipe)
+        pipe.execute()
 
     def barrier(self, round_: int) -> None:
         arrived: set[int] = set()

@@ -145,6 +145,7 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
         _quiet_lithops()
         from lithops import FunctionExecutor
 
+        _own_lithops_session()
         if local:
             _reuse_lithops_copy()
         fexec = FunctionExecutor(config=lithops_config(backend, n_workers), log_level=None)
@@ -161,22 +162,15 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                 for i in range(n_workers)
             ]
             with _JobFailures(fexec.executor_id) as failures:
-                for attempt in range(1 + _JOB_START_RETRIES):
-                    # chunksize=1: one call per worker, never two in one sequential chunk.
-                    # Local workers import this package from the interpreter that has it;
-                    # cloud workers get it shipped (their runtime needs its dependencies).
-                    futures = fexec.map(
-                        run_worker, [(task,) for task in tasks], chunksize=1,
-                        include_modules=None if local else ["sklearn_serverless"],
-                    )
-                    failures.watch(futures[0].job_id)
-                    try:
-                        results = _collect(fexec, futures, store, timeout, progress, failures)
-                        break
-                    except _JobNotStarted:
-                        # Nothing ran, so nothing was written: the same map can run again.
-                        if attempt == _JOB_START_RETRIES:
-                            raise
+                # chunksize=1: one call per worker, never two in one sequential chunk.
+                # Local workers import this package from the interpreter that has it;
+                # cloud workers get it shipped (their runtime needs its dependencies).
+                futures = fexec.map(
+                    run_worker, [(task,) for task in tasks], chunksize=1,
+                    include_modules=None if local else ["sklearn_serverless"],
+                )
+                failures.watch(futures[0].job_id)
+                results = _collect(fexec, futures, store, timeout, progress, failures)
     finally:
         _release(store, fexec, futures, partitions, folder)
     return FitOutcome(results, n_workers, time.perf_counter() - started)
@@ -201,8 +195,9 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
             _best_effort(store.abort, "another worker failed")
         if all(_finished(f) for f in futures):
             break
-        if failed_at is None and failures.seen and store.progress() < 0:
-            raise _JobNotStarted(f"Lithops could not start the workers: {failures.detail()}")
+        if failed_at is None and failures.seen:
+            _best_effort(store.abort, "the Lithops job failed")
+            raise RuntimeError(f"the Lithops job running the workers failed: {failures.detail()}")
         if failed_at is None and watchdog.stalled():
             # No worker reported an error, yet no round advanced: workers that
             # never started (or hang outside any wait of ours). Their processes
@@ -232,14 +227,6 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
         raise _named(exc, worker, len(futures)) from exc
     return results
-
-
-#: A localhost job whose process fails before any worker runs is started again.
-_JOB_START_RETRIES = 1
-
-
-class _JobNotStarted(RuntimeError):
-    """The Lithops job process failed before running any worker."""
 
 
 class _JobFailures(logging.Handler):
@@ -389,6 +376,27 @@ def _nbytes(array) -> int:
     if hasattr(array, "indptr"):
         return array.data.nbytes + array.indices.nbytes + array.indptr.nbytes
     return np.asarray(array).nbytes
+
+
+def _own_lithops_session() -> None:
+    """Give this process a Lithops session of its own.
+
+    Lithops exports its session id and executor count to child processes, so
+    that they join the parent's session; two siblings (joblib workers, two
+    scripts started by one shell session of Python) then create the same
+    executor id and overwrite each other's job files: one fit runs the other's
+    tasks. A session this process did not create is dropped before use.
+    """
+    try:
+        from lithops import constants, utils
+
+        with utils._SESSION_LOCK:
+            inherited = os.environ.get(constants.SESSION_ID_ENV)
+            if inherited and inherited != utils._SESSION_ID:
+                os.environ.pop(constants.SESSION_ID_ENV, None)
+                os.environ.pop(constants.TOTAL_EXECUTORS_ENV, None)
+    except Exception:  # noqa: BLE001 - other Lithops internals: nothing to fix
+        logging.getLogger(__name__).debug("could not check the Lithops session", exc_info=True)
 
 
 def _reuse_lithops_copy() -> None:

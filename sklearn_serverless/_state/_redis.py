@@ -20,6 +20,8 @@ from ._base import KEY_TTL, Backoff, FitAborted, StateStore, StoreSpec, sum_in_w
 from ._codec import decode_array, encode_array
 
 _ABORT = b"abort"
+#: Messages up to this size travel in the inboxes themselves.
+_INLINE_BYTES = 64 << 10
 #: Deletes the lock only if this worker still owns it.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -62,14 +64,20 @@ class RedisStore(StateStore):
         return self._prefix + ":".join(map(str, parts))
 
     def publish(self, round_: int, message: bytes) -> None:
-        # The message is written once; inboxes only get the round number (a
+        # A small message rides in the inboxes (one round trip for a follower);
+        # a large one is written once and the inboxes get its round number (a
         # 400 KB model pushed to W-1 inboxes cost W-1 copies per round).
+        header = round_.to_bytes(8, "little")
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._key("message", round_), message, ex=KEY_TTL)
+        if len(message) <= _INLINE_BYTES:
+            note = b"M" + header + message
+        else:
+            note = b"R" + header
+            pipe.set(self._key("message", round_), message, ex=KEY_TTL)
         # Everyone has read the message before last: they contributed to it.
         pipe.delete(self._key("message", round_ - 2))
         for worker in range(1, self.n_workers):
-            pipe.rpush(self._key("inbox", worker), round_)
+            pipe.rpush(self._key("inbox", worker), note)
             pipe.expire(self._key("inbox", worker), KEY_TTL)
         pipe.set(self._key("round"), round_, ex=KEY_TTL)
         pipe.execute()
@@ -78,11 +86,14 @@ class RedisStore(StateStore):
         reply = self._redis.blpop([self._key("inbox", worker)], timeout=self.timeout)
         if reply is None:
             raise self._timeout_error(f"worker {worker} got no message for round {round_}")
-        if reply[1] == _ABORT:
+        note = reply[1]
+        if note == _ABORT:
             raise FitAborted(self._failure())
-        got = int(reply[1])
+        got = int.from_bytes(note[1:9], "little")
         if got != round_:
             raise RuntimeError(f"worker {worker} expected round {round_}, got {got}")
+        if note[:1] == b"M":
+            return note[9:]
         message = self._redis.get(self._key("message", round_))
         if message is None:
             raise RuntimeError(f"the message of round {round_} is gone (expired or cleaned up)")

@@ -51,6 +51,23 @@ EXECUTION_PARAMS_DOC = """
         waits for its remaining workers.
 """
 
+#: Fitted attributes every serverless estimator has, for its docstring.
+FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    n_workers_ : int
+        Number of workers the fit used.
+
+    timings_ : dict
+        Where the fit's time went: ``'fit'`` (seconds, client side),
+        ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
+        ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
+        (arrays of shape (n_rounds, n_workers_)).
+"""
+
 
 class ServerlessMixin:
     """Runs an algorithm of :mod:`sklearn_serverless._distributed` with the

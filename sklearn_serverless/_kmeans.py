@@ -23,7 +23,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC, ServerlessMixin
+from ._base import (
+    EXECUTION_CONSTRAINTS,
+    EXECUTION_PARAMS_DOC,
+    FITTED_ATTRIBUTES_DOC,
+    ServerlessMixin,
+)
 from ._distributed._kmeans import labels_inertia
 
 
@@ -81,21 +86,7 @@ class ServerlessKMeans(
     n_iter_ : int
         Iterations run by the best run.
 
-    n_features_in_ : int
-        Number of features seen during fit.
-
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during fit, when X has string column names.
-
-    n_workers_ : int
-        Number of workers the fit used.
-
-    timings_ : dict
-        Where the fit's time went: ``'fit'`` (seconds, client side),
-        ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
-        ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
-        (arrays of shape (n_rounds, n_workers_)).
-
+    {FITTED_ATTRIBUTES_DOC}
     See Also
     --------
     sklearn.cluster.KMeans : The single-machine estimator this one mirrors.

@@ -19,7 +19,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC, ServerlessMixin
+from ._base import (
+    EXECUTION_CONSTRAINTS,
+    EXECUTION_PARAMS_DOC,
+    FITTED_ATTRIBUTES_DOC,
+    ServerlessMixin,
+)
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
 _CONVERGENCE_ADVICE = (
@@ -112,21 +117,7 @@ class ServerlessLogisticRegression(LinearClassifierMixin, ServerlessMixin, BaseE
     n_iter_ : ndarray of shape (1,)
         Iterations of the solver (gradient steps for 'gd').
 
-    n_features_in_ : int
-        Number of features seen during fit.
-
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during fit, when X has string column names.
-
-    n_workers_ : int
-        Number of workers the fit used.
-
-    timings_ : dict
-        Where the fit's time went: ``'fit'`` (seconds, client side),
-        ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
-        ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
-        (arrays of shape (n_rounds, n_workers_)).
-
+    {FITTED_ATTRIBUTES_DOC}
     See Also
     --------
     sklearn.linear_model.LogisticRegression : The single-machine estimator

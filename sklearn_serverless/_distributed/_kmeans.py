@@ -40,14 +40,23 @@ def with_ones_column(X: np.ndarray) -> np.ndarray:
     return augmented
 
 
+def one_hot_pointers(n_rows: int) -> np.ndarray:
+    """Column pointers of the (k, n) one-hot matrix (one entry per row), in
+    the labels' int32 so scipy need not convert them (0.4 ms per 500k rows)."""
+    return np.arange(n_rows + 1, dtype=np.int32 if n_rows < 2**31 - 1 else np.int64)
+
+
 def assign(X, centers: np.ndarray, sample_weight: np.ndarray, labels: np.ndarray,
            sums: np.ndarray | None = None, block: int | None = None,
-           augmented: bool = False, best: bool = True) -> np.ndarray | None:
+           augmented: bool = False, best: bool = True,
+           row_pointers: np.ndarray | None = None) -> np.ndarray | None:
     """Label every row of ``X`` with its nearest centre (into ``labels``) and,
     when ``sums`` is given, add the weighted rows into their cluster's sum.
 
     ``augmented`` means ``X`` is dense and ends with a column of ones (see
     :func:`with_ones_column`); ``sums`` then has that column too.
+    ``row_pointers`` is :func:`one_hot_pointers` of ``X``, kept by a caller
+    that assigns the same rows every iteration.
 
     Returns ``max_c(x.c - ||c||^2 / 2)`` per row (when ``best``): the scaled
     form of sklearn's ``min_c(||c||^2 - 2 x.c)``. Scaling by 2 is exact, so
@@ -74,9 +83,9 @@ def assign(X, centers: np.ndarray, sample_weight: np.ndarray, labels: np.ndarray
     if sums is not None:
         # A (k, n) one-hot matrix of weights: the sums are one sparse product,
         # one pass over X (per block, building the matrix cost more than the product).
-        one_hot = sp.csc_matrix(
-            (sample_weight, labels, np.arange(X.shape[0] + 1)), shape=(k, X.shape[0])
-        )
+        if row_pointers is None:
+            row_pointers = one_hot_pointers(X.shape[0])
+        one_hot = sp.csc_matrix((sample_weight, labels, row_pointers), shape=(k, X.shape[0]))
         totals = one_hot @ X
         sums += totals.toarray() if sp.issparse(totals) else totals
     return scores_of
@@ -116,6 +125,7 @@ class Worker:
         self.previous = np.full(n, -1, dtype=np.int32)
         self.final_labels = self.best_labels = self.labels
         self.block = block_size(params["n_clusters"])
+        self.row_pointers = one_hot_pointers(n)
         self.x_squared_norms = None
 
     def handle(self, code: int, flags: np.ndarray, arrays: list) -> np.ndarray | None:
@@ -145,20 +155,18 @@ class Worker:
         return self.x_squared_norms
 
     def _lloyd_step(self, centers: np.ndarray, new_run: bool, inertia: bool) -> np.ndarray:
-        k, d = centers.shape
+        k = centers.shape[0]
         if new_run:
             self.previous[:] = -1
         else:
             self.previous, self.labels = self.labels, self.previous
+        X = self.X if self.sparse else self.X_ones
+        sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+        best = assign(X, centers, self.sample_weight, self.labels, sums, self.block,
+                      augmented=not self.sparse, best=inertia, row_pointers=self.row_pointers)
         if self.sparse:
-            sums = np.zeros((k, d), dtype=np.float64)
-            best = assign(self.X, centers, self.sample_weight, self.labels, sums, self.block,
-                          best=inertia)
             weights = np.bincount(self.labels, weights=self.sample_weight, minlength=k)
         else:
-            sums = np.zeros((k, d + 1), dtype=np.float64)
-            best = assign(self.X_ones, centers, self.sample_weight, self.labels, sums,
-                          self.block, augmented=True, best=inertia)
             sums, weights = sums[:, :-1], sums[:, -1]
         changed = np.count_nonzero(self.labels != self.previous)
         total = 0.0

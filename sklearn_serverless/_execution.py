@@ -151,7 +151,8 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
         fexec = FunctionExecutor(config=lithops_config(backend, n_workers), log_level=None)
         with fexec:
             if local:
-                partitions = _placement.write_files(columns, n_workers, folder)
+                # Written after the map: the workers start while the driver writes.
+                partitions = _placement.plan_files(columns, n_workers, folder, timeout)
             else:
                 partitions = _placement.write_objects(
                     columns, n_workers, fexec.storage, fexec.internal_storage.bucket,
@@ -170,6 +171,8 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                     include_modules=None if local else ["sklearn_serverless"],
                 )
                 failures.watch(futures[0].job_id)
+                if local:
+                    _placement.write_files(columns, folder)
                 results = _collect(fexec, futures, store, timeout, progress, failures)
     finally:
         _release(store, fexec, futures, partitions, folder)
@@ -375,7 +378,7 @@ def _scratch_dir(columns: dict) -> str | None:
 def _nbytes(array) -> int:
     if hasattr(array, "indptr"):
         return array.data.nbytes + array.indices.nbytes + array.indptr.nbytes
-    return np.asarray(array).nbytes
+    return array.nbytes if hasattr(array, "nbytes") else np.asarray(array).nbytes
 
 
 def _own_lithops_session() -> None:

@@ -4,6 +4,7 @@ Lithops workers."""
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -29,7 +30,8 @@ from ._base import (
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from ._distributed._kmeans import labels_inertia
+from ._distributed._kmeans import labels_inertia, with_ones_column
+from ._placement import DerivedRows
 
 
 class ServerlessKMeans(
@@ -170,22 +172,23 @@ class ServerlessKMeans(
                     f"the number of clusters {self.n_clusters} and features {X.shape[1]}."
                 )
         random_state = check_random_state(self.random_state)
+        tol = _tolerance(X, self.tol)  # on X before centring, as sklearn
         # Like sklearn, cluster centred dense data: distances lose less precision.
+        # The workers get it as [X - mean, 1], computed as it is written.
         x_mean = None
+        columns = {"X": X, "sample_weight": sample_weight}
         if not sp.issparse(X):
             x_mean = X.mean(axis=0)
-            X = X - x_mean
+            columns["X"] = DerivedRows(X, partial(with_ones_column, subtract=x_mean),
+                                       X.shape[1] + 1, X.dtype)
             if _is_array_like(init):
                 init -= x_mean
-        inits = [self._initial_centers(X, init, random_state, sample_weight)
-                 for _ in range(n_init)]
+        inits = self._initial_centers(X, x_mean, init, random_state, sample_weight, n_init)
         params = {
             "n_clusters": self.n_clusters, "inits": inits, "max_iter": self.max_iter,
-            "tol": _tolerance(X, self.tol), "verbose": self.verbose,
+            "tol": tol, "verbose": self.verbose,
         }
-        results = self._run_distributed(
-            "kmeans", params, {"X": X, "sample_weight": sample_weight}
-        )
+        results = self._run_distributed("kmeans", params, columns)
         best = results[0]
         centers = best["centers"]
         if x_mean is not None:
@@ -217,7 +220,15 @@ class ServerlessKMeans(
             return 1 if self.init == "k-means++" else 10
         return self.n_init
 
-    def _initial_centers(self, X, init, random_state, sample_weight) -> np.ndarray:
+    def _initial_centers(self, X, x_mean, init, random_state, sample_weight,
+                         n_init: int) -> list[np.ndarray]:
+        """``n_init`` sets of initial centres for X centred on ``x_mean``."""
+        if x_mean is not None and (isinstance(init, str) or callable(init)):
+            X = X - x_mean
+        return [self._init_centroids(X, init, random_state, sample_weight)
+                for _ in range(n_init)]
+
+    def _init_centroids(self, X, init, random_state, sample_weight) -> np.ndarray:
         """sklearn's ``KMeans._init_centroids``: same draws, same centres."""
         if isinstance(init, str) and init == "k-means++":
             centers, _ = kmeans_plusplus(X, self.n_clusters, sample_weight=sample_weight,

@@ -5,25 +5,33 @@ Columns are row-aligned arrays (``X``, ``sample_weight``, ``y``, ...); ``X``
 may be scipy CSR. Two placements:
 
 - ``'files'`` (localhost backend): each column is one ``.npy`` file in the
-  fit's private folder (on ``/dev/shm`` where it fits); workers memory-map it
-  and copy their rows out, so the driver writes the data once and nothing is
-  serialised.
+  fit's private folder (on ``/dev/shm`` where it fits), written while the
+  workers start (:func:`plan_files` before the map, :func:`write_files`
+  after it); each worker waits for the files, then reads its rows with one
+  read per column. Nothing is serialised.
 - ``'objects'`` (cloud backends): one storage object per worker and column,
   put through Lithops' storage API.
 
-Both are raw ``.npy`` bytes read with ``allow_pickle=False``. The reading side
-runs in workers and imports numpy only (scipy.sparse when the data is sparse).
+Both are raw ``.npy`` bytes read with ``allow_pickle=False``. A column may be
+:class:`DerivedRows` (rows computed block by block as they are written). The
+reading side runs in workers and imports numpy only (scipy.sparse when the
+data is sparse).
 """
 
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._state._base import Backoff
+
 _CSR_PARTS = ("data", "indices", "indptr")
+#: Bytes of one block of rows written at a time.
+_WRITE_BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,30 @@ class Partition:
     sparse: tuple[str, ...] = ()
     keys: dict = field(default_factory=dict)  # objects: (column, part) -> key
     widths: dict = field(default_factory=dict)  # sparse column -> number of columns
+    timeout: float = 120.0  # files: how long a worker waits for the driver to write them
+
+
+@dataclass(frozen=True)
+class DerivedRows:
+    """A dense column computed from ``source`` a block of rows at a time,
+    as it is written (k-means' centred ``[X, 1]``): the driver never holds
+    the whole derived array. ``function`` maps rows to rows of ``width``."""
+
+    source: np.ndarray
+    function: Callable[[np.ndarray], np.ndarray]
+    width: int
+    dtype: np.dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.source.shape[0], self.width)
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.width * np.dtype(self.dtype).itemsize
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.asarray(self.function(self.source[rows]), dtype=self.dtype)
 
 
 def row_bounds(n_samples: int, n_workers: int) -> list[tuple[int, int]]:
@@ -56,23 +88,45 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_files(columns: dict, n_workers: int, folder: str) -> list[Partition]:
-    """Write each column once under ``folder``; partitions are row ranges."""
-    dense, sparse = [], []
-    for name, array in columns.items():
-        if _is_sparse(array):
-            sparse.append(name)
-            for part in _CSR_PARTS:
-                np.save(os.path.join(folder, f"{name}.{part}.npy"), getattr(array, part))
-        else:
-            dense.append(name)
-            np.save(os.path.join(folder, f"{name}.npy"), np.asarray(array))
+def plan_files(columns: dict, n_workers: int, folder: str, timeout: float) -> list[Partition]:
+    """Each worker's row range of the files :func:`write_files` will write."""
+    dense = tuple(name for name, array in columns.items() if not _is_sparse(array))
+    sparse = tuple(name for name, array in columns.items() if _is_sparse(array))
     n_samples = _n_rows(next(iter(columns.values())))
     widths = {name: columns[name].shape[1] for name in sparse}
     return [
-        Partition("files", folder, start, stop, tuple(dense), tuple(sparse), widths=widths)
+        Partition("files", folder, start, stop, dense, sparse, widths=widths, timeout=timeout)
         for start, stop in row_bounds(n_samples, n_workers)
     ]
+
+
+def write_files(columns: dict, folder: str) -> None:
+    """Write each column once under ``folder``. Each file appears whole (it
+    is renamed into place), so a worker never reads one half-written."""
+    for name, array in columns.items():
+        if _is_sparse(array):
+            for part in _CSR_PARTS:
+                _write_npy(os.path.join(folder, f"{name}.{part}.npy"), getattr(array, part))
+        else:
+            _write_npy(os.path.join(folder, f"{name}.npy"), array)
+
+
+def _write_npy(path: str, array) -> None:
+    """``np.save``, a block of rows at a time (a :class:`DerivedRows` is
+    computed block by block), then renamed into place."""
+    if not isinstance(array, DerivedRows):
+        array = np.asarray(array)
+    n_rows = array.shape[0]
+    row_bytes = max(1, array.nbytes // max(n_rows, 1))
+    block = max(1, _WRITE_BLOCK_BYTES // row_bytes)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(array.dtype)),
+              "fortran_order": False, "shape": tuple(array.shape)}
+    partial = f"{path}.partial"
+    with open(partial, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        for start in range(0, n_rows, block):
+            np.ascontiguousarray(array[start:start + block]).tofile(file)
+    os.rename(partial, path)
 
 
 def write_objects(columns: dict, n_workers: int, storage, bucket: str, prefix: str
@@ -133,12 +187,24 @@ def _read(partition: Partition, storage, name: str, part: str | None, start: int
         body = storage.get_object(partition.location, partition.keys[name, part])
         return np.load(io.BytesIO(body), allow_pickle=False)
     suffix = f".{part}" if part else ""
-    return _read_file_rows(os.path.join(partition.location, f"{name}{suffix}.npy"), start, stop)
+    path = os.path.join(partition.location, f"{name}{suffix}.npy")
+    return _read_file_rows(path, start, stop, partition.timeout)
 
 
-def _read_file_rows(path: str, start: int, stop: int) -> np.ndarray:
+def _wait_for_file(path: str, timeout: float) -> None:
+    """Wait for the driver to write ``path``; its folder gone means the fit ended."""
+    backoff = Backoff(timeout, first=1e-4, cap=5e-3)
+    while not os.path.exists(path):
+        if not os.path.isdir(os.path.dirname(path)):
+            raise RuntimeError(f"the fit ended before its data {path} was written")
+        if not backoff.wait():
+            raise TimeoutError(f"the driver did not write {path} within {timeout:g} s")
+
+
+def _read_file_rows(path: str, start: int, stop: int, timeout: float) -> np.ndarray:
     """Rows of a C-ordered .npy file with one read (a memory map faults in
     page by page: measured 3x slower on /dev/shm)."""
+    _wait_for_file(path, timeout)
     with open(path, "rb") as file:
         fmt = np.lib.format
         if fmt.read_magic(file) == (1, 0):

@@ -211,3 +211,49 @@ def test_codec_never_pickles():
             decode_arrays(blob)
     with pytest.raises(ValueError, match="trailing"):
         decode_arrays(encode_arrays([np.ones(2)]) + b"x")
+
+
+def test_sqlite_waiters_are_rung_not_polled(tmp_path, monkeypatch):
+    from sklearn_serverless._state import _sqlite
+
+    # Without a ring, a waiter would only re-check after 30 s.
+    monkeypatch.setattr(_sqlite._Doorbells, "RECHECK", 30.0)
+    spec = _spec(("sqlite", str(tmp_path / "state.db"), None), n_workers=2, timeout=60)
+    driver = open_store(spec, create=True)
+    coordinator, follower = open_store(spec), open_store(spec)
+    got = {}
+
+    def follow():
+        got["message"] = follower.fetch(0, 1)
+        got["woken"] = time.monotonic()
+        follower.contribute(0, 1, np.ones(3))
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    time.sleep(0.3)  # the follower is asleep on its doorbell
+    published = time.monotonic()
+    coordinator.publish(0, b"model")
+    coordinator.contribute(0, 0, np.ones(3))
+    coordinator.barrier(0)  # woken by the follower's contribution
+    np.testing.assert_array_equal(coordinator.aggregate(0), 2 * np.ones(3))
+    thread.join(10)
+    assert got["message"] == b"model" and got["woken"] - published < 5
+    for store in (coordinator, follower):
+        store.close()
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("bell-")]
+    driver.cleanup()
+    driver.close()
+
+
+def test_sqlite_polls_where_a_doorbell_cannot_be_made(tmp_path):
+    # A Unix socket path is limited to ~108 bytes: this folder is too deep for one.
+    folder = tmp_path / ("d" * 100) / ("e" * 100)
+    folder.mkdir(parents=True)
+    spec = _spec(("sqlite", str(folder / "state.db"), None), n_workers=2, timeout=10)
+    driver = open_store(spec, create=True)
+    follower = open_store(spec)
+    threading.Timer(0.2, driver.publish, args=(0, b"model")).start()
+    assert follower.fetch(0, 1) == b"model"
+    follower.close()
+    driver.cleanup()
+    driver.close()

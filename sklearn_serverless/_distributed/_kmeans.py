@@ -31,11 +31,14 @@ def _blocks(n_rows: int, block: int):
         yield start, min(start + block, n_rows)
 
 
-def with_ones_column(X: np.ndarray) -> np.ndarray:
-    """``[X, 1]``: with the model ``[C, -||c||^2 / 2]`` one GEMM gives the
-    scores, and the per-cluster sums of this column are the cluster weights."""
+def with_ones_column(X: np.ndarray, subtract: np.ndarray | None = None) -> np.ndarray:
+    """``[X - subtract, 1]``: with the model ``[C, -||c||^2 / 2]`` one GEMM
+    gives the scores, and the per-cluster sums of the ones are the weights."""
     augmented = np.empty((X.shape[0], X.shape[1] + 1), dtype=X.dtype)
-    augmented[:, :-1] = X
+    if subtract is None:
+        augmented[:, :-1] = X
+    else:
+        np.subtract(X, subtract, out=augmented[:, :-1])
     augmented[:, -1] = 1
     return augmented
 
@@ -114,9 +117,9 @@ class Worker:
 
     def __init__(self, data: dict, params: dict, worker: int, n_workers: int):
         self.sparse = sp.issparse(data["X"])
-        # Dense rows carry a column of ones: scores and cluster weights come
-        # out of the same two products as the distances and the sums.
-        self.X_ones = None if self.sparse else with_ones_column(data["X"])
+        # Dense rows arrive with a column of ones (with_ones_column): scores and
+        # cluster weights come out of the same two products as distances and sums.
+        self.X_ones = None if self.sparse else data["X"]
         self.X = data["X"] if self.sparse else self.X_ones[:, :-1]
         self.sample_weight = data["sample_weight"]
         self.worker, self.n_workers = worker, n_workers

@@ -64,8 +64,9 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
 
 def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
     _inject_faults(task.worker)
-    data = read_partition(task.partition, storage)
+    # Imports first: on localhost they overlap the driver writing the data.
     algorithm = importlib.import_module(f"{__package__}._{task.algorithm}")
+    data = read_partition(task.partition, storage)
     worker = algorithm.Worker(data, task.params, task.worker, task.store.n_workers)
     clock = _Clock(time.perf_counter() - started)
     if task.worker == 0:

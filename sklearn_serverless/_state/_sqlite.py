@@ -1,11 +1,15 @@
 """Embedded state store: one SQLite database (WAL mode) in the fit's private
-temporary folder. Waits poll the database; the lock of ``mode='locked'`` is an
-immediate (write) transaction."""
+temporary folder. A waiter sleeps on a doorbell (a Unix datagram socket next
+to the database) that writers ring after they commit, and re-checks the
+database when woken; the lock of ``mode='locked'`` is an immediate (write)
+transaction."""
 
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import time
 
 import numpy as np
 
@@ -35,6 +39,7 @@ class SQLiteStore(StateStore):
         )
         # The state lives as long as one fit: durability buys nothing.
         self._db.execute("PRAGMA synchronous=OFF")
+        self._bells = _Doorbells(os.path.dirname(spec.location))
         if create:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
@@ -44,9 +49,10 @@ class SQLiteStore(StateStore):
             self._db.execute("INSERT INTO message VALUES (?, ?)", (round_, message))
             # Everyone has read the message before last: they contributed to it.
             self._db.execute("DELETE FROM message WHERE round < ?", (round_ - 1,))
+        self._bells.ring(range(1, self.n_workers))
 
     def fetch(self, round_: int, worker: int) -> bytes:
-        row = self._poll("SELECT body FROM message WHERE round = ?", (round_,))
+        row = self._poll("SELECT body FROM message WHERE round = ?", (round_,), worker)
         if row is None:
             raise self._timeout_error(f"worker {worker} got no message for round {round_}")
         return row[0]
@@ -56,6 +62,7 @@ class SQLiteStore(StateStore):
             self._db.execute(
                 "INSERT INTO slot VALUES (?, ?, ?)", (round_, worker, encode_array(partial))
             )
+            self._ring_coordinator(worker)
             return
         # BEGIN IMMEDIATE takes the database's write lock, waiting at most `timeout`.
         self._db.execute("BEGIN IMMEDIATE")
@@ -72,10 +79,15 @@ class SQLiteStore(StateStore):
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        self._ring_coordinator(worker)
+
+    def _ring_coordinator(self, worker: int) -> None:
+        if worker != 0:
+            self._bells.ring([0])
 
     def barrier(self, round_: int) -> None:
         query = "SELECT 1 FROM (SELECT COUNT(*) AS n FROM slot WHERE round = ?) WHERE n = ?"
-        if self._poll(query, (round_, self.n_workers)) is None:
+        if self._poll(query, (round_, self.n_workers), 0) is None:
             rows = self._db.execute("SELECT worker FROM slot WHERE round = ?", (round_,))
             missing = self._missing({w for (w,) in rows})
             raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
@@ -109,6 +121,7 @@ class SQLiteStore(StateStore):
 
     def abort(self, message: str) -> None:
         self._db.execute("INSERT INTO failure (message) VALUES (?)", (message,))
+        self._bells.ring(range(self.n_workers))
 
     def cleanup(self) -> None:
         # The database file goes with the fit's temporary folder; empty it first
@@ -118,9 +131,13 @@ class SQLiteStore(StateStore):
                 self._db.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:
+        self._bells.close()
         self._db.close()
 
-    def _poll(self, query: str, args: tuple) -> tuple | None:
+    def _poll(self, query: str, args: tuple, party: int) -> tuple | None:
+        """The first row of ``query`` once there is one; None after the timeout.
+        ``party`` is who waits: its doorbell wakes it (else it polls)."""
+        bell = self._bells.listen(party)
         backoff = Backoff(self.timeout)
         while True:
             row = self._db.execute(query, args).fetchone()
@@ -129,5 +146,87 @@ class SQLiteStore(StateStore):
             failure = self._db.execute("SELECT message FROM failure ORDER BY id LIMIT 1").fetchone()
             if failure is not None:
                 raise FitAborted(failure[0])
-            if not backoff.wait():
+            if not (backoff.wait() if bell is None else bell.wait(backoff.deadline)):
                 return None
+
+
+class _Doorbells:
+    """Wake-ups between the processes of one fit: each waiting party binds a
+    Unix datagram socket in the fit's folder; a writer sends it a byte after
+    committing. A ring is only a hint to re-check the database, and a waiter
+    re-checks every ``RECHECK`` seconds anyway, so a lost ring costs time,
+    never correctness. Without Unix sockets (or with a too long path) the
+    waiter polls instead."""
+
+    RECHECK = 0.05
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self._listening: dict[int, _Bell | None] = {}
+        self._sender: socket.socket | None = None
+
+    def _path(self, party: int) -> str:
+        return os.path.join(self.folder, f"bell-{party}")
+
+    def listen(self, party: int) -> _Bell | None:
+        """``party``'s bell, bound on first use; None where sockets fail."""
+        if party not in self._listening:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            except (AttributeError, OSError):  # no AF_UNIX (Windows)
+                self._listening[party] = None
+            else:
+                try:
+                    sock.bind(self._path(party))
+                    self._listening[party] = _Bell(sock, self._path(party))
+                except OSError:
+                    sock.close()
+                    self._listening[party] = None
+        return self._listening[party]
+
+    def ring(self, parties) -> None:
+        if self._sender is None:
+            try:
+                self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sender.setblocking(False)
+            except (AttributeError, OSError):
+                return
+        for party in parties:
+            try:
+                self._sender.sendto(b"!", self._path(party))
+            except OSError:  # not listening (yet), or already rung: it re-checks anyway
+                pass
+
+    def close(self) -> None:
+        for bell in self._listening.values():
+            if bell is not None:
+                bell.close()
+        if self._sender is not None:
+            self._sender.close()
+
+
+class _Bell:
+    def __init__(self, sock: socket.socket, path: str):
+        self.sock, self.path = sock, path
+
+    def wait(self, deadline: float) -> bool:
+        """Sleep until rung, ``RECHECK`` passes or ``deadline``; False after it."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        self.sock.settimeout(min(left, _Doorbells.RECHECK))
+        try:
+            self.sock.recv(16)
+            self.sock.setblocking(False)
+            while True:  # drain rings that piled up: one re-check covers them
+                self.sock.recv(16)
+        except OSError:  # timeout, or nothing more to drain
+            pass
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass

@@ -1,0 +1,101 @@
+"""Data placement, directly: files written while the workers start (a reader
+waits for them), derived columns written block by block, and the cloud
+path's storage objects through a real Lithops localhost storage."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sklearn_serverless import _placement
+from sklearn_serverless._placement import DerivedRows, plan_files, read_partition, write_files
+
+
+def _columns(n=1000, d=4, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, d)
+    return {
+        "X": X,
+        "centred": DerivedRows(X, lambda rows: np.hstack([rows - 1.5, np.ones((len(rows), 1))]),
+                               d + 1, np.float64),
+        "sample_weight": rng.rand(n).astype(np.float32),
+        "S": sp.random(n, 7, density=0.3, format="csr", random_state=seed),
+    }
+
+
+def _assert_partitions_hold(partitions, columns, storage=None):
+    X = columns["X"]
+    for partition in partitions:
+        rows = slice(partition.start, partition.stop)
+        data = read_partition(partition, storage)
+        np.testing.assert_array_equal(data["X"], X[rows])
+        expected = np.hstack([X[rows] - 1.5, np.ones((partition.stop - partition.start, 1))])
+        np.testing.assert_array_equal(data["centred"], expected)
+        assert data["sample_weight"].dtype == np.float32
+        np.testing.assert_array_equal(data["sample_weight"], columns["sample_weight"][rows])
+        assert sp.isspmatrix_csr(data["S"]) or sp.issparse(data["S"])
+        np.testing.assert_array_equal(data["S"].toarray(), columns["S"][rows].toarray())
+    assert [p.start for p in partitions][0] == 0 and partitions[-1].stop == X.shape[0]
+
+
+def test_files_written_after_the_readers_start(tmp_path, monkeypatch):
+    # Small blocks: the derived column is computed and written in many pieces.
+    monkeypatch.setattr(_placement, "_WRITE_BLOCK_BYTES", 512)
+    columns = _columns()
+    partitions = plan_files(columns, 3, str(tmp_path), timeout=30)
+    results, errors = {}, []
+
+    def read(partition):
+        try:
+            results[partition.start] = read_partition(partition)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read, args=(p,)) for p in partitions]
+    for reader in readers:
+        reader.start()
+    time.sleep(0.3)  # the readers are waiting for files that do not exist yet
+    assert not results and not errors
+    write_files(columns, str(tmp_path))
+    for reader in readers:
+        reader.join(10)
+    assert not errors and len(results) == 3
+    _assert_partitions_hold(partitions, columns)
+    # Whole files only: nothing half-written is left next to them.
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
+
+
+def test_a_reader_gives_up_when_the_fit_ends_or_times_out(tmp_path):
+    columns = {"X": np.zeros((10, 2))}
+    folder = tmp_path / "fit"
+    folder.mkdir()
+    (partition,) = plan_files(columns, 1, str(folder), timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not write"):
+        read_partition(partition)
+    assert time.monotonic() - started < 3
+    folder.rmdir()  # the driver cleaned up: the fit is over
+    with pytest.raises(RuntimeError, match="fit ended"):
+        read_partition(partition)
+
+
+def test_storage_objects_round_trip_and_are_deleted():
+    from lithops import Storage
+
+    storage = Storage(backend="localhost")
+    bucket = storage.bucket
+    prefix = f"sklearn-serverless-test/{uuid.uuid4().hex}"
+    columns = _columns(n=500, seed=1)
+    partitions = _placement.write_objects(columns, 2, storage, bucket, prefix)
+    try:
+        assert {p.kind for p in partitions} == {"objects"}
+        _assert_partitions_hold(partitions, columns, storage)
+    finally:
+        _placement.delete_objects(partitions, storage)
+    assert storage.list_keys(bucket, prefix) == []

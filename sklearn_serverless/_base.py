@@ -46,9 +46,10 @@ EXECUTION_PARAMS_DOC = """
         port/db`` (or ``rediss://``) uses that Redis server.
 
     timeout : float, default=120.0
-        Seconds any single wait (barrier, lock, message) may last before the
-        fit fails with :class:`TimeoutError`; also how long a failed fit
-        waits for its remaining workers.
+        Seconds any single wait (barrier, lock, message, a worker waiting
+        for its data) may last before the fit fails with
+        :class:`TimeoutError`; also how long a failed fit waits for its
+        remaining workers.
 """
 
 #: Fitted attributes every serverless estimator has, for its docstring.

@@ -257,3 +257,35 @@ def test_sqlite_polls_where_a_doorbell_cannot_be_made(tmp_path):
     follower.close()
     driver.cleanup()
     driver.close()
+
+
+def test_abort_wakes_every_worker_waiting_for_the_redis_lock(redis_server):
+    spec = _spec(("redis", redis_server.url, redis_server), n_workers=3, mode="locked",
+                 timeout=30)
+    driver = open_store(spec, create=True)
+    waiters = [open_store(spec) for _ in range(2)]
+    # Somebody holds round 0's lock and never releases it (a dead worker).
+    driver._redis.set(driver._key("lock", 0), "dead", px=60_000)
+    outcomes = {}
+
+    def contribute(worker):
+        started = time.monotonic()
+        try:
+            waiters[worker - 1].contribute(0, worker, np.ones(2))
+        except FitAborted as exc:
+            outcomes[worker] = (str(exc), time.monotonic() - started)
+
+    threads = [threading.Thread(target=contribute, args=(w,)) for w in (1, 2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    driver.abort("worker 0 failed: boom")
+    for thread in threads:
+        thread.join(10)
+    assert set(outcomes) == {1, 2}
+    for message, waited in outcomes.values():
+        assert "worker 0 failed: boom" in message and waited < 3
+    driver.cleanup()
+    for store in (driver, *waiters):
+        store.close()
+    _assert_clean(("redis", redis_server.url, redis_server), spec)

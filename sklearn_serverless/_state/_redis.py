@@ -16,7 +16,7 @@ import uuid
 import numpy as np
 import redis
 
-from ._base import KEY_TTL, Backoff, FitAborted, StateStore, StoreSpec, sum_in_worker_order
+from ._base import KEY_TTL, FitAborted, StateStore, StoreSpec, sum_in_worker_order
 from ._codec import decode_array, encode_array
 
 _ABORT = b"abort"
@@ -110,9 +110,12 @@ class RedisStore(StateStore):
             return
         # The lock (a key with an expiry and an owner token) is taken and the
         # accumulator read in one round trip, written and released in another.
+        # A worker that finds it taken blocks on the "released" list, which
+        # every release pushes to, instead of polling.
         lock, acc = self._key("lock", round_), self._key("acc", round_)
+        released = self._key("released", round_)
         token = f"{worker}:{uuid.uuid4().hex}"
-        backoff = Backoff(self.timeout)
+        deadline = time.monotonic() + self.timeout
         while True:
             pipe = self._redis.pipeline(transaction=False)
             pipe.set(lock, token, nx=True, px=int(self.timeout * 1000))
@@ -120,15 +123,25 @@ class RedisStore(StateStore):
             taken, body = pipe.execute()
             if taken:
                 break
-            if not backoff.wait():
+            if time.monotonic() > deadline:
                 raise self._timeout_error(
                     f"worker {worker} could not take the lock of round {round_}")
+            # At most 1 s (whole seconds work on any Redis): a holder that
+            # died pushes nothing, and its lock expires.
+            reply = self._redis.blpop([released], timeout=1)
+            if reply is not None and reply[1] == _ABORT:
+                self._redis.rpush(released, _ABORT)  # for the next waiter
+                raise FitAborted(self._failure())
+            if reply is None and self._redis.exists(self._key("failure")):
+                raise FitAborted(self._failure())
         total = partial if body is None else decode_array(body) + partial
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(acc, encode_array(total), ex=KEY_TTL)
         pipe.rpush(self._key("arrivals"), arrival)
         pipe.expire(self._key("arrivals"), KEY_TTL)
         self._release(keys=[lock], args=[token], client=pipe)
+        pipe.rpush(released, b"1")
+        pipe.expire(released, KEY_TTL)
         pipe.execute()
 
     def barrier(self, round_: int) -> None:
@@ -156,7 +169,7 @@ class RedisStore(StateStore):
             bodies, _ = pipe.execute()
             return sum_in_worker_order([decode_array(body) for body in bodies])
         pipe.get(self._key("acc", round_))
-        pipe.delete(self._key("acc", round_))
+        pipe.delete(self._key("acc", round_), self._key("released", round_))
         body, _ = pipe.execute()
         return decode_array(body)
 
@@ -176,7 +189,10 @@ class RedisStore(StateStore):
     def abort(self, message: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._key("failure"), message, ex=KEY_TTL, nx=True)
-        for key in [self._key("arrivals")] + [
+        latest = self.progress()
+        # Lock waiters block on "released" of the current (or next) round.
+        waiting = [self._key("released", r) for r in (latest, latest + 1)]
+        for key in [self._key("arrivals"), *waiting] + [
             self._key("inbox", w) for w in range(1, self.n_workers)
         ]:
             pipe.rpush(key, _ABORT)

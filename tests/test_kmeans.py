@@ -247,6 +247,22 @@ def test_workers_that_never_start_fail_the_fit(blobs, monkeypatch, leaves_nothin
     assert time.monotonic() - started < 15
 
 
+def test_driver_failing_to_write_the_data_stops_the_waiting_workers(blobs, monkeypatch,
+                                                                    leaves_nothing):
+    # The workers are already started and waiting for their files.
+    from sklearn_serverless import _placement
+
+    def disk_full(columns, folder):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(_placement, "write_files", disk_full)
+    X, init = blobs
+    started = time.monotonic()
+    with pytest.raises(OSError, match="No space left"):
+        ServerlessKMeans(5, init=init, n_workers=2, timeout=30).fit(X)
+    assert time.monotonic() - started < 10
+
+
 @pytest.mark.redis
 def test_raising_worker_leaves_no_redis_key(blobs, redis_server, monkeypatch, leaves_nothing):
     X, init = blobs

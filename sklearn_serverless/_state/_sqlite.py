@@ -171,17 +171,7 @@ class _Doorbells:
     def listen(self, party: int) -> _Bell | None:
         """``party``'s bell, bound on first use; None where sockets fail."""
         if party not in self._listening:
-            try:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            except (AttributeError, OSError):  # no AF_UNIX (Windows)
-                self._listening[party] = None
-            else:
-                try:
-                    sock.bind(self._path(party))
-                    self._listening[party] = _Bell(sock, self._path(party))
-                except OSError:
-                    sock.close()
-                    self._listening[party] = None
+            self._listening[party] = _Bell.bind(self._path(party))
         return self._listening[party]
 
     def ring(self, parties) -> None:
@@ -208,6 +198,21 @@ class _Doorbells:
 class _Bell:
     def __init__(self, sock: socket.socket, path: str):
         self.sock, self.path = sock, path
+
+    @classmethod
+    def bind(cls, path: str) -> _Bell | None:
+        """A bell at ``path``; None without AF_UNIX (Windows) or where
+        ``path`` cannot be bound (too long, already taken)."""
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        except (AttributeError, OSError):
+            return None
+        try:
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            return None
+        return cls(sock, path)
 
     def wait(self, deadline: float) -> bool:
         """Sleep until rung, ``RECHECK`` passes or ``deadline``; False after it."""

@@ -159,7 +159,8 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                     f"sklearn-serverless/{namespace}",
                 )
             tasks = [
-                WorkerTask(i, algorithm, params, partitions[i], spec, n_threads)
+                WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
+                           peers=tuple(partitions) if local else ())
                 for i in range(n_workers)
             ]
             with _JobFailures(fexec.executor_id) as failures:

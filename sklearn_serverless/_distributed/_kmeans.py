@@ -10,10 +10,13 @@ convergence when no label changes, and a final E-step.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 
 from ._runtime import STOP, Rounds
+from ._sharing import Chunks, Team, partial_table, shared_array
 
 LLOYD, FARTHEST, FINAL = 1, 2, 3
 
@@ -24,6 +27,17 @@ _BLOCK_ELEMENTS = 1 << 17
 def block_size(n_clusters: int) -> int:
     """Rows per block of the distance matrix: small enough to stay in cache."""
     return max(256, min(8192, _BLOCK_ELEMENTS // max(n_clusters, 1)))
+
+
+#: Chunks per worker (see :mod:`._sharing`): enough that the last ones, which
+#: helpers take, are short; each is a whole number of blocks.
+_CHUNKS_PER_WORKER = 64
+
+
+def chunk_rows(block: int, rows_per_worker: int) -> int:
+    """Rows per chunk: whole blocks, so a chunk's scores come out of the
+    same GEMM calls whoever computes it."""
+    return block * max(1, rows_per_worker // (block * _CHUNKS_PER_WORKER))
 
 
 def _blocks(n_rows: int, block: int):
@@ -50,26 +64,32 @@ def one_hot_pointers(n_rows: int) -> np.ndarray:
 
 
 class Workspace:
-    """Buffers :func:`assign` reuses when it labels the same rows every
-    iteration (allocated per call, they doubled a round's compute at 10k rows)."""
+    """Buffers a worker reuses every iteration for up to ``n_rows`` rows
+    (allocated per call, they doubled a round's compute at 10k rows)."""
 
     def __init__(self, n_rows: int, n_clusters: int, dtype, block: int):
         self.row_pointers = one_hot_pointers(n_rows)
+        self.columns = np.empty(n_rows, dtype=self.row_pointers.dtype)  # one-hot rows
+        self.labels = np.empty(n_rows, dtype=np.int32)
         self.maxima = np.empty(n_rows, dtype=dtype)
         self.argmax = _RowArgmax(max(1, min(block, n_rows)), n_clusters, dtype)
 
 
-def assign(X, centers: np.ndarray, sample_weight: np.ndarray, labels: np.ndarray,
-           sums: np.ndarray | None = None, block: int | None = None,
+def row_norms(X) -> np.ndarray:
+    """Squared norm of every row, dense or CSR."""
+    if sp.issparse(X):
+        return np.asarray(X.multiply(X).sum(axis=1)).ravel()
+    return np.einsum("ij,ij->i", X, X)
+
+
+def assign(X, centers: np.ndarray, labels: np.ndarray, block: int | None = None,
            augmented: bool = False, best: bool = True,
            workspace: Workspace | None = None) -> np.ndarray | None:
-    """Label every row of ``X`` with its nearest centre (into ``labels``) and,
-    when ``sums`` is given, add the weighted rows into their cluster's sum.
+    """Label every row of ``X`` with its nearest centre (into ``labels``).
 
     ``augmented`` means ``X`` is dense and ends with a column of ones (see
-    :func:`with_ones_column`); ``sums`` then has that column too.
-    ``workspace`` is a :class:`Workspace` for ``X``, kept by a caller that
-    assigns the same rows every iteration.
+    :func:`with_ones_column`). ``workspace`` is a :class:`Workspace` for at
+    least ``X``'s rows, kept by a caller that labels rows every iteration.
 
     Returns ``max_c(x.c - ||c||^2 / 2)`` per row (when ``best``; in the
     workspace's buffer, valid until the next call): the scaled
@@ -93,14 +113,7 @@ def assign(X, centers: np.ndarray, sample_weight: np.ndarray, labels: np.ndarray
         if not augmented:
             scores -= half_sq
         argmax(scores, labels[start:stop], scores_of[start:stop])
-    if sums is not None:
-        # A (k, n) one-hot matrix of weights: the sums are one sparse product,
-        # one pass over X (per block, building the matrix cost more than the product).
-        one_hot = sp.csc_matrix((sample_weight, labels, workspace.row_pointers),
-                                shape=(k, X.shape[0]))
-        totals = one_hot @ X
-        sums += totals.toarray() if sp.issparse(totals) else totals
-    return scores_of if best else None
+    return scores_of[:X.shape[0]] if best else None
 
 
 class _RowArgmax:
@@ -136,10 +149,9 @@ def labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
     dense data as sklearn's ``_inertia`` does."""
     labels = np.empty(X.shape[0], dtype=np.int32)
     block = block or block_size(centers.shape[0])
-    best = assign(X, centers, sample_weight, labels, None, block)
+    best = assign(X, centers, labels, block)
     if sp.issparse(X):
-        norms = np.asarray(X.multiply(X).sum(axis=1)).ravel()
-        distances = np.maximum(norms - 2 * best, 0)
+        distances = np.maximum(row_norms(X) - 2 * best, 0)
     else:
         distances = np.empty(X.shape[0], dtype=np.float64)
         for start, stop in _blocks(X.shape[0], block):
@@ -149,23 +161,47 @@ def labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
 
 
 class Worker:
-    """One partition's side of Lloyd's algorithm."""
+    """One partition's side of Lloyd's algorithm.
 
-    def __init__(self, data: dict, params: dict, worker: int, n_workers: int):
+    A Lloyd round works chunk by chunk (see :mod:`._sharing`): each chunk's
+    cluster sums, weights and label changes come out on their own and are
+    folded in chunk order, so a chunk gives the same bits whichever worker
+    computes it. Labels live in a file every worker maps when rows are
+    shared (a helper updates the owner's labels), in memory otherwise.
+    """
+
+    def __init__(self, data: dict, params: dict, team: Team):
         self.sparse = sp.issparse(data["X"])
         # Dense rows arrive with a column of ones (with_ones_column): scores and
         # cluster weights come out of the same two products as distances and sums.
         self.X_ones = None if self.sparse else data["X"]
         self.X = data["X"] if self.sparse else self.X_ones[:, :-1]
         self.sample_weight = data["sample_weight"]
-        self.worker, self.n_workers = worker, n_workers
+        self.team = team
+        self.k = params["n_clusters"]
         n = self.X.shape[0]
-        self.labels = np.full(n, -1, dtype=np.int32)
-        self.previous = np.full(n, -1, dtype=np.int32)
+        self.block = block_size(self.k)
+        if team.shares_rows:
+            owner_rows = [p.stop - p.start for p in team.peers]
+            self.all_labels = shared_array(os.path.join(team.folder, "labels"),
+                                           (team.n_samples,), np.int32)
+            mine = team.peers[team.worker]
+            self.labels = self.all_labels[mine.start:mine.stop]
+        else:
+            owner_rows = [n] * team.n_workers
+            self.labels = np.full(n, -1, dtype=np.int32)
+        self.chunk_rows = chunk_rows(self.block, max(owner_rows))
+        self.owner_rows = owner_rows
+        self.chunks = Chunks(team, [-(-rows // self.chunk_rows) for rows in owner_rows])
+        workspace_rows = max(n, self.chunk_rows)
+        self.workspace = Workspace(workspace_rows, self.k, self.X.dtype, self.block)
+        # Row i of a run of whole chunks goes to one-hot row (i // chunk_rows) * k + label.
+        self.chunk_offsets = (np.arange(workspace_rows) // self.chunk_rows * self.k).astype(
+            self.workspace.row_pointers.dtype)
+        self.borrowed: dict[tuple[int, int], dict] = {}
         self.final_labels = self.best_labels = self.labels
-        self.block = block_size(params["n_clusters"])
-        self.workspace = Workspace(n, params["n_clusters"], self.X.dtype, self.block)
         self.x_squared_norms = None
+        self.epoch = 0
 
     def handle(self, code: int, flags: np.ndarray, arrays: list) -> np.ndarray | None:
         if code in (LLOYD, STOP) and flags.size and flags[0]:
@@ -181,38 +217,86 @@ class Worker:
         raise ValueError(f"unknown k-means command {code}")
 
     def result(self) -> dict:
-        return {"labels": self.best_labels}
+        return {"labels": np.array(self.best_labels, dtype=np.int32)}
+
+    def close(self) -> None:
+        self.chunks.close()
+        self.labels = self.final_labels = self.best_labels = self.all_labels = None
 
     # kernels ------------------------------------------------------------------------------
 
     def _row_norms(self) -> np.ndarray:
         if self.x_squared_norms is None:
-            if self.sparse:
-                self.x_squared_norms = np.asarray(self.X.multiply(self.X).sum(axis=1)).ravel()
-            else:
-                self.x_squared_norms = np.einsum("ij,ij->i", self.X, self.X)
+            self.x_squared_norms = row_norms(self.X)
         return self.x_squared_norms
 
     def _lloyd_step(self, centers: np.ndarray, new_run: bool, inertia: bool) -> np.ndarray:
-        k = centers.shape[0]
-        if new_run:
-            self.previous[:] = -1
-        else:
-            self.previous, self.labels = self.labels, self.previous
+        """This worker's chunks from the front, folded; then other owners'
+        chunks from the back while any is left (see :mod:`._sharing`)."""
+        self.epoch += 1
+        self.chunks.open_round(self.epoch)
         X = self.X if self.sparse else self.X_ones
-        sums = np.zeros((k, X.shape[1]), dtype=np.float64)
-        best = assign(X, centers, self.sample_weight, self.labels, sums, self.block,
-                      augmented=not self.sparse, best=inertia, workspace=self.workspace)
-        if self.sparse:
-            weights = np.bincount(self.labels, weights=self.sample_weight, minlength=k)
+        own = np.zeros(self.k * (self.X.shape[1] + 1) + 2)
+        while (run := self.chunks.take()) is not None:
+            start, stop = run[0] * self.chunk_rows, min(run[1] * self.chunk_rows, X.shape[0])
+            rows = slice(start, stop)
+            norms = self._row_norms()[rows] if inertia else None
+            for chunk in self._chunk_partials(X[rows], self.sample_weight[rows],
+                                              self.labels[rows], centers, new_run, norms):
+                own += chunk
+        taken = []
+        while (got := self.chunks.steal()) is not None:
+            owner, chunk = got
+            rows = self._borrow(owner, chunk, inertia)
+            start = self.team.peers[owner].start + chunk * self.chunk_rows
+            labels = self.all_labels[start:start + rows["sample_weight"].shape[0]]
+            (partial,) = self._chunk_partials(rows["X"], rows["sample_weight"], labels,
+                                              centers, new_run, rows.get("norms"))
+            taken.append((owner, chunk, partial))
+        return partial_table(own, self.team.worker, taken)
+
+    def _borrow(self, owner: int, chunk: int, inertia: bool) -> dict:
+        """Another owner's chunk of rows, read once and kept."""
+        rows = self.borrowed.get((owner, chunk))
+        if rows is None:
+            start = chunk * self.chunk_rows
+            stop = min(start + self.chunk_rows, self.owner_rows[owner])
+            rows = self.borrowed[owner, chunk] = self.team.read_rows(owner, start, stop)
+        if inertia and "norms" not in rows:
+            X = rows["X"] if self.sparse else rows["X"][:, :-1]
+            rows["norms"] = row_norms(X)
+        return rows
+
+    def _chunk_partials(self, X, sample_weight: np.ndarray, labels: np.ndarray,
+                        centers: np.ndarray, new_run: bool,
+                        norms: np.ndarray | None) -> np.ndarray:
+        """Label a run of whole chunks (into ``labels``) and return one row
+        per chunk: cluster sums with the weights as last column (k x (d+1)),
+        labels changed, and (given ``norms``) the inertia."""
+        n, k, workspace = X.shape[0], self.k, self.workspace
+        starts = np.arange(0, n, self.chunk_rows)
+        new = workspace.labels[:n]
+        best = assign(X, centers, new, self.block, augmented=not self.sparse,
+                      best=norms is not None, workspace=workspace)
+        out = np.empty((starts.size, k * (centers.shape[1] + 1) + 2))
+        if new_run:
+            out[:, -2] = np.diff(np.r_[starts, n])
         else:
-            sums, weights = sums[:, :-1], sums[:, -1]
-        changed = np.count_nonzero(self.labels != self.previous)
-        total = 0.0
-        if inertia:
-            distances = np.maximum(self._row_norms() - 2 * best, 0)
-            total = float(distances @ self.sample_weight)
-        return np.concatenate([sums.ravel(), weights, [changed, total]])
+            out[:, -2] = np.add.reduceat(new != labels, starts, dtype=np.int64)
+        labels[:] = new
+        columns = np.add(new, self.chunk_offsets[:n], out=workspace.columns[:n])
+        one_hot = sp.csc_matrix((sample_weight, columns, workspace.row_pointers[:n + 1]),
+                                shape=(starts.size * k, n))
+        sums = one_hot @ X
+        if self.sparse:
+            weights = np.bincount(columns, weights=sample_weight, minlength=starts.size * k)
+            sums = np.hstack([sums.toarray(), weights[:, None]])
+        out[:, :-2] = sums.reshape(starts.size, -1)
+        out[:, -1] = 0.0
+        if norms is not None:
+            distances = np.maximum(norms - 2 * best, 0) * sample_weight
+            out[:, -1] = np.add.reduceat(distances, starts)
+        return out
 
     def _farthest(self, centers: np.ndarray, n_empty: int) -> np.ndarray:
         """This worker's ``n_empty`` rows farthest from their centre, in this
@@ -220,8 +304,8 @@ class Worker:
         each row as ``[distance, weight, label, x...]``, padded with distance -1."""
         d = centers.shape[1]
         width = d + 3
-        out = np.zeros((self.n_workers, n_empty, width))
-        mine = out[self.worker]
+        out = np.zeros((self.team.n_workers, n_empty, width))
+        mine = out[self.team.worker]
         mine[:, 0] = -1.0
         if self.sparse:
             diff_sq = (self._row_norms() - 2 * np.asarray(
@@ -276,8 +360,8 @@ def coordinate(rounds: Rounds, params: dict) -> dict:
         for i in range(max_iter):
             total = rounds(LLOYD, centers, flags=(keep, i == 0, verbose > 0))
             keep = 0
-            sums = total[: k * d].reshape(k, d)
-            weights = total[k * d: k * d + k]
+            raw = total[: k * (d + 1)].reshape(k, d + 1)
+            sums, weights = raw[:, :-1], raw[:, -1]
             changed, inertia = total[-2], total[-1]
             empty = np.flatnonzero(weights == 0)
             if empty.size:

@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 
 from ._runtime import STOP, Rounds
+from ._sharing import Team
 
 # No scipy import at module level: scipy.sparse, scipy.optimize and scipy.linalg cost
 # each worker 0.1-0.3 s of start-up. Sparse partitions arrive as scipy CSR matrices
@@ -237,13 +238,13 @@ class Worker:
     and costs no GEMM beyond the one for the step direction.
     """
 
-    def __init__(self, data: dict, params: dict, worker: int, n_workers: int):
+    def __init__(self, data: dict, params: dict, team: Team):
         self.X = data["X"]
         self.y = data["y"]
         self.sample_weight = data["sample_weight"]
         self.fit_intercept = params["fit_intercept"]
         self.raw = self.raw_step = self.raw_trial = None
-        if worker == 0:
+        if team.worker == 0:
             _prefetch_solver_modules()
 
     def handle(self, code: int, flags: np.ndarray, arrays: list) -> np.ndarray | None:
@@ -273,6 +274,9 @@ class Worker:
 
     def result(self) -> dict:
         return {}
+
+    def close(self) -> None:
+        """Nothing to release: every row is this worker's own."""
 
     def _hessian(self, raw: np.ndarray) -> np.ndarray:
         """The Hessian sum, then the weight of rows whose pointwise Hessian is

@@ -6,9 +6,11 @@ publishes a command and the model, computes its own share, waits at the
 barrier and reads the aggregate. The other workers :func:`follow`: fetch the
 command, compute, contribute, until the stop command.
 
-An algorithm is a module of this package with a ``Worker`` class (the
-partition and its commands: ``handle(code, flags, arrays) -> partial``,
-``result() -> dict``) and a ``coordinate(rounds, params) -> dict`` function.
+An algorithm is a module of this package with a ``Worker`` class (built
+from the partition, the parameters and the :class:`~._sharing.Team`; its
+commands: ``handle(code, flags, arrays) -> partial``, ``result() -> dict``)
+and a ``coordinate(rounds, params) -> dict`` function. A partial is a vector
+or a table of chunks (see :mod:`._sharing`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from .._placement import Partition, read_partition
 from .._state import FitAborted, StateStore, StoreSpec, open_store
 from .._state._codec import decode_arrays, encode_arrays
+from ._sharing import Team, fold_partials, fold_table
 
 STOP = 0
 
@@ -41,6 +44,8 @@ class WorkerTask:
     partition: Partition
     store: StoreSpec
     n_threads: int | None = None
+    #: Every worker's partition, when all can read every one (localhost files).
+    peers: tuple[Partition, ...] = ()
 
 
 def run_worker(task: WorkerTask, storage=None) -> dict:
@@ -67,18 +72,29 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
     # Imports first: on localhost they overlap the driver writing the data.
     algorithm = importlib.import_module(f"{__package__}._{task.algorithm}")
     data = read_partition(task.partition, storage)
-    worker = algorithm.Worker(data, task.params, task.worker, task.store.n_workers)
+    team = Team(task.worker, task.store.n_workers, task.peers, _slowdown(task.worker))
+    worker = algorithm.Worker(data, task.params, team)
     clock = _Clock(time.perf_counter() - started)
-    if task.worker == 0:
-        rounds = Rounds(store, worker, clock)
-        result = algorithm.coordinate(rounds, task.params)
-        rounds.stop(result.pop("stop_flags", ()))
-    else:
-        result = {}
-        _follow(store, task.worker, worker, clock)
-    result.update(worker.result())
+    try:
+        if task.worker == 0:
+            rounds = Rounds(store, worker, clock)
+            result = algorithm.coordinate(rounds, task.params)
+            rounds.stop(result.pop("stop_flags", ()))
+        else:
+            result = {}
+            _follow(store, task.worker, worker, clock)
+        result.update(worker.result())
+    finally:
+        worker.close()
     result["timings"] = clock.as_dict()
     return result
+
+
+def _slowdown(worker: int) -> float:
+    """Test hook ``SKLEARN_SERVERLESS_SLOW_WORKER=<id>:<seconds>``: that
+    worker sleeps this long per chunk of rows it takes (a slow CPU)."""
+    who, _, seconds = os.environ.get("SKLEARN_SERVERLESS_SLOW_WORKER", "").partition(":")
+    return float(seconds) if who == str(worker) else 0.0
 
 
 def _inject_faults(worker: int) -> None:
@@ -98,13 +114,17 @@ class _Clock:
     def __init__(self, load: float):
         self.load = load
         self.rows: list[list[float]] = []
+        self.helped: list[int] = []
 
-    def add(self, compute: float, publish: float, barrier: float, aggregate: float) -> None:
+    def add(self, compute: float, publish: float, barrier: float, aggregate: float,
+            helped: int = 0) -> None:
         self.rows.append([compute, publish, barrier, aggregate])
+        self.helped.append(helped)
 
     def as_dict(self) -> dict:
         table = np.array(self.rows, dtype=np.float64).reshape(-1, len(PHASES))
-        return {"load": self.load, "rounds": table}
+        return {"load": self.load, "rounds": table,
+                "helped": np.array(self.helped, dtype=np.int64)}
 
 
 class Rounds:
@@ -126,13 +146,13 @@ class Rounds:
         t1 = time.perf_counter()
         partial = self.worker.handle(code, header[1:], list(arrays))
         t2 = time.perf_counter()
-        self.store.contribute(self.count, 0, partial)
+        _contribute(self.store, self.count, 0, partial)
         t3 = time.perf_counter()
         self.store.barrier(self.count)
         t4 = time.perf_counter()
-        total = self.store.aggregate(self.count)
+        total = self.store.aggregate(self.count, fold_partials)
         t5 = time.perf_counter()
-        self.clock.add(t2 - t1, (t1 - t0) + (t3 - t2), t4 - t3, t5 - t4)
+        self.clock.add(t2 - t1, (t1 - t0) + (t3 - t2), t4 - t3, t5 - t4, _helped(partial))
         self._last_end = t5
         self.count += 1
         return total
@@ -160,6 +180,17 @@ def _follow(store: StateStore, worker_id: int, worker, clock: _Clock) -> None:
         if code == STOP:
             return
         t2 = time.perf_counter()
-        store.contribute(round_, worker_id, partial)
-        clock.add(t2 - t1, time.perf_counter() - t2, 0.0, 0.0)
+        _contribute(store, round_, worker_id, partial)
+        clock.add(t2 - t1, time.perf_counter() - t2, 0.0, 0.0, _helped(partial))
         round_ += 1
+
+
+def _contribute(store: StateStore, round_: int, worker: int, partial: np.ndarray) -> None:
+    if store.spec.mode == "locked":
+        partial = fold_table(partial)  # one accumulator: its rows are added as one
+    store.contribute(round_, worker, partial)
+
+
+def _helped(partial) -> int:
+    """Chunks of other workers' rows in a partial table."""
+    return partial.shape[0] - 1 if partial is not None and partial.ndim == 2 else 0

@@ -6,9 +6,10 @@ nothing from scikit-learn.
 
 from __future__ import annotations
 
-from ._base import KEY_TTL, STATE_MODES, FitAborted, StateStore, StoreSpec
+from ._base import KEY_TTL, STATE_MODES, FitAborted, StateStore, StoreSpec, sum_in_worker_order
 
-__all__ = ["KEY_TTL", "STATE_MODES", "FitAborted", "StateStore", "StoreSpec", "open_store"]
+__all__ = ["KEY_TTL", "STATE_MODES", "FitAborted", "StateStore", "StoreSpec", "open_store",
+           "sum_in_worker_order"]
 
 
 def open_store(spec: StoreSpec, create: bool = False) -> StateStore:

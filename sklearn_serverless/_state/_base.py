@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,9 +14,21 @@ KEY_TTL = 3600
 
 STATE_MODES = ("lock_free", "locked")
 
+#: Sums the partial results of a round, given in worker order.
+Reduce = Callable[[list[np.ndarray]], np.ndarray]
+
 
 class FitAborted(RuntimeError):
     """Raised in a worker when another party of the fit has failed."""
+
+
+def sum_in_worker_order(parts: list[np.ndarray]) -> np.ndarray:
+    """Sum partial results in the order given (worker id), so results never
+    depend on which worker finished first."""
+    total = np.array(parts[0], dtype=np.float64, copy=True)
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 @dataclass(frozen=True)
@@ -71,8 +84,10 @@ class StateStore(ABC):
         """Wait until every worker has contributed to ``round_``."""
 
     @abstractmethod
-    def aggregate(self, round_: int) -> np.ndarray:
-        """Sum of the partial results of ``round_``; frees the round's state."""
+    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order) -> np.ndarray:
+        """Sum of the partial results of ``round_``; frees the round's state.
+        ``lock_free`` sums the workers' slots with ``reduce`` (default:
+        :func:`sum_in_worker_order`); ``locked`` returns the accumulator."""
 
     @abstractmethod
     def progress(self) -> int:
@@ -108,15 +123,6 @@ class StateStore(ABC):
 
     def _missing(self, present: set[int]) -> list[int]:
         return [w for w in range(self.n_workers) if w not in present]
-
-
-def sum_in_worker_order(parts: list[np.ndarray]) -> np.ndarray:
-    """Sum partial results in the order given (worker id), so results never
-    depend on which worker finished first."""
-    total = np.array(parts[0], dtype=np.float64, copy=True)
-    for part in parts[1:]:
-        total += part
-    return total
 
 
 class Backoff:

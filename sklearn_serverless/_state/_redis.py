@@ -16,7 +16,7 @@ import uuid
 import numpy as np
 import redis
 
-from ._base import KEY_TTL, FitAborted, StateStore, StoreSpec, sum_in_worker_order
+from ._base import KEY_TTL, FitAborted, Reduce, StateStore, StoreSpec, sum_in_worker_order
 from ._codec import decode_array, encode_array
 
 _ABORT = b"abort"
@@ -160,14 +160,14 @@ class RedisStore(StateStore):
                 raise RuntimeError(f"round {got_round} arrival while waiting for round {round_}")
             arrived.add(worker)
 
-    def aggregate(self, round_: int) -> np.ndarray:
+    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order) -> np.ndarray:
         pipe = self._redis.pipeline(transaction=False)
         if self.spec.mode == "lock_free":
             keys = [self._key("slot", round_, w) for w in range(self.n_workers)]
             pipe.mget(keys)
             pipe.delete(*keys)
             bodies, _ = pipe.execute()
-            return sum_in_worker_order([decode_array(body) for body in bodies])
+            return reduce([decode_array(body) for body in bodies])
         pipe.get(self._key("acc", round_))
         pipe.delete(self._key("acc", round_), self._key("released", round_))
         body, _ = pipe.execute()

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ._base import Backoff, FitAborted, StateStore, StoreSpec, sum_in_worker_order
+from ._base import Backoff, FitAborted, Reduce, StateStore, StoreSpec, sum_in_worker_order
 from ._codec import decode_array, encode_array
 
 _SCHEMA = """
@@ -92,12 +92,12 @@ class SQLiteStore(StateStore):
             missing = self._missing({w for (w,) in rows})
             raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
 
-    def aggregate(self, round_: int) -> np.ndarray:
+    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order) -> np.ndarray:
         if self.spec.mode == "lock_free":
             rows = self._db.execute(
                 "SELECT body FROM slot WHERE round = ? ORDER BY worker", (round_,)
             ).fetchall()
-            total = sum_in_worker_order([decode_array(body) for (body,) in rows])
+            total = reduce([decode_array(body) for (body,) in rows])
         else:
             (body,) = self._db.execute(
                 "SELECT body FROM accumulator WHERE round = ?", (round_,)

@@ -34,6 +34,10 @@ def block_size(n_clusters: int) -> int:
 _CHUNKS_PER_WORKER = 64
 
 
+#: A run of at most this many chunks is summed as soon as it is labelled.
+_SHORT_RUN = 2
+
+
 def chunk_rows(block: int, rows_per_worker: int) -> int:
     """Rows per chunk: whole blocks, so a chunk's scores come out of the
     same GEMM calls whoever computes it."""
@@ -233,24 +237,25 @@ class Worker:
         """This worker's chunks from the front, then other owners' chunks
         from the back while any is left (see :mod:`._sharing`).
 
-        Own chunks are labelled run by run and summed in one product at the
-        end: a product after each run slowed the next run's GEMM (measured
-        2-3 ms per 60 ms round)."""
+        Own chunks are labelled run by run; the big early runs are summed in
+        one product when the runs get short (a product after each run slowed
+        the next run's GEMM: 2-3 ms per 60 ms round), the short last runs at
+        once, so that little is left to do when the chunks run out."""
         self.epoch += 1
         self.chunks.open_round(self.epoch)
         X = self.X if self.sparse else self.X_ones
         new, maxima = self.workspace.labels, self.workspace.maxima
-        done = 0
+        own = np.zeros(self.k * (self.X.shape[1] + 1) + 2)
+        summed = done = 0
         while (run := self.chunks.take()) is not None:
             start, done = run[0] * self.chunk_rows, min(run[1] * self.chunk_rows, X.shape[0])
             assign(X[start:done], centers, new[start:done], maxima[start:done], self.block,
                    augmented=not self.sparse, argmax=self.workspace.argmax)
-        own = np.zeros(self.k * (self.X.shape[1] + 1) + 2)
-        if done:
-            norms = self._row_norms()[:done] if inertia else None
-            for chunk in self._partials(X[:done], self.sample_weight[:done], new[:done],
-                                        self.labels[:done], new_run, maxima[:done], norms):
-                own += chunk
+            if run[1] - run[0] <= _SHORT_RUN:
+                self._fold_own(own, slice(summed, done), new_run, inertia)
+                summed = done
+        if summed < done:
+            self._fold_own(own, slice(summed, done), new_run, inertia)
         taken = []
         while (got := self.chunks.steal()) is not None:
             owner, chunk = got
@@ -264,6 +269,16 @@ class Worker:
                                         maxima[:n], rows.get("norms"))
             taken.append((owner, chunk, partial))
         return partial_table(own, self.team.worker, taken)
+
+    def _fold_own(self, own: np.ndarray, rows: slice, new_run: bool, inertia: bool) -> None:
+        """Add the partials of this worker's rows just labelled into ``own``,
+        chunk by chunk."""
+        X = self.X if self.sparse else self.X_ones
+        new, maxima = self.workspace.labels, self.workspace.maxima
+        norms = self._row_norms()[rows] if inertia else None
+        for chunk in self._partials(X[rows], self.sample_weight[rows], new[rows],
+                                    self.labels[rows], new_run, maxima[rows], norms):
+            own += chunk
 
     def _borrow(self, owner: int, chunk: int, inertia: bool) -> dict:
         """Another owner's chunk of rows, read once and kept."""

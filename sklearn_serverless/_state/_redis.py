@@ -6,6 +6,13 @@ coordinator blocks on. ``abort`` pushes a marker into every list anyone may be
 blocked on. All keys share the prefix
 ``sks:{namespace}:`` (a hash tag, so a cluster keeps them on one node) and
 carry an expiry.
+
+The coordinator (worker 0) skips the round trips that would only tell it what
+it knows: it keeps its own lock-free partial instead of writing a slot it
+would read back, and it does not announce its own arrival. In locked mode
+each arrival carries the accumulator as that worker left it, with the count
+of partial results in it, so the complete sum reaches the coordinator with
+the last arrival; a round's keys are deleted with the next publish.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import numpy as np
 import redis
 
 from ._base import KEY_TTL, FitAborted, Reduce, StateStore, StoreSpec, sum_in_worker_order
-from ._codec import decode_array, encode_array
+from ._codec import decode_array, decode_arrays, encode_array, encode_arrays
 
 _ABORT = b"abort"
 #: Messages up to this size travel in the inboxes themselves.
@@ -50,8 +57,9 @@ class RedisStore(StateStore):
     def __init__(self, spec: StoreSpec, create: bool = False):
         super().__init__(spec)
         self._redis = connect(spec.location, spec.timeout)
-        self._release = self._redis.register_script(_RELEASE)
         self._prefix = f"sks:{{{spec.namespace}}}:"
+        self._own: dict[int, np.ndarray] = {}  # coordinator: its partial, or the full sum
+        self._stale: list[str] = []  # keys of finished rounds, deleted with the next publish
         if create:
             try:
                 self._redis.ping()
@@ -75,7 +83,8 @@ class RedisStore(StateStore):
             note = b"R" + header
             pipe.set(self._key("message", round_), message, ex=KEY_TTL)
         # Everyone has read the message before last: they contributed to it.
-        pipe.delete(self._key("message", round_ - 2))
+        pipe.delete(self._key("message", round_ - 2), *self._stale)
+        self._stale = []
         for worker in range(1, self.n_workers):
             pipe.rpush(self._key("inbox", worker), note)
             pipe.expire(self._key("inbox", worker), KEY_TTL)
@@ -100,8 +109,11 @@ class RedisStore(StateStore):
         return message
 
     def contribute(self, round_: int, worker: int, partial: np.ndarray) -> None:
-        arrival = f"{round_}:{worker}"
+        arrival = f"{round_}:{worker}:".encode()
         if self.spec.mode == "lock_free":
+            if worker == 0:
+                self._own[round_] = partial
+                return
             pipe = self._redis.pipeline(transaction=False)
             pipe.set(self._key("slot", round_, worker), encode_array(partial), ex=KEY_TTL)
             pipe.rpush(self._key("arrivals"), arrival)
@@ -134,18 +146,28 @@ class RedisStore(StateStore):
                 raise FitAborted(self._failure())
             if reply is None and self._redis.exists(self._key("failure")):
                 raise FitAborted(self._failure())
-        total = partial if body is None else decode_array(body) + partial
+        if body is None:
+            total, count = partial, 1
+        else:
+            total, count = decode_arrays(body)
+            total, count = total + partial, int(count[0]) + 1
+        state = encode_arrays([total, np.array([count])])
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(acc, encode_array(total), ex=KEY_TTL)
-        pipe.rpush(self._key("arrivals"), arrival)
-        pipe.expire(self._key("arrivals"), KEY_TTL)
-        self._release(keys=[lock], args=[token], client=pipe)
+        pipe.set(acc, state, ex=KEY_TTL)
+        if worker == 0:
+            self._keep_fullest(round_, state)
+        else:
+            pipe.rpush(self._key("arrivals"), arrival + state)
+            pipe.expire(self._key("arrivals"), KEY_TTL)
+        # EVAL, not a registered Script: in a pipeline that costs a SCRIPT
+        # EXISTS round trip on every execute.
+        pipe.eval(_RELEASE, 1, lock, token)
         pipe.rpush(released, b"1")
         pipe.expire(released, KEY_TTL)
         pipe.execute()
 
     def barrier(self, round_: int) -> None:
-        arrived: set[int] = set()
+        arrived: set[int] = {0}
         deadline = time.monotonic() + self.timeout
         while len(arrived) < self.n_workers:
             left = deadline - time.monotonic()
@@ -155,23 +177,34 @@ class RedisStore(StateStore):
                 raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
             if reply[1] == _ABORT:
                 raise FitAborted(self._failure())
-            got_round, worker = map(int, reply[1].split(b":"))
-            if got_round != round_:
-                raise RuntimeError(f"round {got_round} arrival while waiting for round {round_}")
-            arrived.add(worker)
+            got, worker, state = reply[1].split(b":", 2)
+            if int(got) != round_:
+                raise RuntimeError(f"round {int(got)} arrival while waiting for round {round_}")
+            arrived.add(int(worker))
+            if state:  # locked: the accumulator as this worker left it
+                self._keep_fullest(round_, state)
 
     def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order) -> np.ndarray:
-        pipe = self._redis.pipeline(transaction=False)
+        own = self._own.pop(round_)
         if self.spec.mode == "lock_free":
-            keys = [self._key("slot", round_, w) for w in range(self.n_workers)]
+            keys = [self._key("slot", round_, w) for w in range(1, self.n_workers)]
+            pipe = self._redis.pipeline(transaction=False)
             pipe.mget(keys)
             pipe.delete(*keys)
-            bodies, _ = pipe.execute()
-            return reduce([decode_array(body) for body in bodies])
-        pipe.get(self._key("acc", round_))
-        pipe.delete(self._key("acc", round_), self._key("released", round_))
-        body, _ = pipe.execute()
-        return decode_array(body)
+            bodies, _ = pipe.execute() if keys else ([], None)
+            return reduce([own] + [decode_array(body) for body in bodies])
+        total, count = decode_arrays(own)
+        if int(count[0]) != self.n_workers:
+            raise RuntimeError(f"round {round_}: the accumulator holds {int(count[0])} of "
+                               f"{self.n_workers} partial results")
+        self._stale += [self._key("acc", round_), self._key("released", round_)]
+        return total
+
+    def _keep_fullest(self, round_: int, state: bytes) -> None:
+        """Keep the accumulator state with the most partial results in it."""
+        kept = self._own.get(round_)
+        if kept is None or decode_arrays(state)[1][0] > decode_arrays(kept)[1][0]:
+            self._own[round_] = state
 
     def progress(self) -> int:
         latest = self._redis.get(self._key("round"))

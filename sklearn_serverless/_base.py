@@ -66,7 +66,9 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
         Where the fit's time went: ``'fit'`` (seconds, client side),
         ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
         ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
-        (arrays of shape (n_rounds, n_workers_)).
+        (seconds) and ``'helped'`` (chunks of other workers' rows this
+        worker computed: work sharing on localhost), arrays of shape
+        (n_rounds, n_workers_).
 """
 
 
@@ -101,6 +103,8 @@ def _timings(outcome: FitOutcome) -> dict:
     n_rounds = min(len(table) for table in tables)
     stacked = np.stack([table[:n_rounds] for table in tables], axis=1)
     timings = {phase: stacked[:, :, i] for i, phase in enumerate(PHASES)}
+    timings["helped"] = np.stack(
+        [result["timings"]["helped"][:n_rounds] for result in outcome.results], axis=1)
     timings["load"] = np.array([result["timings"]["load"] for result in outcome.results])
     timings["fit"] = outcome.seconds
     timings["n_rounds"] = n_rounds

@@ -78,6 +78,48 @@ def test_same_model_as_sklearn_redis(blobs, redis_server, n_workers, state_mode,
     assert redis_server.keys() == []
 
 
+def _iteration_inertias(out: str) -> list[float]:
+    return [float(line.split("inertia ")[1].rstrip("."))
+            for line in out.splitlines() if line.startswith("Iteration ")]
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
+@pytest.mark.parametrize("data", ["dense", "sparse"])
+def test_a_slow_worker_is_helped_and_the_model_does_not_change(
+        request, monkeypatch, capsys, store, state_mode, data, leaves_nothing):
+    # 8192-row chunks at k=5: 3 chunks per worker, 2 of which a helper can take.
+    X, _ = make_blobs(60_000, 4, centers=5, cluster_std=3.0, random_state=3)
+    init = X[[0, 10_000, 25_000, 40_000, 55_000]].copy()
+    if data == "sparse":
+        X = sp.csr_matrix(np.where(np.abs(X) < 2, 0, X))
+    url = request.getfixturevalue("redis_server").url if store == "redis" else None
+    params = dict(init=init, n_init=1, tol=0, max_iter=8, n_workers=2, state_mode=state_mode,
+                  state_store=url, verbose=1)
+    models, inertias = [], []
+    for slow in (1, 0):  # worker 0 helps worker 1, then worker 1 helps worker 0
+        monkeypatch.setenv("SKLEARN_SERVERLESS_SLOW_WORKER", f"{slow}:0.05")
+        models.append(ServerlessKMeans(5, **params).fit(X))
+        inertias.append(_iteration_inertias(capsys.readouterr().out))
+        helped = models[-1].timings_["helped"]
+        assert helped.shape == (models[-1].n_iter_ + 1, 2)
+        assert helped[:, 1 - slow].sum() > 0, "the fast worker never helped"
+    reference = KMeans(5, init=init, n_init=1, tol=0, max_iter=8).fit(X)
+    for model in models:
+        _assert_same_model(model, reference)
+    one, other = models
+    np.testing.assert_array_equal(one.labels_, other.labels_)
+    assert len(inertias[0]) == one.n_iter_
+    np.testing.assert_allclose(inertias[0], inertias[1], rtol=1e-12)
+    if state_mode == "lock_free":
+        # Bit for bit, whoever computed which chunk.
+        np.testing.assert_array_equal(one.cluster_centers_, other.cluster_centers_)
+        assert one.inertia_ == other.inertia_
+        assert inertias[0] == inertias[1]
+    if store == "redis":
+        assert request.getfixturevalue("redis_server").keys() == []
+
+
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 @pytest.mark.parametrize("data", ["dense", "float32", "sparse"])
 def test_inits_weights_and_formats_as_sklearn(init, data):
@@ -132,7 +174,7 @@ def test_timings_record_each_round(blobs):
     timings = model.timings_
     # One round per Lloyd iteration plus the final E-step.
     assert timings["n_rounds"] == model.n_iter_ + 1
-    for phase in ("compute", "publish", "barrier", "aggregate"):
+    for phase in ("compute", "publish", "barrier", "aggregate", "helped"):
         assert timings[phase].shape == (model.n_iter_ + 1, 2)
         assert (timings[phase] >= 0).all()
     assert (timings["compute"].sum(axis=0) > 0).all()

@@ -17,6 +17,7 @@ import pytest
 from sklearn_serverless._state import KEY_TTL, FitAborted, StoreSpec, open_store
 from sklearn_serverless._state._base import sum_in_worker_order
 from sklearn_serverless._state._codec import decode_arrays, encode_arrays
+from sklearn_serverless._state._redis import _RELEASE
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -289,3 +290,54 @@ def test_abort_wakes_every_worker_waiting_for_the_redis_lock(redis_server):
     for store in (driver, *waiters):
         store.close()
     _assert_clean(("redis", redis_server.url, redis_server), spec)
+
+
+def test_a_dead_holders_redis_lock_expires_and_the_waiter_takes_it(redis_server):
+    location = ("redis", redis_server.url, redis_server)
+    spec = _spec(location, n_workers=2, mode="locked", timeout=30)
+    driver = open_store(spec, create=True)
+    stores = [open_store(spec) for _ in range(2)]
+    # A worker died holding round 0's lock: nothing is handed over, the lock expires.
+    driver._redis.set(driver._key("lock", 0), "dead", px=300)
+    started = time.monotonic()
+    follower = threading.Thread(target=stores[1].contribute, args=(0, 1, np.full(3, 2.0)))
+    follower.start()
+    stores[0].contribute(0, 0, np.full(3, 1.0))
+    follower.join(10)
+    stores[0].barrier(0)
+    np.testing.assert_array_equal(stores[0].aggregate(0), np.full(3, 3.0))
+    assert time.monotonic() - started < 3
+    driver.cleanup()
+    for store in (driver, *stores):
+        store.close()
+    _assert_clean(location, spec)
+
+
+def test_the_redis_lock_is_handed_to_each_waiter_in_turn(redis_server):
+    location = ("redis", redis_server.url, redis_server)
+    spec = _spec(location, n_workers=4, mode="locked", timeout=30)
+    driver = open_store(spec, create=True)
+    stores = [open_store(spec) for _ in range(4)]
+    driver._redis.set(driver._key("lock", 0), "holder", px=30_000)
+    threads = [threading.Thread(target=stores[w].contribute, args=(0, w, np.full(2, 10.0 ** w)))
+               for w in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while driver._redis.llen(driver._key("waiters", 0)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert driver._redis.llen(driver._key("waiters", 0)) == 3  # queued, not polling
+    # The holder releases: the lock passes from waiter to waiter, with the sum.
+    grants = [driver._key("grant", 0, w) for w in range(4)]
+    driver._redis.eval(_RELEASE, 6, driver._key("lock", 0), driver._key("waiters", 0), *grants,
+                       "holder", 30_000, encode_arrays([np.zeros(2), np.array([0])]), 60)
+    for thread in threads:
+        thread.join(10)
+    stores[0].contribute(0, 0, np.full(2, 0.5))
+    stores[0].barrier(0)
+    np.testing.assert_array_equal(stores[0].aggregate(0), np.full(2, 1110.5))
+    assert not driver._redis.exists(driver._key("lock", 0))
+    driver.cleanup()
+    for store in (driver, *stores):
+        store.close()
+    _assert_clean(location, spec)

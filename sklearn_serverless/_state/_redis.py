@@ -29,10 +29,36 @@ from ._codec import decode_array, decode_arrays, encode_array, encode_arrays
 _ABORT = b"abort"
 #: Messages up to this size travel in the inboxes themselves.
 _INLINE_BYTES = 64 << 10
-#: Deletes the lock only if this worker still owns it.
+#: Takes the lock (or finds it handed over) and reads the accumulator, or
+#: queues this worker as a waiter (once: a retry after a 1 s wait re-queues).
+#: KEYS: lock, accumulator, waiters, this worker's grant list. ARGV: token,
+#: expiry (ms), waiter entry, key TTL (s).
+_ACQUIRE = """
+local holder = redis.call('get', KEYS[1])
+redis.call('lrem', KEYS[3], 0, ARGV[3])
+if holder == ARGV[1] or not holder then
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('del', KEYS[4])
+  return {1, redis.call('get', KEYS[2])}
+end
+redis.call('rpush', KEYS[3], ARGV[3])
+redis.call('expire', KEYS[3], ARGV[4])
+return {0}
+"""
+#: Releases the lock if this worker still owns it: to the first waiter, with
+#: the accumulator pushed to its grant list, else by deleting it. KEYS: lock,
+#: waiters, every worker's grant list. ARGV: token, expiry (ms), accumulator,
+#: key TTL (s).
 _RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+local entry = redis.call('lpop', KEYS[2])
+if not entry then return redis.call('del', KEYS[1]) end
+local at = string.find(entry, ' ', 1, true)
+redis.call('set', KEYS[1], string.sub(entry, at + 1), 'PX', ARGV[2])
+local grant = KEYS[3 + tonumber(string.sub(entry, 1, at - 1))]
+redis.call('rpush', grant, ARGV[3])
+redis.call('expire', grant, ARGV[4])
+return 1
 """
 
 
@@ -120,32 +146,37 @@ class RedisStore(StateStore):
             pipe.expire(self._key("arrivals"), KEY_TTL)
             pipe.execute()
             return
-        # The lock (a key with an expiry and an owner token) is taken and the
-        # accumulator read in one round trip, written and released in another.
-        # A worker that finds it taken blocks on the "released" list, which
-        # every release pushes to, instead of polling.
-        lock, acc = self._key("lock", round_), self._key("acc", round_)
-        released = self._key("released", round_)
+        # The lock is a key with an expiry and an owner token. It is taken and
+        # the accumulator read in one round trip, written and released in
+        # another. A worker that finds it taken queues itself and blocks on its
+        # grant list: the holder hands the lock and the accumulator straight to
+        # the first in the queue (no second try, no polling).
+        lock, acc, waiters = (self._key(name, round_) for name in ("lock", "acc", "waiters"))
+        grants = [self._key("grant", round_, w) for w in range(self.n_workers)]
         token = f"{worker}:{uuid.uuid4().hex}"
+        expiry = int(self.timeout * 1000)
+
+        def acquire():
+            return self._redis.eval(_ACQUIRE, 4, lock, acc, waiters, grants[worker],
+                                    token, expiry, f"{worker} {token}", KEY_TTL)
+
         deadline = time.monotonic() + self.timeout
-        while True:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.set(lock, token, nx=True, px=int(self.timeout * 1000))
-            pipe.get(acc)
-            taken, body = pipe.execute()
-            if taken:
-                break
+        taken, body = (acquire() + [None])[:2]
+        while not taken:
             if time.monotonic() > deadline:
                 raise self._timeout_error(
                     f"worker {worker} could not take the lock of round {round_}")
             # At most 1 s (whole seconds work on any Redis): a holder that
-            # died pushes nothing, and its lock expires.
-            reply = self._redis.blpop([released], timeout=1)
+            # died hands nothing over, and its lock expires.
+            reply = self._redis.blpop([grants[worker]], timeout=1)
             if reply is not None and reply[1] == _ABORT:
-                self._redis.rpush(released, _ABORT)  # for the next waiter
                 raise FitAborted(self._failure())
-            if reply is None and self._redis.exists(self._key("failure")):
+            if reply is not None:
+                taken, body = 1, reply[1]
+            elif self._redis.exists(self._key("failure")):
                 raise FitAborted(self._failure())
+            else:
+                taken, body = (acquire() + [None])[:2]
         if body is None:
             total, count = partial, 1
         else:
@@ -161,9 +192,8 @@ class RedisStore(StateStore):
             pipe.expire(self._key("arrivals"), KEY_TTL)
         # EVAL, not a registered Script: in a pipeline that costs a SCRIPT
         # EXISTS round trip on every execute.
-        pipe.eval(_RELEASE, 1, lock, token)
-        pipe.rpush(released, b"1")
-        pipe.expire(released, KEY_TTL)
+        pipe.eval(_RELEASE, 2 + self.n_workers, lock, waiters, *grants,
+                  token, expiry, state, KEY_TTL)
         pipe.execute()
 
     def barrier(self, round_: int) -> None:
@@ -197,7 +227,7 @@ class RedisStore(StateStore):
         if int(count[0]) != self.n_workers:
             raise RuntimeError(f"round {round_}: the accumulator holds {int(count[0])} of "
                                f"{self.n_workers} partial results")
-        self._stale += [self._key("acc", round_), self._key("released", round_)]
+        self._stale.append(self._key("acc", round_))
         return total
 
     def _keep_fullest(self, round_: int, state: bytes) -> None:
@@ -223,8 +253,9 @@ class RedisStore(StateStore):
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._key("failure"), message, ex=KEY_TTL, nx=True)
         latest = self.progress()
-        # Lock waiters block on "released" of the current (or next) round.
-        waiting = [self._key("released", r) for r in (latest, latest + 1)]
+        # Lock waiters block on their grant list of the current (or next) round.
+        waiting = [self._key("grant", r, w) for r in (latest, latest + 1)
+                   for w in range(self.n_workers)]
         for key in [self._key("arrivals"), *waiting] + [
             self._key("inbox", w) for w in range(1, self.n_workers)
         ]:

@@ -7,8 +7,9 @@ Same data, same initial centres, tol=0 so both run exactly ``--max-iter``
 Lloyd iterations; n_workers=2; both state modes on the embedded SQLite store
 and on a loopback redis-server started (and stopped) here. Reports wall time,
 time per iteration and the per-iteration breakdown (compute, publish,
-barrier wait, aggregate) from ``timings_``, and how much of the barrier wait
-is load imbalance (waiting for the slower worker's compute).
+barrier wait, aggregate) from ``timings_``, how much of the barrier wait
+is load imbalance (waiting for the slower worker's compute) and how many
+chunks of rows workers computed for each other; medians over the repeats.
 """
 
 from __future__ import annotations
@@ -75,6 +76,23 @@ def imbalance(timings: dict, n_iter: int) -> float:
     return float((compute.max(axis=1, keepdims=True) - compute).mean())
 
 
+def _round_costs(timings: list[dict], n_iter: int) -> dict:
+    """Per-iteration breakdown, sync and imbalance: medians over the repeats
+    (each repeat's value is a mean over its rounds and workers)."""
+    breakdowns = [per_iteration_breakdown(t, n_iter) for t in timings]
+    syncs = [1e3 * sum(b[p] for p in PHASES[1:]) for b in breakdowns]
+    imbalances = [1e3 * imbalance(t, n_iter) for t in timings]
+    return {
+        "breakdown_s": {p: float(np.median([b[p] for b in breakdowns])) for p in PHASES},
+        "sync_ms": float(np.median(syncs)), "syncs_ms": syncs,
+        "imbalance_ms": float(np.median(imbalances)),
+        "sync_minus_imbalance_ms": float(np.median(np.subtract(syncs, imbalances))),
+        "helped_per_round": float(np.median([t["helped"][:n_iter].sum(axis=1).mean()
+                                             for t in timings])),
+        "load_s": float(np.median([t["load"].max() for t in timings])),
+    }
+
+
 def run(n_samples: int = 1_000_000, n_features: int = 50, n_clusters: int = 20,
         max_iter: int = 50, n_workers: int = 2, repeat: int = 1) -> dict:
     X, _ = make_blobs(n_samples, n_features, centers=n_clusters, cluster_std=5.0,
@@ -84,21 +102,18 @@ def run(n_samples: int = 1_000_000, n_features: int = 50, n_clusters: int = 20,
     rows = []
 
     def measure(name, make):
-        times, model = [], None
+        times, timings, model = [], [], None
         for _ in range(repeat):
             model = make()
             started = time.perf_counter()
             model.fit(X)
             times.append(time.perf_counter() - started)
-        row = {"name": name, "fit_s": float(np.median(times)), "n_iter": int(model.n_iter_),
-               "inertia": float(model.inertia_)}
+            timings.append(getattr(model, "timings_", None))
+        row = {"name": name, "fit_s": float(np.median(times)), "fits_s": times,
+               "n_iter": int(model.n_iter_), "inertia": float(model.inertia_)}
         row["per_iteration_s"] = row["fit_s"] / row["n_iter"]
-        if hasattr(model, "timings_"):
-            row["breakdown_s"] = per_iteration_breakdown(model.timings_, model.n_iter_)
-            row["sync_ms"] = 1e3 * sum(row["breakdown_s"][p] for p in PHASES[1:])
-            row["imbalance_ms"] = 1e3 * imbalance(model.timings_, model.n_iter_)
-            row["sync_minus_imbalance_ms"] = row["sync_ms"] - row["imbalance_ms"]
-            row["load_s"] = float(model.timings_["load"].max())
+        if timings[0] is not None:
+            row.update(_round_costs(timings, model.n_iter_))
         rows.append(row)
         print(_format(row), flush=True)
         return model
@@ -125,7 +140,8 @@ def _format(row: dict) -> str:
     if "breakdown_s" in row:
         parts = " ".join(f"{p} {1e3 * v:.2f}" for p, v in row["breakdown_s"].items())
         text += (f"  [ms/iter: {parts}; sync {row['sync_ms']:.2f} (imbalance "
-                 f"{row['imbalance_ms']:.2f}); load {row['load_s']:.2f} s]")
+                 f"{row['imbalance_ms']:.2f}); chunks shared per round "
+                 f"{row['helped_per_round']:.1f}; load {row['load_s']:.2f} s]")
     return text
 
 

@@ -33,6 +33,8 @@ from .._state import sum_in_worker_order
 OWNER, CHUNK = 0, 1
 #: ``chunk`` of the row that folds an owner's own chunks.
 OWN = -1
+#: Most chunks an owner takes at once.
+MAX_RUN = 8
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,15 @@ class Chunks:
 
     def take(self) -> tuple[int, int] | None:
         """The next run of this owner's chunks ``[first, stop)``, or None when
-        none is left: a quarter of what is left per worker (fewer lock
-        round trips early, single chunks near the end, where helpers are)."""
+        none is left: half of what is left per worker, at most
+        :data:`MAX_RUN` (few lock round trips early, single chunks near the
+        end where helpers are; a worker whose CPU stalls holds few chunks)."""
         with self._lock():
             _, front, back = self.counters[self.me]
             if front >= back:
                 return None
-            stop = front + max(1, int(back - front) // (2 * self.n_workers))
+            share = int(back - front) // (2 * self.n_workers)
+            stop = front + max(1, min(share, MAX_RUN))
             self.counters[self.me, 1] = stop
         if self.slow:
             time.sleep(self.slow * (stop - front))

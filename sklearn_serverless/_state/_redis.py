@@ -12,7 +12,9 @@ it knows: it keeps its own lock-free partial instead of writing a slot it
 would read back, and it does not announce its own arrival. In locked mode
 each arrival carries the accumulator as that worker left it, with the count
 of partial results in it, so the complete sum reaches the coordinator with
-the last arrival; a round's keys are deleted with the next publish.
+the last arrival. Its lock release rides with its wait for the first
+arrival, and the lock-free slots are read with the last one, in the same
+pipeline; a round's keys are deleted with the next publish.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class RedisStore(StateStore):
         self._prefix = f"sks:{{{spec.namespace}}}:"
         self._own: dict[int, np.ndarray] = {}  # coordinator: its partial, or the full sum
         self._stale: list[str] = []  # keys of finished rounds, deleted with the next publish
+        self._held = None  # the coordinator's lock release, sent with its barrier wait
+        self._slots: dict[int, list] = {}  # lock-free slots read with the last arrival
         if create:
             try:
                 self._redis.ping()
@@ -194,14 +198,20 @@ class RedisStore(StateStore):
         # EXISTS round trip on every execute.
         pipe.eval(_RELEASE, 2 + self.n_workers, lock, waiters, *grants,
                   token, expiry, state, KEY_TTL)
+        if worker == 0:
+            self._held = pipe  # goes out with the barrier's first wait: one round trip
+            return
         pipe.execute()
 
     def barrier(self, round_: int) -> None:
         arrived: set[int] = {0}
         deadline = time.monotonic() + self.timeout
+        pipe, self._held = self._held, None
         while len(arrived) < self.n_workers:
             left = deadline - time.monotonic()
-            reply = None if left <= 0 else self._redis.blpop([self._key("arrivals")], timeout=left)
+            reply = None if left <= 0 else self._wait_arrival(round_, pipe, left,
+                                                              len(arrived) + 1)
+            pipe = None
             if reply is None:
                 missing = self._missing(arrived)
                 raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
@@ -213,16 +223,37 @@ class RedisStore(StateStore):
             arrived.add(int(worker))
             if state:  # locked: the accumulator as this worker left it
                 self._keep_fullest(round_, state)
+        if pipe is not None:
+            pipe.execute()
+
+    def _wait_arrival(self, round_: int, pipe, timeout: float, count: int):
+        """BLPOP the next arrival, after what ``pipe`` holds (the coordinator's
+        release) and, when it completes the barrier, before reading the
+        lock-free slots: one round trip where three would do the same."""
+        pipe = pipe if pipe is not None else self._redis.pipeline(transaction=False)
+        pipe.blpop([self._key("arrivals")], timeout=timeout)
+        slots = [self._key("slot", round_, w) for w in range(1, self.n_workers)]
+        last = count == self.n_workers and self.spec.mode == "lock_free"
+        if last:
+            pipe.mget(slots)
+            pipe.delete(*slots)
+        replies = pipe.execute()
+        if last:
+            self._slots[round_] = replies[-2]
+            return replies[-3]
+        return replies[-1]
 
     def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order) -> np.ndarray:
         own = self._own.pop(round_)
         if self.spec.mode == "lock_free":
+            bodies = self._slots.pop(round_, None)
             keys = [self._key("slot", round_, w) for w in range(1, self.n_workers)]
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.mget(keys)
-            pipe.delete(*keys)
-            bodies, _ = pipe.execute() if keys else ([], None)
-            return reduce([own] + [decode_array(body) for body in bodies])
+            if bodies is None and keys:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.mget(keys)
+                pipe.delete(*keys)
+                bodies, _ = pipe.execute()
+            return reduce([own] + [decode_array(body) for body in bodies or []])
         total, count = decode_arrays(own)
         if int(count[0]) != self.n_workers:
             raise RuntimeError(f"round {round_}: the accumulator holds {int(count[0])} of "

@@ -4,7 +4,10 @@ depend on who computed which chunk."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing as mp
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -151,3 +154,19 @@ def test_shared_array_is_one_array_for_every_opener(tmp_path):
     np.testing.assert_array_equal(second, np.arange(10))
     second[3] = -1
     assert first[3] == -1
+
+
+def test_a_held_sharing_lock_times_out(tmp_path):
+    team = _team(0, 2, tmp_path)
+    team = Team(0, 2, tuple(replace(p, timeout=0.3) for p in team.peers))
+    chunks = Chunks(team, [4, 4])
+    other = os.open(os.path.join(tmp_path, "chunks"), os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)  # a stopped process holding it
+    try:
+        with pytest.raises(TimeoutError, match="work-sharing lock"):
+            chunks.open_round(1)
+    finally:
+        os.close(other)
+    chunks.open_round(1)
+    assert chunks.take() == (0, 1)
+    chunks.close()

@@ -28,6 +28,7 @@ import numpy as np
 
 from .._placement import Partition, read_partition
 from .._state import sum_in_worker_order
+from .._state._base import Backoff
 
 #: Column of a partial-result table row holding the owner, and the chunk.
 OWNER, CHUNK = 0, 1
@@ -90,6 +91,7 @@ class Chunks:
         self.slow = team.slow
         self.epoch = 0
         self.fd = None
+        self.timeout = team.peers[0].timeout if team.peers else 0.0
         if team.shares_rows:
             path = os.path.join(team.folder, "chunks")
             # [epoch, front, back] per owner: chunks [front, back) are still free.
@@ -144,16 +146,32 @@ class Chunks:
             self.fd = None
 
     def _lock(self):
-        return _Flock(self.fd)
+        return _Flock(self.fd, self.timeout)
 
 
 class _Flock:
-    def __init__(self, fd: int | None):
-        self.fd = fd
+    """The counters' lock. Held for a few microseconds, and released by the
+    kernel if its holder dies; still, a wait has a deadline."""
+
+    def __init__(self, fd: int | None, timeout: float):
+        self.fd, self.timeout = fd, timeout
 
     def __enter__(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        if self.fd is None:
+            return
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            backoff = Backoff(self.timeout, first=1e-5, cap=1e-3)
+            while True:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if not backoff.wait():
+                        raise TimeoutError(
+                            f"the work-sharing lock was not free within {self.timeout:g} s"
+                        ) from None
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:

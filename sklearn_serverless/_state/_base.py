@@ -58,6 +58,9 @@ class StateStore(ABC):
     one accumulator under a lock; ``mode='lock_free'`` writes one slot per
     worker, summed by the reader in worker order. Every wait gives up after
     ``spec.timeout`` seconds; :meth:`abort` wakes every waiter with an error.
+    The coordinator calls :meth:`barrier` right after its own
+    :meth:`contribute`: a store may send the end of that contribution (Redis:
+    the lock release) with the barrier's first wait.
     """
 
     def __init__(self, spec: StoreSpec):

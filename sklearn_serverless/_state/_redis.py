@@ -10,9 +10,9 @@ carry an expiry.
 The coordinator (worker 0) skips the round trips that would only tell it what
 it knows: it keeps its own lock-free partial instead of writing a slot it
 would read back, and it does not announce its own arrival. In locked mode
-each arrival carries the accumulator as that worker left it, with the count
-of partial results in it, so the complete sum reaches the coordinator with
-the last arrival. Its lock release rides with its wait for the first
+each arrival carries the accumulator as that worker left it (when it is
+small), with the count of partial results in it, so the complete sum
+reaches the coordinator with the last arrival. Its lock release rides with its wait for the first
 arrival, and the lock-free slots are read with the last one, in the same
 pipeline; a round's keys are deleted with the next publish.
 """
@@ -139,7 +139,7 @@ class RedisStore(StateStore):
         return message
 
     def contribute(self, round_: int, worker: int, partial: np.ndarray) -> None:
-        arrival = f"{round_}:{worker}:".encode()
+        arrival = f"{round_}:{worker}:0:".encode()
         if self.spec.mode == "lock_free":
             if worker == 0:
                 self._own[round_] = partial
@@ -175,8 +175,8 @@ class RedisStore(StateStore):
             reply = self._redis.blpop([grants[worker]], timeout=1)
             if reply is not None and reply[1] == _ABORT:
                 raise FitAborted(self._failure())
-            if reply is not None:
-                taken, body = 1, reply[1]
+            if reply is not None:  # handed over, with the accumulator when small
+                taken, body = 1, reply[1] or self._redis.get(acc)
             elif self._redis.exists(self._key("failure")):
                 raise FitAborted(self._failure())
             else:
@@ -189,15 +189,17 @@ class RedisStore(StateStore):
         state = encode_arrays([total, np.array([count])])
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(acc, state, ex=KEY_TTL)
+        # A large accumulator is not copied into the lists: it is read from its key.
+        inline = state if len(state) <= _INLINE_BYTES else b""
         if worker == 0:
-            self._keep_fullest(round_, state)
+            self._keep_fullest(round_, count, state)
         else:
-            pipe.rpush(self._key("arrivals"), arrival + state)
+            pipe.rpush(self._key("arrivals"), f"{round_}:{worker}:{count}:".encode() + inline)
             pipe.expire(self._key("arrivals"), KEY_TTL)
         # EVAL, not a registered Script: in a pipeline that costs a SCRIPT
         # EXISTS round trip on every execute.
         pipe.eval(_RELEASE, 2 + self.n_workers, lock, waiters, *grants,
-                  token, expiry, state, KEY_TTL)
+                  token, expiry, inline, KEY_TTL)
         if worker == 0:
             self._held = pipe  # goes out with the barrier's first wait: one round trip
             return
@@ -217,12 +219,12 @@ class RedisStore(StateStore):
                 raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
             if reply[1] == _ABORT:
                 raise FitAborted(self._failure())
-            got, worker, state = reply[1].split(b":", 2)
+            got, worker, count, state = reply[1].split(b":", 3)
             if int(got) != round_:
                 raise RuntimeError(f"round {int(got)} arrival while waiting for round {round_}")
             arrived.add(int(worker))
-            if state:  # locked: the accumulator as this worker left it
-                self._keep_fullest(round_, state)
+            if int(count):  # locked: the accumulator as this worker left it
+                self._keep_fullest(round_, int(count), state or None)
         if pipe is not None:
             pipe.execute()
 
@@ -254,18 +256,22 @@ class RedisStore(StateStore):
                 pipe.delete(*keys)
                 bodies, _ = pipe.execute()
             return reduce([own] + [decode_array(body) for body in bodies or []])
-        total, count = decode_arrays(own)
-        if int(count[0]) != self.n_workers:
-            raise RuntimeError(f"round {round_}: the accumulator holds {int(count[0])} of "
+        count, state = own
+        if state is None:
+            state = self._redis.get(self._key("acc", round_))
+        total, stored = decode_arrays(state)
+        if count != self.n_workers or int(stored[0]) != count:
+            raise RuntimeError(f"round {round_}: the accumulator holds {int(stored[0])} of "
                                f"{self.n_workers} partial results")
         self._stale.append(self._key("acc", round_))
         return total
 
-    def _keep_fullest(self, round_: int, state: bytes) -> None:
-        """Keep the accumulator state with the most partial results in it."""
+    def _keep_fullest(self, round_: int, count: int, state: bytes | None) -> None:
+        """Keep the accumulator state with the most partial results in it
+        (``None``: too large to travel, read from its key)."""
         kept = self._own.get(round_)
-        if kept is None or decode_arrays(state)[1][0] > decode_arrays(kept)[1][0]:
-            self._own[round_] = state
+        if kept is None or count > kept[0]:
+            self._own[round_] = (count, state)
 
     def progress(self) -> int:
         latest = self._redis.get(self._key("round"))

@@ -37,6 +37,12 @@ _CHUNKS_PER_WORKER = 64
 #: A run of at most this many chunks is summed as soon as it is labelled.
 _SHORT_RUN = 2
 
+#: A chunk's sums are updated with its changed rows only (see
+#: :meth:`Worker._partials`) until the rows changed since its last full sum
+#: would exceed this fraction of its rows: then the update costs more than a
+#: full sum, and its rounding could exceed the full sum's.
+_UPDATE_BUDGET = 0.5
+
 
 def chunk_rows(block: int, rows_per_worker: int) -> int:
     """Rows per chunk: whole blocks, so a chunk's scores come out of the
@@ -195,7 +201,10 @@ class Worker:
             self.labels = np.full(n, -1, dtype=np.int32)
         self.chunk_rows = chunk_rows(self.block, max(owner_rows))
         self.owner_rows = owner_rows
-        self.chunks = Chunks(team, [-(-rows // self.chunk_rows) for rows in owner_rows])
+        n_chunks = [-(-rows // self.chunk_rows) for rows in owner_rows]
+        self.chunks = Chunks(team, n_chunks)
+        self.first_chunk = np.r_[0, np.cumsum(n_chunks)]
+        self.chunk_sums = self._chunk_sums_store(team, n_chunks)
         workspace_rows = max(n, self.chunk_rows)
         self.workspace = Workspace(workspace_rows, self.k, self.X.dtype, self.block)
         # Row i of a run of whole chunks goes to one-hot row (i // chunk_rows) * k + label.
@@ -225,8 +234,22 @@ class Worker:
     def close(self) -> None:
         self.chunks.close()
         self.labels = self.final_labels = self.best_labels = self.all_labels = None
+        self.chunk_sums = None
 
     # kernels ------------------------------------------------------------------------------
+
+    def _chunk_sums_store(self, team: Team, n_chunks: list[int]) -> np.ndarray | None:
+        """Every chunk's last sums, ``[sums..., weights..., rows changed since
+        the last full sum]``, so that a round only adds the rows that changed
+        cluster. In the fit folder when rows are shared (a helper updates the
+        owner's chunks); None for sparse data (a dense k x d per chunk could
+        outweigh the rows) and when a chunk has fewer than 4k rows."""
+        if self.sparse or self.chunk_rows < 4 * self.k:
+            return None
+        shape = (int(self.first_chunk[-1]), self.k * (self.X.shape[1] + 1) + 1)
+        if team.shares_rows:
+            return shared_array(os.path.join(team.folder, "chunk_sums"), shape, np.float64)
+        return np.zeros(shape)
 
     def _row_norms(self) -> np.ndarray:
         if self.x_squared_norms is None:
@@ -266,7 +289,8 @@ class Worker:
             start = self.team.peers[owner].start + chunk * self.chunk_rows
             (partial,) = self._partials(rows["X"], rows["sample_weight"], new[:n],
                                         self.all_labels[start:start + n], new_run,
-                                        maxima[:n], rows.get("norms"))
+                                        maxima[:n], rows.get("norms"),
+                                        int(self.first_chunk[owner]) + chunk)
             taken.append((owner, chunk, partial))
         return partial_table(own, self.team.worker, taken)
 
@@ -276,8 +300,9 @@ class Worker:
         X = self.X if self.sparse else self.X_ones
         new, maxima = self.workspace.labels, self.workspace.maxima
         norms = self._row_norms()[rows] if inertia else None
+        first = int(self.first_chunk[self.team.worker]) + rows.start // self.chunk_rows
         for chunk in self._partials(X[rows], self.sample_weight[rows], new[rows],
-                                    self.labels[rows], new_run, maxima[rows], norms):
+                                    self.labels[rows], new_run, maxima[rows], norms, first):
             own += chunk
 
     def _borrow(self, owner: int, chunk: int, inertia: bool) -> dict:
@@ -293,32 +318,84 @@ class Worker:
         return rows
 
     def _partials(self, X, sample_weight: np.ndarray, new: np.ndarray, labels: np.ndarray,
-                  new_run: bool, maxima: np.ndarray, norms: np.ndarray | None) -> np.ndarray:
-        """For a run of whole chunks just labelled ``new``: one row per chunk
-        of cluster sums with the weights as last column (k x (d+1)), labels
-        changed since ``labels`` (then updated), and (given ``norms``) the
-        inertia."""
+                  new_run: bool, maxima: np.ndarray, norms: np.ndarray | None,
+                  first_chunk: int) -> np.ndarray:
+        """For a run of whole chunks just labelled ``new`` (global chunk ids
+        from ``first_chunk``): one row per chunk of cluster sums with the
+        weights as last column (k x (d+1)), labels changed since ``labels``
+        (then updated), and (given ``norms``) the inertia.
+
+        A chunk's sums are its last sums plus the rows that changed cluster
+        (in at the new label, out at the old), while the rows changed since
+        its last full sum stay within :data:`_UPDATE_BUDGET` of its rows;
+        otherwise a full sum. After the first rounds few labels change, so
+        this skips a pass over the rows (a third of a round's compute).
+        Either way a chunk's values depend only on its rows and its last
+        sums, never on who computes it or with which other chunks."""
         n, k, workspace = X.shape[0], self.k, self.workspace
         starts = np.arange(0, n, self.chunk_rows)
+        sizes = np.diff(np.r_[starts, n])
         out = np.empty((starts.size, k * (self.X.shape[1] + 1) + 2))
-        if new_run:
-            out[:, -2] = np.diff(np.r_[starts, n])
+        changed = None if new_run else new != labels
+        out[:, -2] = sizes if new_run else np.add.reduceat(changed, starts, dtype=np.int64)
+        state = None
+        if self.chunk_sums is not None:
+            state = self.chunk_sums[first_chunk:first_chunk + starts.size]
+            touched = state[:, -1] + out[:, -2]
+            full = np.asarray(touched > _UPDATE_BUDGET * sizes) | new_run
+        if state is None or full.all():
+            columns = np.add(new, self.chunk_offsets[:n], out=workspace.columns[:n])
+            one_hot = sp.csc_matrix((sample_weight, columns, workspace.row_pointers[:n + 1]),
+                                    shape=(starts.size * k, n))
+            sums = self._sums(one_hot, X, columns, sample_weight, starts.size * k)
         else:
-            out[:, -2] = np.add.reduceat(new != labels, starts, dtype=np.int64)
+            sums = self._updated_sums(X, sample_weight, new, labels, changed, full,
+                                      state[:, :-1])
         labels[:] = new
-        columns = np.add(new, self.chunk_offsets[:n], out=workspace.columns[:n])
-        one_hot = sp.csc_matrix((sample_weight, columns, workspace.row_pointers[:n + 1]),
-                                shape=(starts.size * k, n))
-        sums = one_hot @ X
-        if self.sparse:
-            weights = np.bincount(columns, weights=sample_weight, minlength=starts.size * k)
-            sums = np.hstack([sums.toarray(), weights[:, None]])
         out[:, :-2] = sums.reshape(starts.size, -1)
+        if state is not None:
+            state[:, :-1] = out[:, :-2]
+            state[:, -1] = np.where(full, 0, touched)
         out[:, -1] = 0.0
         if norms is not None:
             distances = np.maximum(norms - 2 * maxima, 0) * sample_weight
             out[:, -1] = np.add.reduceat(distances, starts)
         return out
+
+    def _sums(self, one_hot, X, columns: np.ndarray, sample_weight: np.ndarray,
+              n_rows: int) -> np.ndarray:
+        """``one_hot @ X`` as a dense array with the weights as last column."""
+        sums = one_hot @ X
+        if self.sparse:
+            weights = np.bincount(columns, weights=sample_weight, minlength=n_rows)
+            sums = np.hstack([sums.toarray(), weights[:, None]])
+        return sums
+
+    def _updated_sums(self, X: np.ndarray, sample_weight: np.ndarray, new: np.ndarray,
+                      old: np.ndarray, changed: np.ndarray, full: np.ndarray,
+                      last: np.ndarray) -> np.ndarray:
+        """Sums of a run of dense chunks: ``last`` plus the changed rows (in at
+        ``new``, out at ``old``) for the chunks not ``full``, every row for
+        those that are, in one product over just those rows."""
+        k = self.k
+        n = X.shape[0]
+        full_rows = np.repeat(full, self.chunk_rows)[:n]
+        rows = np.flatnonzero(full_rows | changed)
+        leaving = ~full_rows[rows]  # a changed row of an updated chunk also leaves its old cluster
+        pointers = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(1 + leaving, out=pointers[1:])
+        offsets = self.chunk_offsets[rows]
+        weights = sample_weight[rows]
+        columns = np.empty(pointers[-1], dtype=np.int64)
+        values = np.empty(pointers[-1], dtype=sample_weight.dtype)
+        columns[pointers[:-1]] = offsets + new[rows]
+        values[pointers[:-1]] = weights
+        second = pointers[:-1][leaving] + 1
+        columns[second] = offsets[leaving] + old[rows[leaving]]
+        values[second] = -weights[leaving]
+        one_hot = sp.csc_matrix((values, columns, pointers), shape=(full.size * k, rows.size))
+        sums = (one_hot @ X[rows]).reshape(full.size, -1)
+        return np.where(full[:, None], sums, last + sums)
 
     def _farthest(self, centers: np.ndarray, n_empty: int) -> np.ndarray:
         """This worker's ``n_empty`` rows farthest from their centre, in this

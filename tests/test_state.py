@@ -342,3 +342,27 @@ def test_the_redis_lock_is_handed_to_each_waiter_in_turn(redis_server):
     for store in (driver, *stores):
         store.close()
     _assert_clean(location, spec)
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_the_first_redis_partial_of_a_round_is_written_without_holding_the_lock(
+        redis_server, first):
+    location = ("redis", redis_server.url, redis_server)
+    spec = _spec(location, n_workers=2, mode="locked")
+    driver = open_store(spec, create=True)
+    stores = [open_store(spec) for _ in range(2)]
+    partials = {0: np.full(3, 1.0), 1: np.full(3, 2.0)}
+    stores[first].contribute(0, first, partials[first])
+    # Written at once as the accumulator (count 1); no lock left behind.
+    assert not driver._redis.exists(driver._key("lock", 0))
+    total, count = decode_arrays(driver._redis.get(driver._key("acc", 0)))
+    np.testing.assert_array_equal(total, partials[first])
+    assert count[0] == 1
+    stores[1 - first].contribute(0, 1 - first, partials[1 - first])
+    stores[0].barrier(0)
+    np.testing.assert_array_equal(stores[0].aggregate(0), np.full(3, 3.0))
+    assert not driver._redis.exists(driver._key("lock", 0))
+    driver.cleanup()
+    for store in (driver, *stores):
+        store.close()
+    _assert_clean(location, spec)

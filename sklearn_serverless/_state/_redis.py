@@ -33,14 +33,28 @@ _ABORT = b"abort"
 _INLINE_BYTES = 64 << 10
 #: Takes the lock (or finds it handed over) and reads the accumulator, or
 #: queues this worker as a waiter (once: a retry after a 1 s wait re-queues).
-#: KEYS: lock, accumulator, waiters, this worker's grant list. ARGV: token,
-#: expiry (ms), waiter entry, key TTL (s).
+#: The first partial result of a round (no accumulator yet, nobody waiting)
+#: is written as the accumulator at once, with its arrival, and the lock is
+#: left free: adding to nothing needs no second round trip.
+#: KEYS: lock, accumulator, waiters, this worker's grant list, arrivals.
+#: ARGV: token, expiry (ms), waiter entry, key TTL (s), this worker's partial
+#: as a first accumulator ('' : no such shortcut), its arrival ('': none).
 _ACQUIRE = """
 local holder = redis.call('get', KEYS[1])
 redis.call('lrem', KEYS[3], 0, ARGV[3])
 if holder == ARGV[1] or not holder then
-  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
   redis.call('del', KEYS[4])
+  if ARGV[5] ~= '' and redis.call('exists', KEYS[2]) == 0
+      and redis.call('llen', KEYS[3]) == 0 then
+    redis.call('set', KEYS[2], ARGV[5], 'EX', ARGV[4])
+    if ARGV[6] ~= '' then
+      redis.call('rpush', KEYS[5], ARGV[6])
+      redis.call('expire', KEYS[5], ARGV[4])
+    end
+    if holder then redis.call('del', KEYS[1]) end
+    return {2}
+  end
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return {1, redis.call('get', KEYS[2])}
 end
 redis.call('rpush', KEYS[3], ARGV[3])
@@ -152,17 +166,23 @@ class RedisStore(StateStore):
             return
         # The lock is a key with an expiry and an owner token. It is taken and
         # the accumulator read in one round trip, written and released in
-        # another. A worker that finds it taken queues itself and blocks on its
-        # grant list: the holder hands the lock and the accumulator straight to
-        # the first in the queue (no second try, no polling).
+        # another; the round's first partial is written in the first. A worker
+        # that finds it taken queues itself and blocks on its grant list: the
+        # holder hands the lock and the accumulator straight to the first in
+        # the queue (no second try, no polling).
         lock, acc, waiters = (self._key(name, round_) for name in ("lock", "acc", "waiters"))
         grants = [self._key("grant", round_, w) for w in range(self.n_workers)]
         token = f"{worker}:{uuid.uuid4().hex}"
         expiry = int(self.timeout * 1000)
+        first = encode_arrays([partial, np.array([1])])
+        if len(first) > _INLINE_BYTES:
+            first = b""  # large: the usual way, not copied into the arrival list
+        first_arrival = f"{round_}:{worker}:1:".encode() + first if first and worker else b""
 
         def acquire():
-            return self._redis.eval(_ACQUIRE, 4, lock, acc, waiters, grants[worker],
-                                    token, expiry, f"{worker} {token}", KEY_TTL)
+            return self._redis.eval(_ACQUIRE, 5, lock, acc, waiters, grants[worker],
+                                    self._key("arrivals"), token, expiry, f"{worker} {token}",
+                                    KEY_TTL, first, first_arrival)
 
         deadline = time.monotonic() + self.timeout
         taken, body = (acquire() + [None])[:2]
@@ -181,6 +201,10 @@ class RedisStore(StateStore):
                 raise FitAborted(self._failure())
             else:
                 taken, body = (acquire() + [None])[:2]
+        if taken == 2:  # the round's first partial: written, the lock left free
+            if worker == 0:
+                self._keep_fullest(round_, 1, first)
+            return
         if body is None:
             total, count = partial, 1
         else:

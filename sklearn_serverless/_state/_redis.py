@@ -102,6 +102,7 @@ class RedisStore(StateStore):
         self._prefix = f"sks:{{{spec.namespace}}}:"
         self._own: dict[int, np.ndarray] = {}  # coordinator: its partial, or the full sum
         self._stale: list[str] = []  # keys of finished rounds, deleted with the next publish
+        self._drop_arrivals = 0  # arrivals the coordinator did not need to wait for
         self._held = None  # the coordinator's lock release, sent with its barrier wait
         self._slots: dict[int, list] = {}  # lock-free slots read with the last arrival
         if create:
@@ -129,6 +130,9 @@ class RedisStore(StateStore):
         # Everyone has read the message before last: they contributed to it.
         pipe.delete(self._key("message", round_ - 2), *self._stale)
         self._stale = []
+        if self._drop_arrivals:
+            pipe.ltrim(self._key("arrivals"), self._drop_arrivals, -1)
+            self._drop_arrivals = 0
         for worker in range(1, self.n_workers):
             pipe.rpush(self._key("inbox", worker), note)
             pipe.expire(self._key("inbox", worker), KEY_TTL)
@@ -211,6 +215,14 @@ class RedisStore(StateStore):
             total, count = decode_arrays(body)
             total, count = total + partial, int(count[0]) + 1
         state = encode_arrays([total, np.array([count])])
+        if worker == 0 and count == self.n_workers:
+            # The coordinator added the last partial result: the sum is whole and
+            # nobody else reads it. Nothing is written back; the followers'
+            # arrivals and the lock go with the next publish.
+            self._own[round_] = (count, state)
+            self._stale += [lock, acc]
+            self._drop_arrivals += count - 1
+            return
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(acc, state, ex=KEY_TTL)
         # A large accumulator is not copied into the lists: it is read from its key.
@@ -230,6 +242,8 @@ class RedisStore(StateStore):
         pipe.execute()
 
     def barrier(self, round_: int) -> None:
+        if self._own.get(round_, (0,))[0] == self.n_workers and self.spec.mode == "locked":
+            return  # the coordinator's contribution was the last
         arrived: set[int] = {0}
         deadline = time.monotonic() + self.timeout
         pipe, self._held = self._held, None

@@ -242,7 +242,7 @@ class RedisStore(StateStore):
         pipe.execute()
 
     def barrier(self, round_: int) -> None:
-        if self._own.get(round_, (0,))[0] == self.n_workers and self.spec.mode == "locked":
+        if self.spec.mode == "locked" and self._own.get(round_, (0,))[0] == self.n_workers:
             return  # the coordinator's contribution was the last
         arrived: set[int] = {0}
         deadline = time.monotonic() + self.timeout

@@ -162,6 +162,9 @@ def main(argv=None) -> int:
               f"sync {row['sync_ms']:.2f} ms/iter ({row['sync_minus_imbalance_ms']:.2f} "
               f"without load imbalance), max centre diff {row['max_center_diff']:.1e}")
     if args.json:
+        from _common import machine  # benchmarks/ is on the path when run as a script
+
+        result["machine"] = machine()
         with open(args.json, "w") as out:
             json.dump(result, out, indent=2)
     return 0

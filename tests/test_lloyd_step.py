@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from sklearn_serverless._distributed._kmeans import LLOYD, Worker, with_ones_column
+from sklearn_serverless._distributed._kmeans import (
+    LLOYD,
+    Worker,
+    block_size,
+    chunk_rows,
+    with_ones_column,
+)
 from sklearn_serverless._distributed._sharing import Team
 
 K = 4
@@ -84,3 +90,14 @@ def test_a_chunk_is_summed_in_full_once_its_changes_exceed_the_budget():
     assert np.all((history[0] > 0.25 * sizes) & (history[0] < 0.35 * sizes))
     assert not history[1].any()
     np.testing.assert_array_equal(history[2], history[0])
+
+
+@pytest.mark.parametrize("n_clusters, rows, expected", [
+    (20, 500_000, 6553),  # 64 chunks per worker, one GEMM block each
+    (20, 5_000_000, 6553 * 11),
+    (1000, 100_000, 256 * 16),  # at least 4k rows: 64 chunks would be 1,562 rows
+    (1000, 5_000, 256 * 16),
+])
+def test_chunks_are_whole_blocks_of_at_least_4k_rows(n_clusters, rows, expected):
+    block = block_size(n_clusters)
+    assert chunk_rows(block, rows, n_clusters) == expected

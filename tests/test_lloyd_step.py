@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.datasets import make_blobs
 
 from sklearn_serverless._distributed._kmeans import (
@@ -21,8 +22,8 @@ K = 4
 
 
 def _worker(X, sample_weight):
-    return Worker({"X": with_ones_column(X), "sample_weight": sample_weight},
-                  {"n_clusters": K}, Team(0, 1))
+    rows = X if sp.issparse(X) else with_ones_column(X)
+    return Worker({"X": rows, "sample_weight": sample_weight}, {"n_clusters": K}, Team(0, 1))
 
 
 def _round(worker, centers, new_run):
@@ -39,12 +40,18 @@ def _expected(X, sample_weight, centers):
     return labels, sums
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, "sparse"])
 def test_updated_and_full_sums_are_the_rows_sums_by_label(dtype):
     X, _ = make_blobs(40_000, 3, centers=K, cluster_std=4.0, random_state=0)
-    X = X.astype(dtype)
+    if dtype == "sparse":
+        dtype = np.float64
+        X[np.abs(X) < 1] = 0
+        rows = sp.csr_matrix(X)
+    else:
+        X = X.astype(dtype)
+        rows = X
     sample_weight = np.random.RandomState(0).uniform(0.5, 2.0, X.shape[0]).astype(dtype)
-    worker = _worker(X, sample_weight)
+    worker = _worker(rows, sample_weight)
     assert worker.chunk_sums.shape[0] == 5  # 8192-row chunks
 
     centers = X[[0, 1, 2, 3]].astype(np.float64)
@@ -101,3 +108,17 @@ def test_a_chunk_is_summed_in_full_once_its_changes_exceed_the_budget():
 def test_chunks_are_whole_blocks_of_at_least_4k_rows(n_clusters, rows, expected):
     block = block_size(n_clusters)
     assert chunk_rows(block, rows, n_clusters) == expected
+
+
+def test_no_kept_sums_where_they_would_outweigh_the_rows():
+    # 2,000 sparse rows of 1,000 columns, 1 entry each: k x 1,001 sums per chunk
+    # would outweigh the rows (24 KB).
+    rng = np.random.RandomState(0)
+    X = sp.csr_matrix((np.ones(2000), rng.randint(0, 1000, 2000), np.arange(2001)),
+                      shape=(2000, 1000))
+    worker = _worker(X, np.ones(2000))
+    assert worker.chunk_sums is None
+    centers = X[:K].toarray()
+    own = _round(worker, centers, new_run=True)
+    np.testing.assert_allclose(own[:-2].reshape(K, -1),
+                               _expected(X.toarray(), np.ones(2000), centers)[1], rtol=1e-12)

@@ -207,7 +207,10 @@ class Worker:
         self.owner_rows = owner_rows
         n_chunks = [-(-rows // self.chunk_rows) for rows in owner_rows]
         self.chunks = Chunks(team, n_chunks)
-        self.first_chunk = np.r_[0, np.cumsum(n_chunks)]
+        if team.shares_rows:  # every owner's chunks, numbered in worker order
+            self.first_chunk = np.r_[0, np.cumsum(n_chunks)]
+        else:  # its own only, from 0
+            self.first_chunk = np.r_[np.zeros(team.n_workers, dtype=int), n_chunks[team.worker]]
         self.chunk_sums = self._chunk_sums_store(team, n_chunks)
         workspace_rows = max(n, self.chunk_rows)
         self.workspace = Workspace(workspace_rows, self.k, self.X.dtype, self.block)
@@ -246,11 +249,16 @@ class Worker:
         """Every chunk's last sums, ``[sums..., weights..., rows changed since
         the last full sum]``, so that a round only adds the rows that changed
         cluster. In the fit folder when rows are shared (a helper updates the
-        owner's chunks); None for sparse data (a dense k x d per chunk could
-        outweigh the rows) and when a chunk has fewer than 4k rows."""
-        if self.sparse or self.chunk_rows < 4 * self.k:
+        owner's chunks). None where the sums would outweigh half the rows
+        (sparse rows with many columns, few rows per cluster)."""
+        width = self.k * (self.X.shape[1] + 1) + 1
+        if self.sparse:
+            data_bytes = self.X.data.nbytes + self.X.indices.nbytes
+        else:
+            data_bytes = self.X_ones.nbytes
+        if 2 * n_chunks[team.worker] * width * 8 > data_bytes:
             return None
-        shape = (int(self.first_chunk[-1]), self.k * (self.X.shape[1] + 1) + 1)
+        shape = (int(self.first_chunk[-1]), width)
         if team.shares_rows:
             return shared_array(os.path.join(team.folder, "chunk_sums"), shape, np.float64)
         return np.zeros(shape)
@@ -375,10 +383,10 @@ class Worker:
             sums = np.hstack([sums.toarray(), weights[:, None]])
         return sums
 
-    def _updated_sums(self, X: np.ndarray, sample_weight: np.ndarray, new: np.ndarray,
+    def _updated_sums(self, X, sample_weight: np.ndarray, new: np.ndarray,
                       old: np.ndarray, changed: np.ndarray, full: np.ndarray,
                       last: np.ndarray) -> np.ndarray:
-        """Sums of a run of dense chunks: ``last`` plus the changed rows (in at
+        """Sums of a run of chunks: ``last`` plus the changed rows (in at
         ``new``, out at ``old``) for the chunks not ``full``, every row for
         those that are, in one product over just those rows."""
         k = self.k
@@ -398,7 +406,8 @@ class Worker:
         columns[second] = offsets[leaving] + old[rows[leaving]]
         values[second] = -weights[leaving]
         one_hot = sp.csc_matrix((values, columns, pointers), shape=(full.size * k, rows.size))
-        sums = (one_hot @ X[rows]).reshape(full.size, -1)
+        sums = self._sums(one_hot, X[rows], columns, values, full.size * k)
+        sums = sums.reshape(full.size, -1)
         return np.where(full[:, None], sums, last + sums)
 
     def _farthest(self, centers: np.ndarray, n_empty: int) -> np.ndarray:

@@ -337,15 +337,7 @@ def test_the_redis_lock_is_handed_to_each_waiter_in_turn(redis_server):
     stores[0].contribute(0, 0, np.full(2, 0.5))
     stores[0].barrier(0)
     np.testing.assert_array_equal(stores[0].aggregate(0), np.full(2, 1110.5))
-    # The coordinator added the last partial: its lock and the arrivals it did
-    # not wait for go with the next publish.
-    stores[0].publish(1, b"next")
-    assert not driver._redis.exists(driver._key("lock", 0), driver._key("acc", 0))
-    assert driver._redis.llen(driver._key("arrivals")) == 0
-    driver.cleanup()
-    for store in (driver, *stores):
-        store.close()
-    _assert_clean(location, spec)
+    _assert_round_0_gone_with_the_next_publish(driver, stores[0], stores, location, spec)
 
 
 @pytest.mark.parametrize("first", [0, 1])
@@ -365,13 +357,7 @@ def test_the_first_redis_partial_of_a_round_is_written_without_holding_the_lock(
     stores[1 - first].contribute(0, 1 - first, partials[1 - first])
     stores[0].barrier(0)
     np.testing.assert_array_equal(stores[0].aggregate(0), np.full(3, 3.0))
-    stores[0].publish(1, b"next")  # what is left of round 0 goes with the next publish
-    assert not driver._redis.exists(driver._key("lock", 0), driver._key("acc", 0))
-    assert driver._redis.llen(driver._key("arrivals")) == 0
-    driver.cleanup()
-    for store in (driver, *stores):
-        store.close()
-    _assert_clean(location, spec)
+    _assert_round_0_gone_with_the_next_publish(driver, stores[0], stores, location, spec)
 
 
 def test_redis_locked_rounds_in_either_order_over_several_rounds(redis_server):
@@ -389,5 +375,18 @@ def test_redis_locked_rounds_in_either_order_over_several_rounds(redis_server):
         np.testing.assert_array_equal(coordinator.aggregate(round_), np.full(2, 11.0 + 2 * round_))
     driver.cleanup()
     for store in (driver, coordinator, follower):
+        store.close()
+    _assert_clean(location, spec)
+
+
+def _assert_round_0_gone_with_the_next_publish(driver, coordinator, stores, location, spec):
+    """What is left of a locked round 0 (the coordinator's lock when it added
+    the last partial, arrivals it did not wait for) goes with the next
+    publish; cleanup then leaves nothing."""
+    coordinator.publish(1, b"next")
+    assert not driver._redis.exists(driver._key("lock", 0), driver._key("acc", 0))
+    assert driver._redis.llen(driver._key("arrivals")) == 0
+    driver.cleanup()
+    for store in (driver, *stores):
         store.close()
     _assert_clean(location, spec)

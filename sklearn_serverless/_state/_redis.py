@@ -12,9 +12,12 @@ it knows: it keeps its own lock-free partial instead of writing a slot it
 would read back, and it does not announce its own arrival. In locked mode
 each arrival carries the accumulator as that worker left it (when it is
 small), with the count of partial results in it, so the complete sum
-reaches the coordinator with the last arrival. Its lock release rides with its wait for the first
-arrival, and the lock-free slots are read with the last one, in the same
-pipeline; a round's keys are deleted with the next publish.
+reaches the coordinator with the last arrival. The round's first partial is
+written in the acquiring round trip, without holding the lock; when the
+coordinator's partial is the last, it writes nothing back and does not wait
+at the barrier. Its lock release rides with its wait for the first arrival,
+and the lock-free slots are read with the last one, in the same pipeline; a
+round's keys (and arrivals not waited for) go with the next publish.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Shared fixtures: a real ``redis-server`` on a free loopback port, and
-checks that a fit left nothing behind."""
+"""Shared fixtures: a real ``redis-server`` and an S3-compatible object store
+(moto's server mode) on free loopback ports, and checks that a fit left
+nothing behind."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -78,6 +80,76 @@ def redis_server():
     server.stop()
 
 
+class MotoServer:
+    """moto's S3 server in a process of its own (so a test can stop it)."""
+
+    ACCESS_KEY = "testing"
+    SECRET_KEY = "testing"
+
+    def __init__(self):
+        import boto3
+
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.client = boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=self.ACCESS_KEY, aws_secret_access_key=self.SECRET_KEY,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.client.list_buckets()
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.05)
+
+    def create_bucket(self, name: str) -> str:
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def storage_config(self, bucket: str, backend: str = "minio") -> dict:
+        """The Lithops storage section that reaches this server."""
+        return {"endpoint": self.endpoint, "access_key_id": self.ACCESS_KEY,
+                "secret_access_key": self.SECRET_KEY, "storage_bucket": bucket}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One object store for the whole session; tests check their buckets are empty after."""
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_moto():
+    """An object store for one test, which may stop it."""
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def private_redis():
     """A server for one test, which may stop it."""
@@ -117,6 +189,10 @@ def _scratch_folders() -> set[str]:
     return found
 
 
+#: Processes the fixtures start, which outlive single tests.
+_SERVICES = (b"redis-server", b"moto.server")
+
+
 def _worker_processes() -> set[int]:
     """Child processes of this test process (Lithops' localhost workers)."""
     children = set()
@@ -131,7 +207,7 @@ def _worker_processes() -> set[int]:
         if int(fields[1]) == os.getpid() and fields[0] != "Z":
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    if b"redis-server" in cmdline.read():
+                    if any(name in cmdline.read() for name in _SERVICES):
                         continue
             except OSError:
                 continue

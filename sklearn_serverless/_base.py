@@ -8,9 +8,11 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._backends import BACKENDS, check_backend, check_state_store
 from ._distributed._runtime import PHASES
-from ._execution import BACKENDS, FitOutcome, check_backend, check_state_store, run_distributed
+from ._execution import FitOutcome, run_distributed
 from ._state import STATE_MODES
+from ._state._redis_url import redacted
 
 #: Parameter constraints of the execution parameters, merged into each
 #: estimator's ``_parameter_constraints``.
@@ -42,8 +44,13 @@ EXECUTION_PARAMS_DOC = """
 
     state_store : str, default=None
         Shared state store. None is an embedded SQLite database in the fit's
-        temporary folder (localhost only); a URL ``redis://[:password@]host:
-        port/db`` (or ``rediss://``) uses that Redis server.
+        temporary folder, for localhost compute with localhost storage only;
+        a URL ``redis://[user:password@]host:port/db`` uses that Redis server,
+        which every worker must reach (required by any other Lithops compute
+        or storage). ``rediss://...`` connects with TLS; add
+        ``?ssl_ca_certs=/path/ca.pem`` to trust a private CA (the driver reads
+        the file and sends its certificates to the workers). The password
+        never appears in an error message, a log line or the repr.
 
     timeout : float, default=120.0
         Seconds any single wait (barrier, lock, message, a worker waiting
@@ -64,7 +71,10 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
 
     timings_ : dict
         Where the fit's time went: ``'fit'`` (seconds, client side),
-        ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
+        ``'upload'`` (seconds the driver spent putting the data in object
+        storage; 0 on localhost, where workers read local files),
+        ``'load'`` (per worker: start to data in memory), ``'n_rounds'`` and,
+        per round and worker,
         ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
         (seconds) and ``'helped'`` (chunks of other workers' rows this
         worker computed: work sharing on localhost), arrays of shape
@@ -80,6 +90,16 @@ class ServerlessMixin:
         """Errors a fit would hit later, raised before any data is moved."""
         check_backend(self.backend)
         check_state_store(self.state_store, self.backend)
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        # A state_store URL may hold a password: it never appears in a repr.
+        return redacted(super().__repr__(N_CHAR_MAX))
+
+    def _repr_html_inner(self) -> str:
+        return redacted(super()._repr_html_inner())
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        return {kind: redacted(text) for kind, text in super()._repr_mimebundle_(**kwargs).items()}
 
     def _run_distributed(self, algorithm: str, params: dict, columns: dict) -> list[dict]:
         outcome = run_distributed(
@@ -107,5 +127,6 @@ def _timings(outcome: FitOutcome) -> dict:
         [result["timings"]["helped"][:n_rounds] for result in outcome.results], axis=1)
     timings["load"] = np.array([result["timings"]["load"] for result in outcome.results])
     timings["fit"] = outcome.seconds
+    timings["upload"] = outcome.upload
     timings["n_rounds"] = n_rounds
     return timings

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,8 @@ import numpy as np
 from ._state._base import Backoff
 
 _CSR_PARTS = ("data", "indices", "indptr")
+#: Objects uploaded at once (the cloud path).
+_UPLOAD_THREADS = 8
 #: Bytes of one block of rows written at a time.
 _WRITE_BLOCK_BYTES = 8 << 20
 
@@ -129,29 +132,42 @@ def _write_npy(path: str, array) -> None:
     os.rename(partial, path)
 
 
-def write_objects(columns: dict, n_workers: int, storage, bucket: str, prefix: str
-                  ) -> list[Partition]:
-    """Put one object per worker and column through a Lithops ``Storage``."""
+def plan_objects(columns: dict, n_workers: int, bucket: str, prefix: str) -> list[Partition]:
+    """One storage object per worker and column, under ``prefix``: the keys
+    :func:`write_objects` will put (and cleanup deletes, written or not)."""
     n_samples = _n_rows(next(iter(columns.values())))
     partitions = []
     for worker, (start, stop) in enumerate(row_bounds(n_samples, n_workers)):
         keys, dense, sparse = {}, [], []
         for name, array in columns.items():
-            rows = array[start:stop]
             if _is_sparse(array):
                 sparse.append(name)
                 for part in _CSR_PARTS:
                     keys[name, part] = f"{prefix}/{worker}/{name}.{part}.npy"
-                    storage.put_object(bucket, keys[name, part], _npy_bytes(getattr(rows, part)))
             else:
                 dense.append(name)
                 keys[name, None] = f"{prefix}/{worker}/{name}.npy"
-                storage.put_object(bucket, keys[name, None], _npy_bytes(rows))
         widths = {name: columns[name].shape[1] for name in sparse}
         partitions.append(
             Partition("objects", bucket, start, stop, tuple(dense), tuple(sparse), keys, widths)
         )
     return partitions
+
+
+def write_objects(columns: dict, partitions: list[Partition], storage) -> None:
+    """Put every planned object through a Lithops ``Storage``, several at a
+    time (each put is mostly waiting for the network)."""
+
+    def put(partition: Partition, name: str, part: str | None) -> None:
+        rows = columns[name][partition.start:partition.stop]
+        body = _npy_bytes(getattr(rows, part) if part else rows)
+        storage.put_object(partition.location, partition.keys[name, part], body)
+
+    puts = [(p, name, part) for p in partitions for name, part in p.keys]
+    with ThreadPoolExecutor(max(1, min(_UPLOAD_THREADS, len(puts)))) as pool:
+        # Every put is waited for, and the first failure is raised.
+        for future in [pool.submit(put, *job) for job in puts]:
+            future.result()
 
 
 def delete_objects(partitions: list[Partition], storage) -> None:

@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from sklearn_serverless import ServerlessKMeans
-from sklearn_serverless._execution import (
+from sklearn_serverless._backends import (
     check_backend,
     default_n_workers,
     lithops_config,

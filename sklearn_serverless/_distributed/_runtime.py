@@ -69,6 +69,7 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
 
 def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
     _inject_faults(task.worker)
+    store.check_in(task.worker)  # the driver waits a bounded time for every worker
     # Imports first: on localhost they overlap the driver writing the data.
     algorithm = importlib.import_module(f"{__package__}._{task.algorithm}")
     data = read_partition(task.partition, storage)

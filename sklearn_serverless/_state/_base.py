@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,15 +36,18 @@ class StoreSpec:
     """Everything a worker needs to open its view of one fit's shared state.
 
     ``kind`` is ``'sqlite'`` (``location`` is a database file) or ``'redis'``
-    (``location`` is a redis URL). ``namespace`` is unique per fit.
+    (``location`` is a redis URL, which may hold a password: it is left out of
+    the repr). ``namespace`` is unique per fit. ``ca_data``: the PEM text of
+    the CA bundle a TLS connection trusts.
     """
 
     kind: str
-    location: str
+    location: str = field(repr=False)
     namespace: str
     n_workers: int
     mode: str = "lock_free"
     timeout: float = 120.0
+    ca_data: str | None = field(default=None, repr=False)
 
 
 class StateStore(ABC):
@@ -69,6 +72,15 @@ class StateStore(ABC):
         self.spec = spec
         self.n_workers = spec.n_workers
         self.timeout = spec.timeout
+
+    @abstractmethod
+    def check_in(self, worker: int) -> None:
+        """Record that ``worker`` has started; :class:`FitAborted` when the
+        fit is already over (a worker that started too late)."""
+
+    @abstractmethod
+    def started(self) -> set[int]:
+        """The workers that have checked in."""
 
     @abstractmethod
     def publish(self, round_: int, message: bytes) -> None:

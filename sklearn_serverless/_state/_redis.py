@@ -30,6 +30,7 @@ import redis
 
 from ._base import KEY_TTL, FitAborted, Reduce, StateStore, StoreSpec, sum_in_worker_order
 from ._codec import decode_array, decode_arrays, encode_array, encode_arrays
+from ._redis_url import connect, redacted
 
 _ABORT = b"abort"
 #: Messages up to this size travel in the inboxes themselves.
@@ -64,6 +65,15 @@ redis.call('rpush', KEYS[3], ARGV[3])
 redis.call('expire', KEYS[3], ARGV[4])
 return {0}
 """
+#: Adds a worker to the started set while the fit is running (its 'alive'
+#: key exists); a worker that starts after the fit has ended adds nothing.
+#: KEYS: alive, started. ARGV: worker, key TTL (s).
+_CHECK_IN = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('sadd', KEYS[2], ARGV[1])
+redis.call('expire', KEYS[2], ARGV[2])
+return 1
+"""
 #: Releases the lock if this worker still owns it: to the first waiter, with
 #: the accumulator pushed to its grant list, else by deleting it. KEYS: lock,
 #: waiters, every worker's grant list. ARGV: token, expiry (ms), accumulator,
@@ -81,27 +91,12 @@ return 1
 """
 
 
-def connect(url: str, timeout: float) -> redis.Redis:
-    """A client for ``url`` whose blocking reads outlast ``timeout``."""
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout + 10, socket_connect_timeout=min(timeout, 10)
-    )
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password, for error messages."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-
-
 class RedisStore(StateStore):
     """State of one fit on the Redis server at ``spec.location``."""
 
     def __init__(self, spec: StoreSpec, create: bool = False):
         super().__init__(spec)
-        self._redis = connect(spec.location, spec.timeout)
+        self._redis = connect(spec.location, spec.timeout, spec.ca_data)
         self._prefix = f"sks:{{{spec.namespace}}}:"
         self._own: dict[int, np.ndarray] = {}  # coordinator: its partial, or the full sum
         self._stale: list[str] = []  # keys of finished rounds, deleted with the next publish
@@ -109,15 +104,44 @@ class RedisStore(StateStore):
         self._held = None  # the coordinator's lock release, sent with its barrier wait
         self._slots: dict[int, list] = {}  # lock-free slots read with the last arrival
         if create:
-            try:
-                self._redis.ping()
-            except redis.RedisError as exc:
+            self._create()
+
+    def _create(self) -> None:
+        """Check that the server takes us (clear errors, before any worker
+        starts) and mark the fit as running."""
+        where = redacted(self.spec.location)
+        try:
+            self._redis.set(self._key("alive"), b"1", ex=KEY_TTL)
+        except redis.AuthenticationError as exc:
+            raise ConnectionError(
+                f"the Redis state store at {where} refused the credentials in the URL: "
+                f"{redacted(str(exc))}"
+            ) from None
+        except redis.ResponseError as exc:
+            if "NOAUTH" in str(exc) or "NOPERM" in str(exc):
                 raise ConnectionError(
-                    f"cannot reach the Redis state store at {redacted(spec.location)}: {exc}"
-                ) from exc
+                    f"the Redis state store at {where} needs a user and password in the URL, "
+                    f"or this user may not write keys: {redacted(str(exc))}"
+                ) from None
+            raise
+        except redis.RedisError as exc:
+            cause = redacted(str(exc))
+            if "certificate" in cause.lower() or "ssl" in cause.lower():
+                cause = (f"the TLS handshake failed ({cause}); give the CA bundle that signed "
+                         "the server's certificate as ?ssl_ca_certs=/path/ca.pem")
+            raise ConnectionError(
+                f"cannot reach the Redis state store at {where}: {cause}") from None
 
     def _key(self, *parts: object) -> str:
         return self._prefix + ":".join(map(str, parts))
+
+    def check_in(self, worker: int) -> None:
+        if not self._redis.eval(_CHECK_IN, 2, self._key("alive"), self._key("started"),
+                                worker, KEY_TTL):
+            raise FitAborted(f"the fit ended before worker {worker} started")
+
+    def started(self) -> set[int]:
+        return {int(worker) for worker in self._redis.smembers(self._key("started"))}
 
     def publish(self, round_: int, message: bytes) -> None:
         # A small message rides in the inboxes (one round trip for a follower);

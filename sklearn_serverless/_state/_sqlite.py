@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS slot (
 CREATE TABLE IF NOT EXISTS accumulator (round INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS failure (id INTEGER PRIMARY KEY, message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS started (worker INTEGER PRIMARY KEY);
 """
 
 
@@ -43,6 +44,13 @@ class SQLiteStore(StateStore):
         if create:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+
+    def check_in(self, worker: int) -> None:
+        # The database goes with the fit's folder: a late worker cannot open it.
+        self._db.execute("INSERT OR IGNORE INTO started VALUES (?)", (worker,))
+
+    def started(self) -> set[int]:
+        return {worker for (worker,) in self._db.execute("SELECT worker FROM started")}
 
     def publish(self, round_: int, message: bytes) -> None:
         with self._db:
@@ -127,7 +135,7 @@ class SQLiteStore(StateStore):
         # The database file goes with the fit's temporary folder; empty it first
         # so that a reader still attached sees nothing stale.
         with self._db:
-            for table in ("message", "slot", "accumulator", "failure", "log"):
+            for table in ("message", "slot", "accumulator", "failure", "log", "started"):
                 self._db.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:

@@ -1,0 +1,54 @@
+"""Redis URLs: connecting with a password and TLS, and keeping the password
+out of every message.
+
+``redis://[user:password@]host:port/db`` (an ACL user, or ``:password@`` for
+``requirepass``) or ``rediss://...`` for TLS. A CA bundle to trust is given as
+the URL's query ``?ssl_ca_certs=/path/to/ca.pem``: the driver reads the file
+and the PEM text travels with the fit to every worker (a cloud function has
+no copy of the user's file). Other redis-py URL options pass through.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_CA_OPTION = "ssl_ca_certs"
+#: ``scheme://user:password@`` -> the password part.
+_PASSWORD = re.compile(r"(\b(?:redis|rediss|unix)://[^:/@\s]*:)[^@\s]*@")
+
+
+def redacted(text: str) -> str:
+    """``text`` with the password of every Redis URL in it replaced by ``***``."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
+def split_ca_bundle(url: str) -> tuple[str, str | None]:
+    """The URL without its ``ssl_ca_certs`` option, and the PEM text of that
+    CA bundle (None without one). ValueError when the file cannot be read."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    paths = [value for name, value in query if name == _CA_OPTION]
+    if not paths:
+        return url, None
+    try:
+        with open(paths[-1], encoding="ascii") as file:
+            pem = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the CA bundle {paths[-1]!r} of the Redis state store "
+                         f"({type(exc).__name__}: {exc.strerror or exc})") from None
+    if "BEGIN CERTIFICATE" not in pem:
+        raise ValueError(f"the CA bundle {paths[-1]!r} of the Redis state store holds no "
+                         "PEM certificate")
+    rest = urlencode([(name, value) for name, value in query if name != _CA_OPTION])
+    return urlunsplit(parts._replace(query=rest)), pem
+
+
+def connect(url: str, timeout: float, ca_data: str | None = None):
+    """A redis-py client for ``url`` whose blocking reads outlast ``timeout``."""
+    import redis
+
+    options = {"socket_timeout": timeout + 10, "socket_connect_timeout": min(timeout, 10)}
+    if ca_data is not None:
+        options["ssl_ca_data"] = ca_data
+    return redis.Redis.from_url(url, **options)

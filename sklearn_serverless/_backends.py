@@ -35,7 +35,8 @@ MAX_CLOUD_WORKERS = 64
 #: services and Kubernetes pull and schedule a pod in 5-60 s; virtual machines
 #: boot in minutes. A fit whose workers do not all start in time fails at once
 #: instead of waiting ``timeout`` at its first barrier (the usual cause: a
-#: concurrency limit below ``n_workers``). Capped at half of ``timeout``.
+#: concurrency limit below ``n_workers``). Capped at half of ``timeout`` (at
+#: least 5 s: a worker that starts that late is reported by its peers' waits).
 START_SECONDS = {
     LOCALHOST: 30.0,
     "functions": 60.0,
@@ -75,7 +76,7 @@ class Site:
             kind = "machines"
         else:
             kind = "functions"
-        return min(START_SECONDS[kind], timeout / 2)
+        return min(START_SECONDS[kind], max(timeout / 2, 5.0))
 
 
 def site_of(backend) -> Site:
@@ -174,18 +175,13 @@ def default_n_workers(backend, n_samples: int) -> int:
 
 
 def delete_lithops_job(fexec) -> None:
-    """Delete the executor's Lithops files now, in its storage and on this
-    machine (its data cleaner would leave a detached process running for
-    minutes)."""
+    """Delete the executor's Lithops files now, on this machine and in its
+    storage (its data cleaner would leave a detached process running for
+    minutes). The local files go first: the storage may be what failed."""
     from lithops import constants
 
-    storage, bucket = fexec.storage, fexec.internal_storage.bucket
     executor = fexec.executor_id
-    prefix = f"{constants.JOBS_PREFIX}/{executor}"
-    # "<id>/" or "<id>-": executor "ab-1" must not take the files of "ab-12".
-    keys = [key for key in storage.list_keys(bucket, prefix) if key[len(prefix)] in "-/"]
-    if keys:
-        storage.delete_objects(bucket, keys)
+    bucket = fexec.internal_storage.bucket
     # Written on the machine that ran the workers (this one, for localhost compute),
     # whatever the storage: job files, task logs and stats, shipped modules.
     temp = constants.LITHOPS_TEMP_DIR
@@ -207,6 +203,42 @@ def delete_lithops_job(fexec) -> None:
                         os.remove(path)
                     except FileNotFoundError:
                         pass
+    prefix = f"{constants.JOBS_PREFIX}/{executor}"
+    storage = fexec.storage
+    # "<id>/" or "<id>-": executor "ab-1" must not take the files of "ab-12".
+    keys = [key for key in storage.list_keys(bucket, prefix) if key[len(prefix)] in "-/"]
+    delete_storage_objects(storage, bucket, keys)
+
+
+#: Lithops' Redis storage keeps a set per folder and drops a deleted object
+#: from its own folder only: the folders above stay. Given a folder chain
+#: (deepest first), unlink each folder from its parent once it is empty
+#: (Redis deletes an empty set), atomically, so a concurrent put is kept.
+_PRUNE_FOLDERS = """
+for i = 1, #KEYS - 1 do
+  if redis.call('exists', KEYS[i]) == 1 then return i end
+  redis.call('srem', KEYS[i + 1], string.sub(KEYS[i], #KEYS[i + 1] + 1))
+end
+return 0
+"""
+
+
+def delete_storage_objects(storage, bucket: str, keys: list[str]) -> None:
+    """Delete ``keys`` from a Lithops ``Storage``, and on Redis storage the
+    folder sets they leave empty."""
+    if not keys:
+        return
+    storage.delete_objects(bucket, keys)
+    if storage.backend != "redis":
+        return
+    client = storage.get_client()
+    folders = {f"{bucket}/{key}".rsplit("/", 1)[0] + "/" for key in keys}
+    pipe = client.pipeline(transaction=False)
+    for folder in folders:
+        parts = folder.rstrip("/").split("/")
+        chain = ["/".join(parts[:i]) + "/" for i in range(len(parts), 0, -1)]
+        pipe.eval(_PRUNE_FOLDERS, len(chain), *chain)
+    pipe.execute()
 
 
 def own_lithops_session() -> None:

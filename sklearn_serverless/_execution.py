@@ -33,11 +33,13 @@ from ._backends import (
 )
 from ._distributed._runtime import WorkerTask, run_worker
 from ._state import FitAborted, StateStore, StoreSpec, open_store
-from ._state._redis_url import split_ca_bundle
+from ._state._redis_url import redacted, split_ca_bundle
 
 _POLL_SECONDS = 0.02
 #: How often the driver checks that rounds still advance.
 _PROGRESS_SECONDS = 0.5
+#: How long the Lithops storage may fail before the driver ends the fit.
+_STORAGE_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -112,7 +114,8 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                 failures.watch(futures[0].job_id)
                 if site.local:
                     _placement.write_files(columns, folder)
-                watchdog = _Watchdog(store, timeout, site, config)
+                watchdog = _Watchdog(store, timeout, site, config,
+                                     None if site.local else _storage_probe(fexec))
                 results = _collect(fexec, futures, store, timeout, progress, failures,
                                    watchdog)
     finally:
@@ -212,8 +215,10 @@ class _Watchdog:
     their own waits after ``timeout`` and report it; the stall check comes a
     little later, so that their error comes first."""
 
-    def __init__(self, store: StateStore, timeout: float, site: Site, config: dict):
-        self.store, self.site, self.config = store, site, config
+    def __init__(self, store: StateStore, timeout: float, site: Site, config: dict,
+                 probe: Callable[[], None] | None = None):
+        self.store, self.site, self.config, self.probe = store, site, config, probe
+        self.storage_failing_since: float | None = None
         self.start_limit = site.start_seconds(timeout)
         self.limit = 1.5 * timeout + 5
         self.last = -1
@@ -237,11 +242,34 @@ class _Watchdog:
             latest = self.last
         if latest != self.last:
             self.last, self.changed_at = latest, now
+        if self.probe is not None:
+            problem = self._check_storage(now)
+            if problem is not None:
+                return problem
         if now - self.changed_at > self.limit:
             return TimeoutError(
                 f"no round of the fit advanced for {self.limit:g} s and no worker "
                 f"reported an error: the workers are stuck (round {self.last})"
             )
+        return None
+
+    def _check_storage(self, now: float) -> Exception | None:
+        """The workers return their results through the Lithops storage (and
+        Lithops' own monitor only logs its failures): a storage that fails
+        for a while ends the fit with its error."""
+        try:
+            self.probe()
+        except Exception as exc:  # noqa: BLE001 - reported below once it persists
+            if self.storage_failing_since is None:
+                self.storage_failing_since = now
+            elif now - self.storage_failing_since > _STORAGE_GRACE_SECONDS:
+                return RuntimeError(
+                    f"the Lithops storage ({self.site.storage}) has failed for "
+                    f"{now - self.storage_failing_since:.0f} s, so the workers cannot "
+                    f"return their results: {type(exc).__name__}: {redacted(str(exc))}"
+                )
+        else:
+            self.storage_failing_since = None
         return None
 
     def _not_started(self, started: set[int]) -> TimeoutError:
@@ -263,6 +291,18 @@ class _Watchdog:
             f"each other, so the likely cause is a concurrency limit below n_workers={n}: "
             f"{setting}. Lower n_workers or raise the limit."
         )
+
+
+def _storage_probe(fexec) -> Callable[[], None]:
+    """One cheap request to the fit's Lithops storage."""
+    from lithops import constants
+
+    prefix = f"{constants.JOBS_PREFIX}/{fexec.executor_id}-"
+
+    def probe() -> None:
+        fexec.storage.list_keys(fexec.internal_storage.bucket, prefix)
+
+    return probe
 
 
 def _show_log(store: StateStore, start: int, progress: Callable[[str], None]) -> int:

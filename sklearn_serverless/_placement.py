@@ -171,9 +171,12 @@ def write_objects(columns: dict, partitions: list[Partition], storage) -> None:
 
 
 def delete_objects(partitions: list[Partition], storage) -> None:
+    """Delete every planned object (put or not)."""
+    from ._backends import delete_storage_objects
+
     keys = [key for p in partitions if p.kind == "objects" for key in p.keys.values()]
     if keys:
-        storage.delete_objects(partitions[0].location, keys)
+        delete_storage_objects(storage, partitions[0].location, keys)
 
 
 def read_partition(partition: Partition, storage=None) -> dict:

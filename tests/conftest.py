@@ -159,22 +159,20 @@ def private_redis():
 
 
 def _lithops_job_files() -> set[str]:
-    """Files of this process's Lithops session (other processes may be
-    running fits of their own)."""
-    from lithops.constants import SESSION_ID_ENV
+    """Files of this process's Lithops session anywhere under Lithops' local
+    temporary folder, whatever the storage (other processes may be running
+    fits of their own)."""
+    from lithops.constants import LITHOPS_TEMP_DIR, SESSION_ID_ENV
 
     session = os.environ.get(SESSION_ID_ENV, "")
-    root = os.path.join(tempfile.gettempdir(), "lithops-root")
     found = set()
-    for sub in ("jobs", "logs", "modules", "storage"):
-        base = os.path.join(root, sub)
-        for dirpath, _, files in os.walk(base):
-            if "runtimes" in dirpath:
-                continue
-            found.update(
-                os.path.join(dirpath, name) for name in files
-                if session and session in os.path.join(dirpath, name)
-            )
+    if not session:
+        return found
+    for dirpath, _, files in os.walk(LITHOPS_TEMP_DIR):
+        if "runtimes" in dirpath:
+            continue
+        found.update(os.path.join(dirpath, name) for name in files
+                     if session in os.path.join(dirpath, name))
     return found
 
 
@@ -207,12 +205,22 @@ def _worker_processes() -> set[int]:
         if int(fields[1]) == os.getpid() and fields[0] != "Z":
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    if any(name in cmdline.read() for name in _SERVICES):
+                    command = cmdline.read()
+                    if any(name in command for name in _SERVICES):
                         continue
             except OSError:
                 continue
             children.add(int(pid))
     return children
+
+
+def _describe(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            text = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"{pid}: (gone)"
+    return f"{pid}: {text[:200]}"
 
 
 @pytest.fixture
@@ -226,7 +234,7 @@ def leaves_nothing():
         left = {
             "lithops files": sorted(_lithops_job_files() - files),
             "temp folders": sorted(_scratch_folders() - folders),
-            "processes": sorted(_worker_processes()),
+            "processes": sorted(_describe(pid) for pid in _worker_processes()),
         }
         if not any(left.values()) or time.monotonic() > deadline:
             break

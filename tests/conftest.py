@@ -25,19 +25,23 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """A ``redis-server`` process of our own, without persistence."""
+    """A ``redis-server`` process of our own, without persistence. ``args``
+    add settings (a password, TLS); ``url`` is then how clients reach it."""
 
-    def __init__(self, binary: str):
+    def __init__(self, binary: str, args: tuple[str, ...] = (), url: str | None = None):
         self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = url.format(port=self.port) if url else f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "yes"],
+             "--appendonly", "no", "--protected-mode", "yes", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         import redis
 
-        self.client = redis.Redis.from_url(self.url)
+        from sklearn_serverless._state._redis_url import connect, split_ca_bundle
+
+        url, ca_data = split_ca_bundle(self.url)
+        self.client = connect(url, 10.0, ca_data)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -63,13 +67,13 @@ class RedisServer:
         self.client.close()
 
 
-def _start_redis() -> RedisServer:
+def _start_redis(**options) -> RedisServer:
     binary = shutil.which("redis-server")
     if binary is None:
         if REQUIRE_REDIS:
             pytest.fail("redis-server is not installed (SKLEARN_SERVERLESS_REQUIRE_REDIS=1)")
         pytest.skip("redis-server is not installed")
-    return RedisServer(binary)
+    return RedisServer(binary, **options)
 
 
 @pytest.fixture(scope="session")

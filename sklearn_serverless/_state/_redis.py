@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import numpy as np
 import redis
@@ -112,18 +113,19 @@ class RedisStore(StateStore):
         where = redacted(self.spec.location)
         try:
             self._redis.set(self._key("alive"), b"1", ex=KEY_TTL)
-        except redis.AuthenticationError as exc:
+        except (redis.AuthenticationError, redis.ResponseError) as exc:
+            cause = redacted(str(exc))
+            if not isinstance(exc, redis.AuthenticationError) and not any(
+                    code in cause for code in ("NOAUTH", "NOPERM", "WRONGPASS")):
+                raise
+            if "NOPERM" in cause:
+                problem = "does not let this user write the fit's keys (sks:*)"
+            elif urlsplit(self.spec.location).password is None:
+                problem = "needs a user and password in the URL"
+            else:
+                problem = "refused the credentials in the URL"
             raise ConnectionError(
-                f"the Redis state store at {where} refused the credentials in the URL: "
-                f"{redacted(str(exc))}"
-            ) from None
-        except redis.ResponseError as exc:
-            if "NOAUTH" in str(exc) or "NOPERM" in str(exc):
-                raise ConnectionError(
-                    f"the Redis state store at {where} needs a user and password in the URL, "
-                    f"or this user may not write keys: {redacted(str(exc))}"
-                ) from None
-            raise
+                f"the Redis state store at {where} {problem}: {cause}") from None
         except redis.RedisError as exc:
             cause = redacted(str(exc))
             if "certificate" in cause.lower() or "ssl" in cause.lower():

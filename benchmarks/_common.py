@@ -261,6 +261,41 @@ def redis_server() -> Iterator[str]:
             process.wait()
 
 
+@contextlib.contextmanager
+def moto_server(bucket: str) -> Iterator[dict]:
+    """moto's S3 server on a free loopback port, with ``bucket`` created;
+    yields the Lithops ``minio`` storage section that reaches it."""
+    import boto3
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    section = {"endpoint": f"http://127.0.0.1:{port}", "access_key_id": "bench",
+               "secret_access_key": "bench", "storage_bucket": bucket}
+    try:
+        client = boto3.client("s3", endpoint_url=section["endpoint"], region_name="us-east-1",
+                              aws_access_key_id="bench", aws_secret_access_key="bench")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket=bucket)
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.05)
+        yield section
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 # output ---------------------------------------------------------------------------------------
 
 def _jsonable(value):

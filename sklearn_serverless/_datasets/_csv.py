@@ -209,7 +209,8 @@ def _parse(text: str, data: bytes, spec: ReadSpec):
     options = {"delimiter": spec.delimiter, "ndmin": 2, "comments": None, "quotechar": '"'}
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # e.g. loadtxt's "no data"
+            # loadtxt warns about empty lines with dtype=str; they are skipped on purpose.
+            warnings.simplefilter("ignore", UserWarning)
             if spec.label_kind == "str":
                 X = np.loadtxt(io.StringIO(text), usecols=spec.columns, **options)
                 y = np.loadtxt(io.StringIO(text), usecols=[spec.label], dtype=str, **options)
@@ -221,7 +222,7 @@ def _parse(text: str, data: bytes, spec: ReadSpec):
                 table = np.loadtxt(io.StringIO(text), usecols=use, **options)
                 X, y = table[:, :len(spec.columns)], table[:, len(spec.columns):]
                 y = y[:, 0] if spec.label is not None else None
-    except (ValueError, UserWarning):
+    except ValueError:
         return None
     X = np.ascontiguousarray(X, dtype=spec.dtype)
     if not np.isfinite(X).all() or (spec.label_kind == "number" and not np.isfinite(y).all()):

@@ -104,6 +104,7 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
             if name not in object_kinds:
                 raise ValueError(f"{obj.name} has no column {name!r}; its columns are "
                                  f"{list(object_kinds)}.")
+        for name in wanted:
             if name != label and object_kinds[name] != "number":
                 raise ValueError(f"{obj.name}: the column {name!r} is not numeric.")
             if object_kinds[name] != kinds[name]:

@@ -96,7 +96,7 @@ class DataObject:
 
     ``data_start``: first byte of the rows (after a CSV header line, or a
     .npy header). ``row_groups``: rows per Parquet row group, or the .npy row
-    count. ``dtype``: the .npy element type.
+    count and width. ``dtype`` and ``order``: the .npy element type and layout.
     """
 
     bucket: str
@@ -105,6 +105,7 @@ class DataObject:
     data_start: int = 0
     row_groups: tuple[int, ...] = ()
     dtype: str = ""
+    order: str = "C"
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class Piece:
     size: int
     data_start: int = 0
     dtype: str = ""
+    order: str = "C"
 
 
 @dataclass(frozen=True)
@@ -359,8 +361,9 @@ def read_parquet(path: str, *, label: str | None = None, columns=None) -> Parque
 def read_npy(path: str) -> NpyDataset:
     """A dataset of 2-D ``.npy`` objects, rows concatenated (lazy: nothing is read).
 
-    Each worker fetches its row range with one ranged GET per object. Objects
-    must be C-ordered, of a numeric dtype, with the same number of columns;
+    Each worker fetches its row range with one ranged GET per object (one per
+    column for a Fortran-ordered object, as ``np.save(frame.to_numpy())``
+    writes). Objects must hold numbers, with the same number of columns;
     float32 stays float32 when every object is float32, else rows are float64.
 
     Parameters

@@ -37,9 +37,6 @@ def _header(source: Source, obj) -> DataObject:
     if len(shape) != 2:
         raise ValueError(f"{name} holds an array of shape {shape}; a dataset needs 2-D "
                          "arrays (rows x features).")
-    if fortran and shape[0] > 1 and shape[1] > 1:
-        raise ValueError(f"{name} is Fortran-ordered, so a row range is not one byte "
-                         "range: save it with numpy.ascontiguousarray(X).")
     if dtype.kind not in "biuf" or dtype.fields is not None:
         raise ValueError(f"{name} holds {dtype} values; a dataset needs numbers.")
     data_start = stream.tell()
@@ -48,7 +45,7 @@ def _header(source: Source, obj) -> DataObject:
         raise ValueError(f"{name} has {obj.size} bytes where its header announces "
                          f"{expected}: truncated or not a .npy file.")
     return DataObject(obj.bucket, obj.key, obj.size, data_start, (shape[0], shape[1]),
-                      dtype.str)
+                      dtype.str, "F" if fortran else "C")
 
 
 def resolve(dataset, storage, local: bool) -> ResolvedDataset:
@@ -80,21 +77,35 @@ def plan(resolved: ResolvedDataset, n_workers: int) -> list[ReadSpec]:
         specs.append(resolved.spec(index, [
             Piece(resolved.objects[i].bucket, resolved.objects[i].key, start, stop,
                   resolved.objects[i].size, resolved.objects[i].data_start,
-                  resolved.objects[i].dtype)
+                  resolved.objects[i].dtype, resolved.objects[i].order)
             for i, start, stop in pieces
         ], row_offset=offsets[index], n_rows=offsets[index + 1] - offsets[index]))
     return specs
 
 
+def _fetch(source: Source, piece: Piece, n_columns: int) -> np.ndarray:
+    """The piece's rows as stored: one GET (C order) or one per column (Fortran)."""
+    dtype = np.dtype(piece.dtype)
+    if piece.order == "C":
+        row_bytes = n_columns * dtype.itemsize
+        data = source.get_range(piece.bucket, piece.key, piece.data_start + piece.start
+                                * row_bytes, piece.data_start + piece.stop * row_bytes)
+        return np.frombuffer(data, dtype=dtype).reshape(-1, n_columns)
+    # Fortran order: each column is contiguous, n_object_rows long.
+    column_bytes = (piece.size - piece.data_start) // n_columns
+    block = np.empty((piece.stop - piece.start, n_columns), dtype)
+    for j in range(n_columns):
+        begin = piece.data_start + j * column_bytes
+        data = source.get_range(piece.bucket, piece.key, begin + piece.start * dtype.itemsize,
+                                begin + piece.stop * dtype.itemsize)
+        block[:, j] = np.frombuffer(data, dtype=dtype)
+    return block
+
+
 def read(spec: ReadSpec, source: Source) -> dict:
     blocks = []
     for piece in spec.pieces:
-        dtype = np.dtype(piece.dtype)
-        row_bytes = spec.n_columns * dtype.itemsize
-        data = source.get_range(piece.bucket, piece.key, piece.data_start + piece.start
-                                * row_bytes, piece.data_start + piece.stop * row_bytes)
-        block = np.frombuffer(data, dtype=dtype).reshape(-1, spec.n_columns)
-        block = block.astype(spec.dtype, copy=True)
+        block = _fetch(source, piece, spec.n_columns).astype(spec.dtype, copy=True)
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
             row = piece.start + int(np.argmin(finite))

@@ -260,6 +260,10 @@ def test_csv_ragged_row_outside_selected_columns(store):
     resolved = read_csv(store.path("r.csv"), columns=["a"]).resolve(store.storage)
     with pytest.raises(ValueError, match=r"r\.csv, line 3: 4 fields where the first row has 3"):
         read_rows(resolved.plan(1)[0], store.storage)
+    store.put("q.csv", b'a,b,c\n1,"2,5",3\n4,"5",6,7\n')  # quoted: fields counted as csv does
+    resolved = read_csv(store.path("q.csv"), columns=["a"]).resolve(store.storage)
+    with pytest.raises(ValueError, match=r"q\.csv, line 3: 4 fields where the first row has 3"):
+        read_rows(resolved.plan(1)[0], store.storage)
 
 
 def test_csv_resolve_errors(store):
@@ -304,9 +308,16 @@ def test_parquet_row_groups_split_matches_pandas(store):
         store.put(f"p/{i:02d}.parquet",
                   parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False), group))
         frames.append(frame)
+    store.put("p/05.parquet", b"")  # an empty object: no row
+    # A pandas index column is not a feature (pandas reads it back as the index).
+    frame = pd.DataFrame({"a": [0.5, 1.5], "b": [1, 2], "c": [True, False],
+                          "late": ["no", "no"]}, index=[10, 20])
+    frame.to_parquet(sink := io.BytesIO())
+    store.put("p/06.parquet", sink.getvalue())
+    frames.append(frame)
     expected = pd.concat(frames)
     dataset = read_parquet(store.path("p/"), label="late")
-    group_rows = [7] * 7 + [1] + [100] * 3 + [33] + [9] + [25] * 4 + [20]
+    group_rows = [7] * 7 + [1] + [100] * 3 + [33] + [9] + [25] * 4 + [20] + [2]
     for n_workers in range(1, 8):
         resolved, specs, parts, X, y = read_all(dataset, store.storage, n_workers)
         np.testing.assert_array_equal(X, expected[["a", "b", "c"]].to_numpy(np.float64))
@@ -431,6 +442,12 @@ def test_paths_and_laziness(s3, tmp_path):
     finally:
         os.chdir(old)
     assert resolved.objects[0].key == str(tmp_path / "a.npy") and resolved.local
+    from lithops import Storage
+
+    localhost = Storage(config={"lithops": {"storage": "localhost", "log_level": None}})
+    resolved = read_npy(str(tmp_path)).resolve(localhost)  # a folder, through Lithops
+    assert resolved.local and resolved.n_rows == 3
+    np.testing.assert_array_equal(read_rows(resolved.plan(1)[0], localhost)["X"], np.ones((3, 2)))
 
 
 def test_worker_side_imports_neither_sklearn_nor_pyarrow(tmp_path):

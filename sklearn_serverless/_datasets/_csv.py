@@ -204,8 +204,12 @@ def _ragged_lines(data: bytes, delimiter: str, n_columns: int) -> bool:
 
 def _parse(text: str, data: bytes, spec: ReadSpec):
     """The fast path: arrays, or None when something is wrong."""
-    if '"' not in text and _ragged_lines(data, spec.delimiter, spec.n_columns):
-        return None
+    if '"' not in text:
+        if _ragged_lines(data, spec.delimiter, spec.n_columns):
+            return None
+    elif any(len(cells) != spec.n_columns for cells in
+             csv.reader(io.StringIO(text), delimiter=spec.delimiter) if cells):
+        return None  # quoted cells may hold delimiters: count fields as csv does
     options = {"delimiter": spec.delimiter, "ndmin": 2, "comments": None, "quotechar": '"'}
     try:
         with warnings.catch_warnings():

@@ -89,7 +89,9 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
     first_obj, kinds = first
     label = dataset.label
     if dataset.columns is None:
-        columns = tuple(name for name in kinds if name != label)
+        # pandas' index columns are not data (pandas reads them back as the index).
+        columns = tuple(name for name in kinds if name != label
+                        and not (name.startswith("__index_level_") and name.endswith("__")))
     else:
         columns = dataset.columns
     if label is not None and label in columns:

@@ -463,3 +463,41 @@ def test_worker_side_imports_neither_sklearn_nor_pyarrow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def random_csv(rng) -> bytes:
+    """One object: a header, 0-40 rows of cells of random lengths, blank lines,
+    LF or CRLF, with or without a final newline; or an empty object."""
+    if rng.random() < 0.1:
+        return b""
+    newline = "\r\n" if rng.random() < 0.3 else "\n"
+    lines = ["a,b,label"]
+    for _ in range(rng.integers(0, 40)):
+        if rng.random() < 0.1:
+            lines.append("")
+        a = f"{rng.normal() * 10.0 ** rng.integers(-5, 6):.{rng.integers(1, 17)}g}"
+        b = "1" + "0" * int(rng.integers(0, 300))  # cells from 1 to 300 bytes
+        label = str(rng.choice(["x", "café", "y" * int(rng.integers(1, 50))]))
+        lines.append(f"{a},{b},{label}")
+    text = newline.join(lines) + (newline if rng.random() < 0.7 else "")
+    return text.encode()
+
+
+def test_csv_random_objects_any_workers_match_pandas(store):
+    rng = np.random.default_rng(8)
+    for trial in range(3 if store.kind == "moto" else 15):
+        objects = [random_csv(rng) for _ in range(rng.integers(1, 5))]
+        frames = [pd.read_csv(io.BytesIO(data),
+                              dtype={"label": str}) for data in objects if data]
+        expected = pd.concat(frames) if frames else pd.DataFrame()
+        for i, data in enumerate(objects):
+            store.put(f"r{trial}/{i}.csv", data)
+        dataset = read_csv(store.path(f"r{trial}/"), label="label")
+        if len(expected) == 0:
+            with pytest.raises(ValueError, match="has no row"):
+                dataset.resolve(store.storage)
+            continue
+        for n_workers in range(1, 8):
+            _, _, _, X, y = read_all(dataset, store.storage, n_workers)
+            np.testing.assert_array_equal(X, expected[["a", "b"]].to_numpy(np.float64))
+            np.testing.assert_array_equal(y, expected["label"].to_numpy(str))

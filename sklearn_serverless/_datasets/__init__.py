@@ -1,0 +1,22 @@
+"""Datasets read by the workers straight from object storage.
+
+``read_csv``, ``read_parquet`` and ``read_npy`` name a dataset (lazily);
+``Dataset.resolve(storage)`` reads its metadata on the driver;
+``ResolvedDataset.plan(n_workers)`` cuts it into ``ReadSpec`` s, and each
+worker calls ``read_rows(spec, storage)``. Importing this package imports
+numpy only (pyarrow is imported for Parquet datasets, when they are read).
+"""
+
+from ._dataset import (
+    Dataset,
+    ReadSpec,
+    ResolvedDataset,
+    read_csv,
+    read_npy,
+    read_parquet,
+    read_rows,
+)
+from ._paths import LocalFiles
+
+__all__ = ["Dataset", "LocalFiles", "ReadSpec", "ResolvedDataset", "read_csv", "read_npy",
+           "read_parquet", "read_rows"]

@@ -1,0 +1,305 @@
+"""Delimited text: header lines on the driver, byte ranges in the workers.
+
+The data bytes of all objects (after each header line) are concatenated and
+cut into even byte ranges. A row belongs to the range where it starts: a
+worker skips the end of a row begun before its range (one byte of look-back
+says whether its first byte starts a row) and reads past its range's end, in
+growing ranged GETs, until its last row ends, however long that row is.
+
+Worker side: numpy only. The fast path is ``numpy.loadtxt``; when it (or a
+check) fails, the block is scanned line by line to name the bad line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import warnings
+
+import numpy as np
+
+from ._dataset import DataObject, Piece, ReadSpec, ResolvedDataset
+from ._paths import Source, display, list_dataset, map_objects, storage_for
+from ._plan import split_concatenation
+
+_BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+_COMPRESSED = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zip")
+#: First read past a range's end, doubled until the row ends.
+_TAIL_BLOCK = 64 * 1024
+#: Blocks in which the driver reads an object's first lines.
+_HEAD_BLOCK = 64 * 1024
+#: Blocks in which the bytes before a bad row are scanned for its line number.
+_COUNT_BLOCK = 8 * 1024 * 1024
+
+
+def _cells(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_compressed(name: str) -> None:
+    raise ValueError(
+        f"{name} is compressed: byte ranges of a compressed object cannot be split "
+        "across workers. Store it uncompressed, or as Parquet (whose pages may be "
+        "compressed).")
+
+
+def _head(source: Source, obj, header: bool):
+    """``(first line, first non-empty data line, data_start)`` of an object,
+    read in growing blocks from its start; lines are bytes without the newline
+    (None when absent)."""
+    if obj.key.lower().endswith(_COMPRESSED):
+        _refuse_compressed(obj.name)
+    if obj.size == 0:
+        return None, None, 0
+    data, block = b"", _HEAD_BLOCK
+    while True:
+        data += source.get_range(obj.bucket, obj.key, len(data),
+                                 min(obj.size, len(data) + block))
+        if data.startswith(_GZIP_MAGIC):
+            _refuse_compressed(obj.name)
+        start = len(_BOM) if data.startswith(_BOM) else 0
+        complete = len(data) >= obj.size
+        lines = data[start:].split(b"\n")
+        if not complete:
+            lines.pop()  # the last line may go on
+        first = lines[0] if lines else None
+        data_start = start
+        if header and first is not None:
+            data_start = min(obj.size, start + len(first) + 1)
+        rows = lines[1:] if header else lines
+        row = next((line for line in rows if line.rstrip(b"\r")), None)
+        if complete or (row is not None and (first is not None or not header)):
+            return first, row, data_start
+        block *= 2
+
+
+def _decode(line: bytes, name: str) -> str:
+    try:
+        return line.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError:
+        raise ValueError(f"{name}: the first lines are not UTF-8 text.") from None
+
+
+def _column_index(column, names, n_columns: int, name: str) -> int:
+    if isinstance(column, str):
+        if names is None or column not in names:
+            raise ValueError(f"{name} has no column {column!r}; its header has {names}.")
+        return names.index(column)
+    if not 0 <= column < n_columns:
+        raise ValueError(f"Column index {column} is out of range: {name} has "
+                         f"{n_columns} columns.")
+    return column
+
+
+def resolve(dataset, storage, local: bool) -> ResolvedDataset:
+    listed = list_dataset(dataset.path, storage, local)
+    source = Source(storage_for(storage, local))
+    heads = map_objects(lambda obj: _head(source, obj, dataset.header), listed)
+    delimiter = dataset.delimiter
+    names = None
+    first_name = None
+    if dataset.header:
+        for obj, (first, _, _) in zip(listed, heads, strict=True):
+            if first is None:
+                continue
+            line = _decode(first, obj.name)
+            if names is None:
+                names, first_name = _cells(line, delimiter), obj.name
+                names = [cell.strip() for cell in names]
+            elif [cell.strip() for cell in _cells(line, delimiter)] != names:
+                raise ValueError(f"{obj.name}'s header {line!r} differs from "
+                                 f"{first_name}'s ({delimiter.join(names)!r}).")
+    found = next(((obj, row) for obj, (_, row, _) in zip(listed, heads, strict=True)
+                  if row is not None), None)
+    if found is None:
+        raise ValueError(f"The dataset {dataset.path!r} has no row.")
+    row_obj, row = found
+    row_cells = _cells(_decode(row, row_obj.name), delimiter)
+    n_columns = len(names) if names is not None else len(row_cells)
+    name = first_name or row_obj.name
+    label = None
+    if dataset.label is not None:
+        label = _column_index(dataset.label, names, n_columns, name)
+    if dataset.columns is None:
+        columns = tuple(j for j in range(n_columns) if j != label)
+    else:
+        columns = tuple(_column_index(c, names, n_columns, name) for c in dataset.columns)
+    if label is not None and label in columns:
+        raise ValueError(f"The label column {dataset.label!r} is also a feature column.")
+    if not columns:
+        raise ValueError(f"{name} has no feature column besides the label.")
+    label_kind = None
+    if label is not None:
+        cell = row_cells[label] if label < len(row_cells) else ""
+        label_kind = "number" if _is_number(cell) else "str"
+    objects = tuple(DataObject(obj.bucket, obj.key, obj.size, data_start)
+                    for obj, (_, _, data_start) in zip(listed, heads, strict=True))
+    return ResolvedDataset(
+        dataset=dataset, local=local, objects=objects, n_features=len(columns),
+        feature_names=tuple(names[j] for j in columns) if names is not None else None,
+        has_label=label is not None, label_kind=label_kind, dtype=dataset.dtype,
+        columns=columns, label=label, n_columns=n_columns, row_length=len(row) + 1)
+
+
+def plan(resolved: ResolvedDataset, n_workers: int) -> list[ReadSpec]:
+    lengths = [obj.size - obj.data_start for obj in resolved.objects]
+    n_specs = max(1, min(n_workers, sum(lengths) // resolved.row_length))
+    specs = []
+    for index, pieces in enumerate(split_concatenation(lengths, n_specs)):
+        specs.append(resolved.spec(index, [
+            Piece(obj.bucket, obj.key, obj.data_start + start, obj.data_start + stop,
+                  obj.size, obj.data_start)
+            for obj, start, stop in ((resolved.objects[i], a, b) for i, a, b in pieces)
+        ]))
+    return specs
+
+
+def _rows_bytes(source: Source, piece: Piece) -> tuple[bytes, int]:
+    """The bytes of the whole rows starting in the piece, and where the first starts."""
+    start, stop = piece.start, piece.stop
+    if start > piece.data_start:
+        data = source.get_range(piece.bucket, piece.key, start - 1, stop)
+        newline = data.find(b"\n")
+        if newline < 0 or start + newline >= stop:
+            return b"", stop  # every byte here continues a row begun earlier
+        data, start = data[newline + 1:], start + newline
+    else:
+        data = source.get_range(piece.bucket, piece.key, start, stop)
+    parts, position, block = [data], stop, _TAIL_BLOCK
+    while position < piece.size and not parts[-1].endswith(b"\n"):
+        more = source.get_range(piece.bucket, piece.key, position,
+                                min(piece.size, position + block))
+        newline = more.find(b"\n")
+        parts.append(more if newline < 0 else more[:newline + 1])
+        if newline >= 0:
+            break
+        position, block = position + len(more), block * 2
+    return b"".join(parts), start
+
+
+def _ragged_lines(data: bytes, delimiter: str, n_columns: int) -> bool:
+    """Whether some non-empty line has another number of fields (quotes aside)."""
+    raw = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, len(raw))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts
+    carriage = (lengths > 0) & (raw[np.maximum(ends - 1, 0)] == 13)
+    filled = (lengths - carriage) > 0
+    delimiters = np.flatnonzero(raw == ord(delimiter))
+    counts = np.searchsorted(delimiters, ends) - np.searchsorted(delimiters, starts)
+    return bool(np.any(filled & (counts != n_columns - 1)))
+
+
+def _parse(text: str, data: bytes, spec: ReadSpec):
+    """The fast path: arrays, or None when something is wrong."""
+    if '"' not in text:
+        if _ragged_lines(data, spec.delimiter, spec.n_columns):
+            return None
+    elif any(len(cells) != spec.n_columns for cells in
+             csv.reader(io.StringIO(text), delimiter=spec.delimiter) if cells):
+        return None  # quoted cells may hold delimiters: count fields as csv does
+    options = {"delimiter": spec.delimiter, "ndmin": 2, "comments": None, "quotechar": '"'}
+    try:
+        with warnings.catch_warnings():
+            # loadtxt warns about empty lines with dtype=str; they are skipped on purpose.
+            warnings.simplefilter("ignore", UserWarning)
+            if spec.label_kind == "str":
+                X = np.loadtxt(io.StringIO(text), usecols=spec.columns, **options)
+                y = np.loadtxt(io.StringIO(text), usecols=[spec.label], dtype=str, **options)
+                y = y.reshape(-1)
+                if np.any(np.char.str_len(np.char.strip(y)) == 0):
+                    return None
+            else:
+                use = spec.columns + ((spec.label,) if spec.label is not None else ())
+                table = np.loadtxt(io.StringIO(text), usecols=use, **options)
+                X, y = table[:, :len(spec.columns)], table[:, len(spec.columns):]
+                y = y[:, 0] if spec.label is not None else None
+    except ValueError:
+        return None
+    X = np.ascontiguousarray(X, dtype=spec.dtype)
+    if not np.isfinite(X).all() or (spec.label_kind == "number" and not np.isfinite(y).all()):
+        return None
+    return X, y
+
+
+def _problem(line: str, spec: ReadSpec) -> str | None:
+    """What is wrong with one line, or None."""
+    cells = _cells(line, spec.delimiter)
+    if len(cells) != spec.n_columns:
+        return f"{len(cells)} fields where the first row has {spec.n_columns}"
+    for j in spec.columns:
+        try:
+            value = float(cells[j])
+        except ValueError:
+            return f"the cell {cells[j]!r} (column {j}, from 0) is not a number"
+        if not math.isfinite(value) or not np.isfinite(np.asarray(value, spec.dtype)):
+            return f"the cell {cells[j]!r} (column {j}, from 0) is NaN or infinite"
+    if spec.label is not None:
+        cell = cells[spec.label]
+        if not cell.strip():
+            return f"the label (column {spec.label}, from 0) is missing"
+        if spec.label_kind == "number" and not (_is_number(cell) and
+                                                math.isfinite(float(cell))):
+            return (f"the label {cell!r} is not a finite number, while the first row's "
+                    "label is numeric")
+    return None
+
+
+def _line_number(source: Source, piece: Piece, offset: int) -> int:
+    """The 1-based line number, within its object, of the line starting at ``offset``."""
+    count, position = 0, 0
+    while position < offset:
+        data = source.get_range(piece.bucket, piece.key, position,
+                                min(offset, position + _COUNT_BLOCK))
+        count, position = count + data.count(b"\n"), position + len(data)
+    return count + 1
+
+
+def _fail(source: Source, piece: Piece, first: int, text: str, spec: ReadSpec,
+          reason: str):
+    """Raises the ValueError naming the bad line."""
+    name = display(piece.bucket, piece.key)
+    position = first
+    for line in text.split("\n"):
+        stripped = line.rstrip("\r")
+        problem = _problem(stripped, spec) if stripped else None
+        if problem is not None:
+            number = _line_number(source, piece, position)
+            raise ValueError(f"{name}, line {number}: {problem}.")
+        position += len(line.encode("utf-8")) + 1
+    raise ValueError(f"{name}: rows from byte {first} could not be read ({reason}).")
+
+
+def read(spec: ReadSpec, source: Source) -> dict:
+    Xs, ys = [], []
+    for piece in spec.pieces:
+        data, first = _rows_bytes(source, piece)
+        if not data.strip():
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{display(piece.bucket, piece.key)}: byte "
+                             f"{first + error.start} is not UTF-8 text.") from None
+        parsed = _parse(text, data, spec)
+        if parsed is None:
+            _fail(source, piece, first, text, spec, "numpy.loadtxt failed")
+        Xs.append(parsed[0])
+        ys.append(parsed[1])
+    rows = {"X": np.concatenate(Xs) if Xs else np.empty((0, len(spec.columns)), spec.dtype)}
+    if spec.label is not None:
+        empty = np.empty(0, np.float64 if spec.label_kind == "number" else str)
+        rows["y"] = np.concatenate(ys) if ys else empty
+    return rows

@@ -1,0 +1,384 @@
+"""Datasets that live in object storage: what the user names, what the driver
+learns from metadata, and what each worker is told to read.
+
+A :class:`Dataset` is lazy (no I/O). :meth:`Dataset.resolve` reads cheap
+metadata on the driver (listings, CSV header lines, Parquet footers, .npy
+headers) and gives a :class:`ResolvedDataset`, whose :meth:`~ResolvedDataset.plan`
+cuts the work into :class:`ReadSpec` s; :func:`read_rows` runs in a worker.
+
+Worker side: imports numpy only (pyarrow lazily, for Parquet).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._paths import Source, is_local, storage_for
+
+_FORMATS = {"csv": "._csv", "parquet": "._parquet", "npy": "._npy"}
+
+
+def _format_module(name: str):
+    return importlib.import_module(_FORMATS[name], __package__)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset in object storage (or local files), not read yet.
+
+    Made by :func:`read_csv`, :func:`read_parquet` or :func:`read_npy`.
+    Frozen and picklable; constructing one does no I/O.
+    """
+
+    path: str
+    format: ClassVar[str] = ""
+
+    def resolve(self, storage: Any = None) -> ResolvedDataset:
+        """Reads the dataset's metadata (never its rows) on the driver.
+
+        Parameters
+        ----------
+        storage : lithops.Storage, default=None
+            Where the objects are. ``None`` or a Storage of Lithops' localhost
+            backend: the path names local files.
+
+        Returns
+        -------
+        resolved : ResolvedDataset
+            The objects (sorted by key) with their sizes, the number and names
+            of the features, and enough to :meth:`~ResolvedDataset.plan` reads.
+
+        Raises
+        ------
+        ValueError
+            No object, an unknown column or label, an unsupported object
+            (gzip'd CSV, Fortran-ordered .npy, ...), or no row at all; the
+            message names the object.
+        """
+        return _format_module(self.format).resolve(self, storage, is_local(storage))
+
+
+@dataclass(frozen=True)
+class CSVDataset(Dataset):
+    """Delimited text objects of numbers; see :func:`read_csv`."""
+
+    label: str | int | None = None
+    header: bool = True
+    delimiter: str = ","
+    columns: tuple | None = None
+    dtype: str = "float64"
+    format: ClassVar[str] = "csv"
+
+
+@dataclass(frozen=True)
+class ParquetDataset(Dataset):
+    """Parquet objects; see :func:`read_parquet`."""
+
+    label: str | None = None
+    columns: tuple | None = None
+    format: ClassVar[str] = "parquet"
+
+
+@dataclass(frozen=True)
+class NpyDataset(Dataset):
+    """2-D ``.npy`` objects; see :func:`read_npy`."""
+
+    format: ClassVar[str] = "npy"
+
+
+@dataclass(frozen=True)
+class DataObject:
+    """One object of a resolved dataset.
+
+    ``data_start``: first byte of the rows (after a CSV header line, or a
+    .npy header). ``row_groups``: rows per Parquet row group, or the .npy row
+    count and width. ``dtype`` and ``order``: the .npy element type and layout.
+    """
+
+    bucket: str
+    key: str
+    size: int
+    data_start: int = 0
+    row_groups: tuple[int, ...] = ()
+    dtype: str = ""
+    order: str = "C"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Part of one object that a worker reads: bytes ``[start, stop)`` (CSV;
+    rows starting there), row groups ``[start, stop)`` (Parquet) or rows
+    ``[start, stop)`` (.npy)."""
+
+    bucket: str
+    key: str
+    start: int
+    stop: int
+    size: int
+    data_start: int = 0
+    dtype: str = ""
+    order: str = "C"
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """What one worker reads; made by :meth:`ResolvedDataset.plan`, read by
+    :func:`read_rows`. Small and picklable.
+
+    ``row_offset`` and ``n_rows``: the global index of the first row and the
+    row count, known before reading for Parquet and .npy; ``None`` for CSV
+    (rows are only counted by reading: offsets are the running sum of the
+    ``n_rows`` that earlier specs return).
+    """
+
+    format: str
+    index: int
+    local: bool
+    pieces: tuple[Piece, ...]
+    columns: tuple
+    label: str | int | None
+    label_kind: str | None
+    dtype: str
+    row_offset: int | None = None
+    n_rows: int | None = None
+    delimiter: str = ","
+    n_columns: int = 0
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    """A dataset's metadata, read on the driver by :meth:`Dataset.resolve`.
+
+    Attributes
+    ----------
+    dataset : Dataset
+    local : bool
+        Whether the objects are local files.
+    objects : tuple of DataObject
+        Sorted by key.
+    n_features : int
+    feature_names : tuple of str or None
+        From the CSV header or Parquet schema; None for .npy and headerless CSV.
+    has_label : bool
+    label_kind : {'number', 'str'} or None
+        Labels come back as float64 ('number') or str.
+    n_rows : int or None
+        Known for Parquet and .npy; None for CSV.
+    """
+
+    dataset: Dataset
+    local: bool
+    objects: tuple[DataObject, ...]
+    n_features: int
+    feature_names: tuple[str, ...] | None
+    has_label: bool
+    label_kind: str | None
+    dtype: str
+    n_rows: int | None = None
+    columns: tuple = ()
+    label: str | int | None = None
+    n_columns: int = 0
+    row_length: int = field(default=1, repr=False)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of all objects together."""
+        return sum(obj.size for obj in self.objects)
+
+    def plan(self, n_workers: int) -> list[ReadSpec]:
+        """Cuts the reads into at most ``n_workers`` specs, deterministically.
+
+        CSV: even byte ranges over the concatenation of the objects' rows (a
+        spec may span several objects); at most one spec per row of the first
+        row's length. Parquet: runs of whole row groups balanced by rows; at
+        most one spec per non-empty row group. .npy: even row ranges; at most
+        one spec per row. Specs come in dataset order.
+
+        Parameters
+        ----------
+        n_workers : int
+            The most specs wanted (>= 1).
+
+        Returns
+        -------
+        specs : list of ReadSpec
+        """
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int | np.integer) \
+                or n_workers < 1:
+            raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}.")
+        return _format_module(self.dataset.format).plan(self, int(n_workers))
+
+    def spec(self, index: int, pieces: list[Piece], **extra) -> ReadSpec:
+        """A spec carrying this dataset's options."""
+        return ReadSpec(
+            format=self.dataset.format, index=index, local=self.local, pieces=tuple(pieces),
+            columns=self.columns, label=self.label, label_kind=self.label_kind,
+            dtype=self.dtype, n_columns=self.n_columns,
+            delimiter=getattr(self.dataset, "delimiter", ","), **extra)
+
+
+def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
+    """Reads one spec's rows (runs in a worker).
+
+    Parameters
+    ----------
+    spec : ReadSpec
+    storage : lithops.Storage, default=None
+        Where the objects are; ignored for local files.
+
+    Returns
+    -------
+    rows : dict
+        ``'X'``: C-ordered 2-D array of the dataset's dtype; ``'y'`` (with a
+        label): 1-D float64 or str; ``'row_offset'`` (None for CSV) and
+        ``'n_rows'``; ``'requests'`` and ``'bytes_fetched'``: the GETs made.
+
+    Raises
+    ------
+    ValueError
+        A cell that is not a number, NaN or infinity, a ragged row or a missing
+        label: the message names the object and the row.
+    """
+    source = Source(storage_for(storage, spec.local))
+    rows = _format_module(spec.format).read(spec, source)
+    rows["X"] = np.ascontiguousarray(rows["X"], dtype=spec.dtype)
+    rows["row_offset"] = spec.row_offset
+    rows["n_rows"] = rows["X"].shape[0]
+    rows["requests"] = source.requests
+    rows["bytes_fetched"] = source.bytes_fetched
+    return rows
+
+
+def _float_dtype(dtype) -> str:
+    name = np.dtype(dtype).name
+    if name not in ("float64", "float32"):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}.")
+    return name
+
+
+def _names(columns, what: str) -> tuple | None:
+    if columns is None:
+        return None
+    if isinstance(columns, str | int):
+        columns = [columns]
+    columns = tuple(columns)
+    if not columns:
+        raise ValueError(f"{what} must name at least one column.")
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"{what} names a column twice: {list(columns)}.")
+    return columns
+
+
+def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
+             delimiter: str = ",", columns=None, dtype=np.float64) -> CSVDataset:
+    """A dataset of delimited text objects of numbers (lazy: nothing is read).
+
+    Workers split the objects by bytes: a row belongs to the worker whose byte
+    range it starts in, and rows of any length are read whole. Empty lines are
+    skipped; quoted cells are unquoted but may not hold line breaks.
+    Gzip'd objects are refused (compressed bytes cannot be split).
+
+    Parameters
+    ----------
+    path : str
+        ``bucket/key``, or ``bucket/prefix/`` for every object below it (names
+        starting with ``_`` or ``.`` skipped), in key order; a storage scheme
+        (``s3://``, ...) is stripped. With localhost storage, a local file or
+        folder.
+    label : str or int, default=None
+        The column of the targets (name, or index with ``header=False``).
+        Numeric labels are read as float64, others as str (decided by the first
+        row).
+    header : bool, default=True
+        Whether every object starts with the same header line.
+    delimiter : str, default=','
+    columns : list of str or int, default=None
+        The feature columns, in this order; None: every column but the label.
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+
+    Returns
+    -------
+    dataset : Dataset
+
+    Examples
+    --------
+    >>> from sklearn_serverless._datasets import read_csv
+    >>> data = read_csv("s3://my-bucket/flights/", label="late")
+    >>> data.path, data.label
+    ('s3://my-bucket/flights/', 'late')
+    """
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
+        raise ValueError(f"delimiter must be one character, got {delimiter!r}.")
+    columns = _names(columns, "columns")
+    for name in (columns or ()) + ((label,) if label is not None else ()):
+        if not isinstance(name, str | int) or isinstance(name, bool) or (
+                not header and not isinstance(name, int)):
+            raise ValueError(f"Column {name!r}: with header={header}, name columns by "
+                             f"{'name or index' if header else 'index'}.")
+    return CSVDataset(path, label=label, header=bool(header), delimiter=delimiter,
+                      columns=columns, dtype=_float_dtype(dtype))
+
+
+def read_parquet(path: str, *, label: str | None = None, columns=None) -> ParquetDataset:
+    """A dataset of Parquet objects (lazy: nothing is read).
+
+    Workers read whole row groups, and only the columns asked for, through
+    ranged GETs. Feature columns must be numeric (integer, float or boolean)
+    without nulls.
+
+    Parameters
+    ----------
+    path : str
+        ``bucket/key`` or ``bucket/prefix/``; see :func:`read_csv`.
+    label : str, default=None
+        The column of the targets; numeric labels are read as float64, others
+        as str.
+    columns : list of str, default=None
+        The feature columns, in this order; None: every column but the label.
+
+    Returns
+    -------
+    dataset : Dataset
+
+    Examples
+    --------
+    >>> from sklearn_serverless._datasets import read_parquet
+    >>> data = read_parquet("my-bucket/flights/", label="late", columns=["distance"])
+    >>> data.columns
+    ('distance',)
+    """
+    columns = _names(columns, "columns")
+    for name in (columns or ()) + ((label,) if label is not None else ()):
+        if not isinstance(name, str):
+            raise ValueError(f"Parquet columns are named by str, got {name!r}.")
+    return ParquetDataset(path, label=label, columns=columns)
+
+
+def read_npy(path: str) -> NpyDataset:
+    """A dataset of 2-D ``.npy`` objects, rows concatenated (lazy: nothing is read).
+
+    Each worker fetches its row range with one ranged GET per object (one per
+    column for a Fortran-ordered object, as ``np.save(frame.to_numpy())``
+    writes). Objects must hold numbers, with the same number of columns;
+    float32 stays float32 when every object is float32, else rows are float64.
+
+    Parameters
+    ----------
+    path : str
+        ``bucket/key`` or ``bucket/prefix/``; see :func:`read_csv`.
+
+    Returns
+    -------
+    dataset : Dataset
+
+    Examples
+    --------
+    >>> from sklearn_serverless._datasets import read_npy
+    >>> read_npy("my-bucket/X.npy")
+    NpyDataset(path='my-bucket/X.npy')
+    """
+    return NpyDataset(path)

@@ -7,16 +7,11 @@ and must not pay for importing scikit-learn (about one second each).
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression", "read_csv", "read_npy",
-           "read_parquet"]
+__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression"]
 
 _ESTIMATORS = {
     "ServerlessKMeans": "._kmeans",
     "ServerlessLogisticRegression": "._logistic",
-    # Dataset readers: import numpy only.
-    "read_csv": "._datasets",
-    "read_npy": "._datasets",
-    "read_parquet": "._datasets",
 }
 
 

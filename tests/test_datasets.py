@@ -117,12 +117,10 @@ def frame_csv(frame: pd.DataFrame, **options) -> bytes:
     return frame.to_csv(index=False, **options).encode()
 
 
-# First in the file: conftest's leaves_nothing counts a running moto server as a
-# leftover process (it reads /proc/<pid>/cmdline once per service name).
 def test_lithops_workers_read_their_specs(tmp_path, leaves_nothing):
     from lithops import FunctionExecutor
 
-    from sklearn_serverless._execution import _delete_lithops_job, lithops_config
+    from sklearn_serverless._backends import delete_lithops_job, lithops_config
 
     rng = np.random.default_rng(7)
     frame = pd.DataFrame(rng.normal(size=(501, 3)), columns=["a", "b", "c"])
@@ -135,7 +133,7 @@ def test_lithops_workers_read_their_specs(tmp_path, leaves_nothing):
                                 include_modules=None)
             parts = fexec.get_result(futures, timeout=60, show_progressbar=False)
         finally:
-            _delete_lithops_job(fexec)
+            delete_lithops_job(fexec)
     np.testing.assert_array_equal(np.concatenate([p["X"] for p in parts]),
                                   frame[["a", "b"]].to_numpy())
     np.testing.assert_array_equal(np.concatenate([p["y"] for p in parts]), frame["c"])

@@ -167,6 +167,18 @@ def lithops_config(backend, n_workers: int = 1) -> dict:
     return config
 
 
+def open_storage(backend):
+    """The Lithops ``Storage`` of a backend's config; None for localhost
+    storage (there a dataset's path names local files)."""
+    config = lithops_config(backend)
+    if site_of(config).storage == LOCALHOST:
+        return None
+    quiet_lithops()
+    from lithops import Storage
+
+    return Storage(config=config)
+
+
 def default_n_workers(backend, n_samples: int) -> int:
     by_size = max(1, n_samples // MIN_ROWS_PER_WORKER)
     if site_of(backend).local_compute:

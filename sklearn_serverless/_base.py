@@ -8,7 +8,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backends import BACKENDS, check_backend, check_state_store
+from ._backends import BACKENDS, check_backend, check_state_store, open_storage
 from ._distributed._runtime import PHASES
 from ._execution import FitOutcome, run_distributed
 from ._state import STATE_MODES
@@ -100,6 +100,23 @@ class ServerlessMixin:
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         return {kind: redacted(text) for kind, text in super()._repr_mimebundle_(**kwargs).items()}
+
+    def _resolve_dataset(self, dataset, y, sample_weight):
+        """A dataset's metadata (objects, features), read on the driver; sets
+        ``n_features_in_`` and ``feature_names_in_`` from its header or schema."""
+        if y is not None:
+            raise ValueError("y must be None when fitting a dataset: its labels are the "
+                             "dataset's label column (read_csv(..., label=...))")
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported when fitting a dataset")
+        self._check_execution_params()
+        resolved = dataset.resolve(open_storage(self.backend))
+        self.n_features_in_ = resolved.n_features
+        if resolved.feature_names is not None:
+            self.feature_names_in_ = np.asarray(resolved.feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return resolved
 
     def _run_distributed(self, algorithm: str, params: dict, columns: dict) -> list[dict]:
         outcome = run_distributed(

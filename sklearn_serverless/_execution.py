@@ -52,21 +52,31 @@ class FitOutcome:
     upload: float = 0.0  # seconds the driver spent putting the data in storage
 
 
-def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, state_store,
+def run_distributed(algorithm: str, params: dict, columns, *, backend, state_store,
                     state_mode: str, n_workers: int | None, timeout: float,
                     progress: Callable[[str], None] | None = None) -> FitOutcome:
     """Run ``algorithm`` over ``columns`` with one Lithops map; see module doc.
+    ``columns`` is a dict of row-aligned arrays (the driver's data), or a
+    resolved dataset (``sklearn_serverless._datasets``) the workers read.
     ``progress`` receives the coordinator's log lines as they come."""
     started = time.perf_counter()
-    n_samples = next(iter(columns.values())).shape[0]
+    dataset = None if isinstance(columns, dict) else columns
+    if dataset is not None:
+        n_samples = dataset.n_rows or max(1, dataset.total_bytes // max(1, dataset.row_length))
+    else:
+        n_samples = next(iter(columns.values())).shape[0]
     if n_workers is None:
         n_workers = default_n_workers(backend, n_samples)
     n_workers = max(1, min(n_workers, n_samples))
+    planned = None
+    if dataset is not None:
+        planned = _placement.plan_dataset(dataset, n_workers)
+        n_workers = len(planned)
     config = lithops_config(backend, n_workers)
     site = site_of(config)
     n_threads = max(1, (os.cpu_count() or 1) // n_workers) if site.local_compute else None
-    folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-{os.getpid()}-",
-                              dir=_scratch_dir(columns) if site.local else None)
+    scratch = _scratch_dir(columns) if site.local and dataset is None else None
+    folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-{os.getpid()}-", dir=scratch)
     namespace = uuid.uuid4().hex
     if state_store is None:
         spec = StoreSpec("sqlite", os.path.join(folder, "state.db"), namespace, n_workers,
@@ -86,7 +96,9 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
             reuse_lithops_copy()
         fexec = FunctionExecutor(config=config, log_level=None)
         with fexec:
-            if site.local:
+            if planned is not None:
+                partitions = planned  # read by the workers where it lies
+            elif site.local:
                 # Written after the map: the workers start while the driver writes.
                 partitions = _placement.plan_files(columns, n_workers, folder, timeout)
             else:
@@ -99,7 +111,7 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                 upload = time.perf_counter() - upload
             tasks = [
                 WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
-                           peers=tuple(partitions) if site.local else ())
+                           peers=tuple(partitions) if site.local and planned is None else ())
                 for i in range(n_workers)
             ]
             with _JobFailures(fexec.executor_id) as failures:
@@ -112,7 +124,7 @@ def run_distributed(algorithm: str, params: dict, columns: dict, *, backend, sta
                     include_modules=None if site.local else ["sklearn_serverless"],
                 )
                 failures.watch(futures[0].job_id)
-                if site.local:
+                if site.local and planned is None:
                     _placement.write_files(columns, folder)
                 watchdog = _Watchdog(store, timeout, site, config,
                                      None if site.local else _storage_probe(fexec))

@@ -30,6 +30,7 @@ from ._base import (
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
+from ._datasets import Dataset
 from ._distributed._kmeans import labels_inertia, with_ones_column
 from ._placement import DerivedRows
 
@@ -153,6 +154,8 @@ class ServerlessKMeans(
         self : object
             Fitted estimator.
         """
+        if isinstance(X, Dataset):
+            return self._fit_dataset(X, sample_weight)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
                           order="C", accept_large_sparse=False)
         self._check_execution_params()
@@ -189,11 +192,42 @@ class ServerlessKMeans(
             "tol": tol, "verbose": self.verbose,
         }
         results = self._run_distributed("kmeans", params, columns)
+        return self._set_fitted(results, x_mean, X.dtype)
+
+    def _fit_dataset(self, dataset, sample_weight):
+        """Fit on a dataset the workers read (see ``read_csv`` & co.): its mean,
+        variances and initial centres (k-means||) come from the workers."""
+        resolved = self._resolve_dataset(dataset, None, sample_weight)
+        init = self.init
+        if callable(init):
+            raise ValueError("a callable init needs the data in memory; with a dataset use "
+                             "'k-means++', 'random' or an array")
+        init_array = None
+        if _is_array_like(init):
+            init_array = check_array(init, dtype=np.float64, copy=True, order="C")
+            if init_array.shape != (self.n_clusters, resolved.n_features):
+                raise ValueError(
+                    f"The shape of the initial centers {init_array.shape} does not match "
+                    f"the number of clusters {self.n_clusters} and features "
+                    f"{resolved.n_features}."
+                )
+            init = "array"
+        n_init = self._n_init()
+        seeds = check_random_state(self.random_state).randint(2**31 - 1, size=n_init)
+        params = {
+            "n_clusters": self.n_clusters, "max_iter": self.max_iter, "tol": self.tol,
+            "verbose": self.verbose, "n_features": resolved.n_features, "init": init,
+            "init_array": init_array, "seeds": seeds.tolist(), "dtype": resolved.dtype,
+        }
+        results = self._run_distributed("kmeans", params, resolved)
+        return self._set_fitted(results, results[0]["x_mean"], np.dtype(resolved.dtype))
+
+    def _set_fitted(self, results: list[dict], x_mean, dtype):
         best = results[0]
         centers = best["centers"]
         if x_mean is not None:
             centers = centers + x_mean
-        self.cluster_centers_ = centers.astype(X.dtype, copy=False)
+        self.cluster_centers_ = centers.astype(dtype, copy=False)
         self._n_features_out = self.cluster_centers_.shape[0]
         self.labels_ = np.concatenate([result["labels"] for result in results])
         self.inertia_ = best["inertia"]

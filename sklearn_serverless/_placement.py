@@ -11,6 +11,9 @@ may be scipy CSR. Two placements:
   read per column. Nothing is serialised.
 - ``'objects'`` (cloud backends): one storage object per worker and column,
   put through Lithops' storage API.
+- ``'dataset'``: the data already lies in storage (or local files); each
+  worker reads its part of the objects itself (:mod:`.._datasets`), the
+  driver never holds it.
 
 Both are raw ``.npy`` bytes read with ``allow_pickle=False``. A column may be
 :class:`DerivedRows` (rows computed block by block as they are written). The
@@ -50,6 +53,7 @@ class Partition:
     keys: dict = field(default_factory=dict)  # objects: (column, part) -> key
     widths: dict = field(default_factory=dict)  # sparse column -> number of columns
     timeout: float = 120.0  # files: how long a worker waits for the driver to write them
+    spec: object = None  # datasets: the worker's ReadSpec (see sklearn_serverless._datasets)
 
 
 @dataclass(frozen=True)
@@ -179,8 +183,17 @@ def delete_objects(partitions: list[Partition], storage) -> None:
         delete_storage_objects(storage, partitions[0].location, keys)
 
 
+def plan_dataset(resolved, n_workers: int) -> list[Partition]:
+    """One partition per read of a resolved dataset (at most ``n_workers``)."""
+    return [Partition("dataset", "", 0, 0, spec=spec) for spec in resolved.plan(n_workers)]
+
+
 def read_partition(partition: Partition, storage=None) -> dict:
     """The worker's rows of every column, in private memory."""
+    if partition.kind == "dataset":
+        from ._datasets import read_rows
+
+        return read_rows(partition.spec, storage)
     columns = {}
     n_rows = partition.stop - partition.start
     for name in partition.dense:

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from .._placement import Partition, read_partition
 from .._state import FitAborted, StateStore, StoreSpec, open_store
 from .._state._codec import decode_arrays, encode_arrays
+from ._prologue import DatasetWorker
 from ._sharing import Team, fold_partials, fold_table
 
 STOP = 0
@@ -74,12 +75,22 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
     algorithm = importlib.import_module(f"{__package__}._{task.algorithm}")
     data = read_partition(task.partition, storage)
     team = Team(task.worker, task.store.n_workers, task.peers, _slowdown(task.worker))
-    worker = algorithm.Worker(data, task.params, team)
+    dataset = None
+    if task.partition.kind == "dataset":
+        # Raw rows: the first rounds make the algorithm's columns (see _prologue).
+        dataset = importlib.import_module(f"{__package__}._{task.algorithm}_dataset")
+        worker = DatasetWorker(data, task.params, team, dataset)
+    else:
+        worker = algorithm.Worker(data, task.params, team)
     clock = _Clock(time.perf_counter() - started)
     try:
         if task.worker == 0:
             rounds = Rounds(store, worker, clock)
-            result = algorithm.coordinate(rounds, task.params)
+            params = task.params
+            if dataset is not None:
+                params = dataset.dataset_prologue(rounds, params)
+            result = algorithm.coordinate(rounds, params)
+            result.update(params.get("for_driver", {}))
             rounds.stop(result.pop("stop_flags", ()))
         else:
             result = {}

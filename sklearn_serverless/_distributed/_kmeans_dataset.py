@@ -1,0 +1,188 @@
+"""k-means on a dataset the driver never held: the statistics sklearn takes
+from X (the mean it centres on, the variances of its relative ``tol``) and
+the initial centres, computed by the workers in the first rounds.
+
+Initialisation is k-means|| (Bahmani et al., "Scalable K-Means++", VLDB
+2012; the default of Spark MLlib and dask-ml): from one row drawn at random,
+``_STEPS`` rounds each keep every row with probability ``l * d(x)^2 / phi``
+(``l = 2k``, ``d`` the distance to the nearest candidate, ``phi`` their sum),
+then k-means++ on the candidates weighted by the rows nearest to each, and a
+few weighted Lloyd iterations on them (as Spark does). ``init='random'``
+draws k rows; an array is used as given. Draws depend on ``random_state``
+and, through each worker's own generator, on the partitioning: the same
+data, ``n_workers`` and seed give the same centres.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _prologue
+from ._kmeans import Worker, with_ones_column
+
+#: Commands of the initialisation.
+UPDATE, SAMPLE, GATHER, WEIGHTS = 120, 121, 122, 123
+#: Sampling rounds of k-means||, and candidates kept per round (times k).
+_STEPS = 5
+_OVERSAMPLING = 2.0
+#: Weighted Lloyd iterations on the candidates.
+_CANDIDATE_ITERATIONS = 30
+
+
+def dataset_prologue(rounds, params: dict) -> dict:
+    """The coordinator's first rounds: what the Lloyd iterations need."""
+    d, k = params["n_features"], params["n_clusters"]
+    counts, mean = _prologue.count_rows(rounds, d)
+    n = int(counts.sum())
+    if n < k:
+        raise ValueError(f"n_samples={n} should be >= n_clusters={k}.")
+    variances = _prologue.feature_variances(rounds, mean, n)
+    # As sklearn: cluster centred data (distances lose less precision).
+    _prologue.prepare(rounds, mean)
+    dtype = np.dtype(params["dtype"])
+    inits = []
+    for seed in params["seeds"]:
+        rng = np.random.RandomState(seed)
+        if params["init"] == "random":
+            # In the order drawn, as sklearn's X[seeds].
+            centers = _prologue.gather_rows(rounds, counts, rng.choice(n, k, replace=False), d)
+        elif params["init"] == "k-means++":
+            centers = _kmeans_parallel(rounds, counts, k, d, rng)
+        else:
+            centers = np.asarray(params["init_array"], dtype=np.float64) - mean
+        inits.append(np.ascontiguousarray(centers, dtype=dtype))
+    tol = float(np.mean(variances) * params["tol"]) if params["tol"] else 0.0
+    return {**params, "inits": inits, "tol": tol,
+            "for_driver": {"x_mean": mean, "n_samples": n}}
+
+
+def dataset_worker(dataset: _prologue.DatasetWorker, arrays: list) -> Worker:
+    """The Lloyd worker on this worker's rows, centred, with a column of ones."""
+    mean = arrays[0].astype(dataset.X.dtype)
+    X_ones = with_ones_column(dataset.X, subtract=mean)
+    sample_weight = np.ones(X_ones.shape[0], dtype=X_ones.dtype)
+    worker = Worker({"X": X_ones, "sample_weight": sample_weight}, dataset.params, dataset.team)
+    dataset.X = worker.X  # the centred rows are all that is kept (ROWS reads them)
+    return worker
+
+
+# k-means|| ------------------------------------------------------------------------------
+
+
+def _kmeans_parallel(rounds, counts: np.ndarray, k: int, d: int,
+                     rng: np.random.RandomState) -> np.ndarray:
+    n = int(counts.sum())
+    candidates = _prologue.gather_rows(rounds, counts, [rng.randint(n)], d)
+    new = candidates
+    for step in range(_STEPS):
+        phi = float(rounds(UPDATE, new, flags=(step == 0,))[0])
+        if phi <= 0:
+            break  # every row is a candidate already
+        sampled = rounds(SAMPLE, np.array([phi, _OVERSAMPLING * k]),
+                         flags=(int(rng.randint(2**31)),))
+        sizes = sampled.astype(np.int64)
+        if sizes.sum() == 0:
+            continue
+        new = rounds(GATHER, sizes.astype(np.float64)).reshape(-1, d)
+        candidates = np.vstack([candidates, new])
+    candidates = np.unique(candidates, axis=0)
+    if candidates.shape[0] < k:  # tiny or duplicated data: add rows drawn at random
+        extra = _prologue.gather_rows(rounds, counts, np.sort(rng.choice(n, k, replace=False)),
+                                      d)
+        candidates = np.unique(np.vstack([candidates, extra]), axis=0)
+    weights = rounds(WEIGHTS, candidates)
+    return _weighted_kmeans(candidates, weights, k, rng)
+
+
+def _update(dataset, flags, arrays) -> np.ndarray:
+    """Distances to the new candidates; the sum of every row's nearest."""
+    X = dataset.inner.X
+    closest = _nearest_squared(X, arrays[0])
+    if flags[0]:
+        dataset.state["closest"] = closest
+    else:
+        np.minimum(dataset.state["closest"], closest, out=dataset.state["closest"])
+    return np.array([dataset.state["closest"].sum()])
+
+
+def _sample(dataset, flags, arrays) -> np.ndarray:
+    """Keep each row with probability ``l * d^2 / phi``; how many were kept."""
+    phi, oversampling = arrays[0]
+    generator = np.random.default_rng([int(flags[0]), dataset.team.worker])
+    keep = generator.random(dataset.inner.X.shape[0]) < oversampling * \
+        dataset.state["closest"] / phi
+    dataset.state["sampled"] = np.flatnonzero(keep)
+    return dataset.segment(np.array([keep.sum()]), np.ones(dataset.team.n_workers))
+
+
+def _gather(dataset, flags, arrays) -> np.ndarray:
+    sizes = arrays[0] * dataset.inner.X.shape[1]
+    return dataset.segment(dataset.inner.X[dataset.state.pop("sampled")], sizes)
+
+
+def _weights(dataset, flags, arrays) -> np.ndarray:
+    """Rows nearest to each candidate."""
+    candidates = arrays[0]
+    X = dataset.inner.X
+    nearest = np.empty(X.shape[0], dtype=np.int64)
+    for start in range(0, X.shape[0], 4096):
+        rows = X[start:start + 4096]
+        nearest[start:start + 4096] = np.argmin(_squared_distances(rows, candidates), axis=1)
+    dataset.state.pop("closest", None)
+    return np.bincount(nearest, minlength=candidates.shape[0]).astype(np.float64)
+
+
+DATASET_HANDLERS = {UPDATE: _update, SAMPLE: _sample, GATHER: _gather, WEIGHTS: _weights}
+
+
+def _squared_distances(rows: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    out = -2.0 * (rows @ centers.T)
+    out += np.einsum("ij,ij->i", rows, rows)[:, None]
+    out += np.einsum("ij,ij->i", centers, centers)[None, :]
+    return np.maximum(out, 0, out=out)
+
+
+def _nearest_squared(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    out = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], 4096):
+        out[start:start + 4096] = _squared_distances(X[start:start + 4096], centers).min(axis=1)
+    return out
+
+
+def _weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int,
+                     rng: np.random.RandomState) -> np.ndarray:
+    """Greedy k-means++ (sklearn's: 2 + log k trials per centre) on weighted
+    points, then weighted Lloyd iterations."""
+    weights = np.maximum(weights, 0)
+    if weights.sum() == 0:
+        weights = np.ones_like(weights)
+    trials = 2 + int(np.log(k))
+    centers = np.empty((k, points.shape[1]))
+    first = rng.choice(points.shape[0], p=weights / weights.sum())
+    centers[0] = points[first]
+    closest = _squared_distances(points, centers[:1])[:, 0]
+    for c in range(1, k):
+        potential = float((weights * closest).sum())
+        if potential <= 0:
+            centers[c] = points[rng.randint(points.shape[0])]
+            continue
+        draws = rng.uniform(size=trials) * potential
+        picks = np.searchsorted(np.cumsum(weights * closest), draws)
+        picks = np.clip(picks, 0, points.shape[0] - 1)
+        distances = np.minimum(closest[None, :],
+                               _squared_distances(points[picks], points))
+        best = int(np.argmin((distances * weights[None, :]).sum(axis=1)))
+        centers[c] = points[picks[best]]
+        closest = distances[best]
+    for _ in range(_CANDIDATE_ITERATIONS):
+        nearest = np.argmin(_squared_distances(points, centers), axis=1)
+        mass = np.bincount(nearest, weights=weights, minlength=k)
+        moved = np.zeros_like(centers)
+        np.add.at(moved, nearest, points * weights[:, None])
+        filled = mass > 0
+        new = centers.copy()
+        new[filled] = moved[filled] / mass[filled, None]
+        if np.allclose(new, centers, rtol=0, atol=0):
+            break
+        centers = new
+    return centers

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._backends import BACKENDS, check_backend, check_state_store, open_storage
 from ._distributed._runtime import PHASES
-from ._execution import FitOutcome, run_distributed
+from ._execution import FitOutcome, run_apply, run_distributed
 from ._state import STATE_MODES
 from ._state._redis_url import redacted
 
@@ -117,6 +117,19 @@ class ServerlessMixin:
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         return resolved
+
+    def _apply_dataset(self, what: str, dataset, arrays: dict) -> list[dict]:
+        """The fitted model ``arrays`` applied where the dataset lies: one
+        result per read, in dataset order (see ``_distributed/_apply.py``)."""
+        self._check_execution_params()
+        resolved = dataset.resolve(open_storage(self.backend))
+        if resolved.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {resolved.n_features} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        return run_apply(what, arrays, resolved, backend=self.backend,
+                         n_workers=self.n_workers, timeout=self.timeout)
 
     def _run_distributed(self, algorithm: str, params: dict, columns: dict) -> list[dict]:
         outcome = run_distributed(

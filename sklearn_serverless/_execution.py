@@ -135,6 +135,39 @@ def run_distributed(algorithm: str, params: dict, columns, *, backend, state_sto
     return FitOutcome(results, n_workers, time.perf_counter() - started, upload)
 
 
+def run_apply(what: str, arrays: dict, dataset, *, backend, n_workers: int | None,
+              timeout: float) -> list[dict]:
+    """One Lithops map that applies a fitted model to a resolved dataset
+    where it lies (see :mod:`._distributed._apply`); the calls' results in
+    dataset order. Leaves nothing behind, as a fit."""
+    from ._distributed._apply import ApplyTask, apply_model
+
+    n_samples = dataset.n_rows or max(1, dataset.total_bytes // max(1, dataset.row_length))
+    if n_workers is None:
+        n_workers = default_n_workers(backend, n_samples)
+    partitions = _placement.plan_dataset(dataset, max(1, min(n_workers, n_samples)))
+    config = lithops_config(backend, len(partitions))
+    site = site_of(config)
+    quiet_lithops()
+    from lithops import FunctionExecutor
+
+    own_lithops_session()
+    if site.local_compute:
+        reuse_lithops_copy()
+    fexec = FunctionExecutor(config=config, log_level=None)
+    try:
+        with fexec:
+            futures = fexec.map(
+                apply_model, [(ApplyTask(what, arrays, p),) for p in partitions], chunksize=1,
+                include_modules=None if site.local else ["sklearn_serverless"],
+                timeout=max(1, int(timeout)),
+            )
+            results = fexec.get_result(futures, throw_except=True, show_progressbar=False)
+    finally:
+        _best_effort(delete_lithops_job, fexec)
+    return list(results)
+
+
 def _collect(fexec, futures, store: StateStore, timeout: float,
              progress: Callable[[str], None] | None, failures: _JobFailures,
              watchdog: _Watchdog) -> list[dict]:

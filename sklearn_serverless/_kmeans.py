@@ -303,6 +303,9 @@ class ServerlessKMeans(
             Index of the cluster each sample belongs to.
         """
         check_is_fitted(self)
+        if isinstance(X, Dataset):
+            return np.concatenate([part["labels"] for part in self._apply_dataset(
+                "kmeans_labels", X, {"centers": self.cluster_centers_})])
         X = self._check_test_data(X)
         _check_sample_weight(sample_weight, X, dtype=X.dtype)
         ones = np.ones(X.shape[0], dtype=X.dtype)
@@ -326,6 +329,9 @@ class ServerlessKMeans(
             X in the cluster-distance space.
         """
         check_is_fitted(self)
+        if isinstance(X, Dataset):
+            return np.vstack([part["distances"] for part in self._apply_dataset(
+                "kmeans_distances", X, {"centers": self.cluster_centers_})])
         X = self._check_test_data(X)
         return euclidean_distances(X, self.cluster_centers_)
 
@@ -353,6 +359,11 @@ class ServerlessKMeans(
             Opposite of the value of X on the K-means objective.
         """
         check_is_fitted(self)
+        if isinstance(X, Dataset):
+            if sample_weight is not None:
+                raise ValueError("sample_weight is not supported with a dataset")
+            return -sum(part["inertia"] for part in self._apply_dataset(
+                "kmeans_labels", X, {"centers": self.cluster_centers_}))
         X = self._check_test_data(X)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         centers = self.cluster_centers_.astype(X.dtype, copy=False)

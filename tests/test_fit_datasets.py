@@ -1,0 +1,238 @@
+"""Fits from data that lives only in object storage (moto's S3 server) or in
+local files: each worker reads its part, the driver never holds the data,
+and the model is the one fitted from the same rows in memory."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+
+from sklearn_serverless import ServerlessKMeans, read_csv, read_npy, read_parquet
+
+pytestmark = pytest.mark.redis
+
+BUCKET = "sks-datasets"
+
+
+@pytest.fixture(scope="module")
+def store(moto_server, redis_server):
+    moto_server.create_bucket(BUCKET)
+
+    class Store:
+        config = {"lithops": {"backend": "localhost", "storage": "minio"},
+                  "minio": moto_server.storage_config(BUCKET)}
+        redis = redis_server.url
+
+        data_keys: set[str] = set()
+
+        @classmethod
+        def put(cls, key: str, body: bytes) -> str:
+            moto_server.client.put_object(Bucket=BUCKET, Key=key, Body=body)
+            cls.data_keys.add(key)
+            return f"{BUCKET}/{key}"
+
+        @staticmethod
+        def keys() -> list[str]:
+            return moto_server.keys(BUCKET)
+
+    yield Store
+    keys = moto_server.keys(BUCKET)
+    if keys:
+        moto_server.client.delete_objects(
+            Bucket=BUCKET, Delete={"Objects": [{"Key": key} for key in keys]})
+
+
+@pytest.fixture(autouse=True)
+def nothing_added(store, redis_server):
+    """A fit leaves the user's data in the bucket and nothing else, and no Redis key."""
+    yield
+    assert set(store.keys()) - store.data_keys == set()
+    assert redis_server.keys() == []
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _csv(frame: pd.DataFrame, header: bool = True) -> bytes:
+    return frame.to_csv(index=False, header=header).encode()
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, _ = make_blobs(4001, 5, centers=6, cluster_std=1.5, random_state=0)
+    return X, X[[0, 700, 1400, 2100, 2800, 3500]].copy()
+
+
+def _same_model(model, X, init):
+    reference = KMeans(init.shape[0], init=init, n_init=1).fit(X)
+    np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_, rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    assert model.n_iter_ == reference.n_iter_
+    assert model.inertia_ == pytest.approx(reference.inertia_, rel=1e-9)
+    return reference
+
+
+def test_kmeans_from_npy_csv_prefix_and_parquet(store, blobs, leaves_nothing):
+    X, init = blobs
+    columns = [f"f{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X, columns=columns)
+    npy = store.put("blobs/X.npy", _npy(X))
+    # Three CSV objects of unequal size, an empty one and a header-only one among them.
+    for key, part in [("a.csv", frame[:2500]), ("b.csv", frame[2500:2600]),
+                      ("c.csv", frame[2600:])]:
+        store.put(f"blobs/csv/{key}", _csv(part))
+    store.put("blobs/csv/b0.csv", b"")
+    store.put("blobs/csv/b1.csv", _csv(frame[:0]))
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame), buf, row_group_size=700)
+    parquet = store.put("blobs/X.parquet", buf.getvalue())
+    for data in (read_npy(f"s3://{npy}"), read_csv(f"{BUCKET}/blobs/csv/"),
+                 read_parquet(parquet)):
+        model = ServerlessKMeans(6, init=init, n_workers=3, backend=store.config,
+                                 state_store=store.redis, timeout=60).fit(data)
+        reference = _same_model(model, X, init)
+        assert model.n_features_in_ == 5
+        if data.format != "npy":
+            assert list(model.feature_names_in_) == columns
+        np.testing.assert_array_equal(model.predict(data), reference.predict(X))
+        assert model.score(data) == pytest.approx(reference.score(X), rel=1e-9)
+    np.testing.assert_allclose(model.transform(data), reference.transform(X), rtol=1e-9,
+                               atol=1e-9)
+
+
+def test_kmeans_from_local_files(tmp_path, blobs, leaves_nothing):
+    X, init = blobs
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    (folder / "1.csv").write_bytes(_csv(frame[:1000]))
+    (folder / "2.csv").write_bytes(_csv(frame[1000:]))
+    model = ServerlessKMeans(6, init=init, n_workers=2).fit(read_csv(str(folder)))
+    _same_model(model, X, init)
+
+
+def test_kmeans_parallel_init_is_as_good_as_kmeans_plusplus(store, leaves_nothing):
+    X, _ = make_blobs(6000, 8, centers=12, cluster_std=3.0, random_state=3)
+    data = read_npy(store.put("kpp/X.npy", _npy(X)))
+    ratios = []
+    for seed in range(3):
+        ours = ServerlessKMeans(12, n_workers=2, random_state=seed, backend=store.config,
+                                state_store=store.redis).fit(data)
+        theirs = KMeans(12, random_state=seed, n_init=1).fit(X)
+        ratios.append(ours.inertia_ / theirs.inertia_)
+    assert np.median(ratios) < 1.03, ratios
+    again = ServerlessKMeans(12, n_workers=2, random_state=1, backend=store.config,
+                             state_store=store.redis).fit(data)
+    second = ServerlessKMeans(12, n_workers=2, random_state=1, backend=store.config,
+                              state_store=store.redis).fit(data)
+    np.testing.assert_array_equal(again.cluster_centers_, second.cluster_centers_)
+    random = ServerlessKMeans(12, init="random", n_init=2, n_workers=2, random_state=0,
+                              backend=store.config, state_store=store.redis).fit(data)
+    assert random.inertia_ < 1.5 * theirs.inertia_
+
+
+def test_rows_longer_than_lithops_partitioner_reads(store, leaves_nothing):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(20, 8000)), rng.normal(5, size=(20, 8000))])
+    body = _csv(pd.DataFrame(X))
+    assert len(body) / X.shape[0] > 128 << 10  # every row longer than 128 KiB
+    data = read_csv(store.put("wide/x.csv", body))
+    init = X[[0, 39]].copy()
+    model = ServerlessKMeans(2, init=init, n_workers=3, backend=store.config,
+                             state_store=store.redis).fit(data)
+    _same_model(model, X, init)
+
+
+def test_bad_data_fails_the_fit_naming_object_and_row(store, blobs, leaves_nothing):
+    X, init = blobs
+    text = _csv(pd.DataFrame(X[:300], columns=list("abcde"))).decode().splitlines()
+    text[201] = text[201].replace(text[201].split(",")[2], "oops", 1)
+    path = store.put("bad/x.csv", "\n".join(text).encode())
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"bad/x\.csv.*(line|row) 202"):
+        ServerlessKMeans(6, init=init, n_workers=2, backend=store.config,
+                         state_store=store.redis, timeout=30).fit(read_csv(path))
+    assert time.monotonic() - started < 20
+    gz = store.put("bad/x.csv.gz", gzip.compress(b"a,b\n1,2\n"))
+    with pytest.raises(ValueError, match=r"x\.csv\.gz is compressed"):
+        ServerlessKMeans(2, n_workers=2, backend=store.config,
+                         state_store=store.redis).fit(read_csv(gz))
+
+
+def test_dataset_argument_errors(store, blobs, leaves_nothing):
+    X, init = blobs
+    data = read_npy(store.put("args/X.npy", _npy(X[:10])))
+    model = ServerlessKMeans(6, n_workers=2, backend=store.config, state_store=store.redis)
+    with pytest.raises(ValueError, match="sample_weight is not supported"):
+        model.fit(data, sample_weight=np.ones(10))
+    with pytest.raises(ValueError, match="n_samples=10 should be >= n_clusters=11"):
+        ServerlessKMeans(11, n_workers=2, backend=store.config,
+                         state_store=store.redis, timeout=30).fit(data)
+    with pytest.raises(ValueError, match="does not match the number of clusters"):
+        ServerlessKMeans(6, init=init[:, :3], backend=store.config,
+                         state_store=store.redis).fit(data)
+    fitted = ServerlessKMeans(2, n_workers=2, backend=store.config,
+                              state_store=store.redis).fit(data)
+    other = read_npy(store.put("args/Y.npy", _npy(X[:10, :3])))
+    with pytest.raises(ValueError, match="X has 3 features, but ServerlessKMeans is "
+                                         "expecting 5 features"):
+        fitted.predict(other)
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_the_driver_never_holds_the_data(store, moto_server, tmp_path, leaves_nothing):
+    # A 150 MB .npy object, written and uploaded block by block.
+    n, d = 375_000, 50
+    path = tmp_path / "big.npy"
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(
+            file, {"descr": "<f8", "fortran_order": False, "shape": (n, d)})
+        rng = np.random.default_rng(0)
+        for start in range(0, n, 25_000):
+            block = rng.normal(size=(25_000, d))
+            block[:, 0] += 10 * (np.arange(start, start + 25_000) % 2)
+            block.tofile(file)
+    moto_server.client.upload_file(str(path), BUCKET, "big/X.npy")
+    path.unlink()
+    baseline, peak = _rss(), [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        model = ServerlessKMeans(2, init="random", max_iter=3, n_workers=2, random_state=0,
+                                 backend=store.config, state_store=store.redis,
+                                 timeout=60).fit(read_npy(f"{BUCKET}/big/X.npy"))
+    finally:
+        done.set()
+        sampler.join()
+    moto_server.client.delete_object(Bucket=BUCKET, Key="big/X.npy")
+    assert model.labels_.shape == (n,)
+    growth = peak[0] - baseline
+    assert growth < 40 << 20, f"the driver grew by {growth / 2**20:.0f} MB for a 150 MB object"

@@ -193,6 +193,24 @@ def server_pid() -> int | None:
         return server.process.pid
 
 
+def stop_server(timeout: float = 5.0) -> None:
+    """End this process's warm servers now (their jobs are killed) and wait."""
+    with _lock:
+        if _state["owner"] != os.getpid():
+            _forget_after_fork()
+            return
+        servers = [s for s in [_state["server"], *_state["retired"]] if s is not None]
+        _state.update(server=None, retired=[])
+        for server in servers:
+            os.close(server.lifetime)  # EOF: the server kills its jobs and exits
+        for server in servers:
+            try:
+                server.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+
+
 def _base_dir() -> str | None:
     """A folder of this user's only (0700), for the executable and sockets."""
     base = os.path.join(tempfile.gettempdir(), f"sklearn-serverless-warm-{os.getuid()}")

@@ -213,6 +213,7 @@ class Server:
             args, cwd, env, fds = self._read_request(conn)
             reason = self._refusal(conn, args, cwd, env)
             if reason:
+                _log(f"declined {args[:2]}: {reason}")
                 conn.sendall(b"D")
                 conn.close()
                 return
@@ -223,7 +224,8 @@ class Server:
             conn.sendall(b"S")
             conn.setblocking(False)
             self.selector.register(conn, selectors.EVENT_READ, pid)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            _log(f"request failed: {exc!r}")
             conn.close()
         finally:
             for fd in fds:
@@ -358,6 +360,14 @@ class Server:
             time.sleep(0.01)
         if not self.retired:
             self._remove_socket()
+
+
+def _log(message: str) -> None:
+    """To ``SKLEARN_SERVERLESS_WARM_LOG`` when set (the server has no console)."""
+    path = os.environ.get("SKLEARN_SERVERLESS_WARM_LOG")
+    if path:
+        with open(path, "a") as log:
+            log.write(f"{time.time():.3f} server {os.getpid()}: {message}\n")
 
 
 def _kill_group(pid: int) -> None:

@@ -42,7 +42,8 @@ import time
 #: Imported once in the server; each forked child finds them in sys.modules.
 PRELOAD = (
     "numpy", "scipy.optimize", "scipy.sparse", "threadpoolctl", "sqlite3", "redis",
-    "cloudpickle", "tblib", "psutil",
+    "cloudpickle", "tblib", "psutil", "runpy", "multiprocessing.connection",
+    "multiprocessing.popen_fork", "lithops.monitoring.backends.storage",
     "lithops.worker", "lithops.worker.handler", "lithops.worker.jobrunner",
     "lithops.worker.utils", "lithops.storage.backends.localhost",
     "lithops.storage.backends.localhost.localhost",

@@ -42,7 +42,7 @@ import time
 #: Imported once in the server; each forked child finds them in sys.modules.
 PRELOAD = (
     "numpy", "scipy.optimize", "scipy.sparse", "threadpoolctl", "sqlite3", "redis",
-    "cloudpickle", "tblib", "psutil", "runpy", "multiprocessing.connection",
+    "cloudpickle", "tblib", "psutil", "runpy", "mmap", "multiprocessing.connection",
     "multiprocessing.popen_fork", "lithops.monitoring.backends.storage",
     "lithops.worker", "lithops.worker.handler", "lithops.worker.jobrunner",
     "lithops.worker.utils", "lithops.storage.backends.localhost",
@@ -103,10 +103,12 @@ def preload() -> None:
             except ImportError:  # an optional one (redis, psutil): imported per call if used
                 pass
         try:
-            from threadpoolctl import ThreadpoolController
+            from threadpoolctl import ThreadpoolController, threadpool_limits
 
             _BLAS[:] = [lib for lib in ThreadpoolController().lib_controllers
                         if lib.user_api == "blas"]
+            with threadpool_limits(limits=1):  # its first call pays for lazy set-up
+                pass
         except Exception:  # noqa: BLE001 - then children keep one BLAS thread
             _BLAS.clear()
     finally:

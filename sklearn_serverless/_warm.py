@@ -56,6 +56,7 @@ import _socket
 
 PYTHON = {python!r}
 BASE = {base!r}
+ACCEPT_SECONDS = 30.0
 
 
 def cold():
@@ -74,7 +75,11 @@ def main():
     started = False
     try:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        sock.settimeout(ACCEPT_SECONDS)  # a server still importing takes a second or two
         sock.connect(BASE + "/" + name)
+        if sock.recv(1) != b"A":
+            cold()
+        sock.settimeout(None)
         args = [os.fsencode(a) for a in sys.argv[1:]]
         env = [k + b"=" + v for k, v in os.environb.items()]
         payload = b"\\0".join([b"%d" % len(args)] + args + [os.getcwdb()] + env)
@@ -93,7 +98,7 @@ def main():
             started = reply[:1] == b"S"
             if started and reply.endswith(b"\\n"):
                 break
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # socket.timeout is an OSError
         reply = b""
     if not started:
         cold()

@@ -7,8 +7,11 @@ scikit-learn), then waits. Each request of the runtime executable (one
 ``<runtime> RUNNER_FILE <command> ...`` of Lithops' localhost engine) becomes
 a forked child that adopts the executable's stdin/stdout/stderr, argv, cwd
 and environment, runs the runner file and exits; the executable exits with
-its status. Protocol on the Unix stream socket, after the request:
-``S`` (the child started) then ``X<exit code>\\n``; ``D`` declines (the
+its status. Protocol on the Unix stream socket: the server sends ``A``
+when it takes the connection (a client that waited too long for it gives up
+before sending anything, so no request runs twice), the client its request
+(stdin/stdout/stderr as SCM_RIGHTS, argv, cwd, environment), the server
+``S`` (the child started) then ``X<exit code>\\n``, or ``D`` to decline (the
 executable then runs the plain interpreter).
 
 Lifetimes:
@@ -146,10 +149,13 @@ class Server:
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.lifetime, selectors.EVENT_READ, "lifetime")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.last_active = time.monotonic()  # idle from now, not from before the imports
         try:
             while not self.owner_gone:
                 if not self.children and (self.retired or self._idle_for() > self.idle):
-                    break
+                    if self.retired or not self._accept():  # one may wait in the backlog
+                        break
+                    continue
                 timeout = 1.0 if self.children else max(0.05, self.idle - self._idle_for())
                 for key, _ in self.selector.select(min(timeout, 1.0)):
                     self._dispatch(key)
@@ -204,22 +210,24 @@ class Server:
         except OSError:
             pass
 
-    def _accept(self) -> None:
+    def _accept(self) -> bool:
+        """Take one request (False when none was waiting)."""
         try:
             conn, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         self.last_active = time.monotonic()
         fds: list[int] = []
         try:
             conn.settimeout(5.0)
+            conn.sendall(b"A")  # the client sends its request only after this
             args, cwd, env, fds = self._read_request(conn)
             reason = self._refusal(conn, args, cwd, env)
             if reason:
                 _log(f"declined {args[:2]}: {reason}")
                 conn.sendall(b"D")
                 conn.close()
-                return
+                return True
             pid = os.fork()
             if pid == 0:
                 self._run_child(conn, fds, args, cwd, env)  # never returns
@@ -233,6 +241,7 @@ class Server:
         finally:
             for fd in fds:
                 os.close(fd)
+        return True
 
     def _read_request(self, conn: socket.socket):
         data, fds, _, _ = socket.recv_fds(conn, 64, 3)

@@ -311,3 +311,33 @@ def test_each_process_has_its_own_server(owners):
     assert child["server"] not in (first["server"], second["server"])
     assert _wait_until(lambda: _gone(child), 5)  # its owner (the child) exited
     assert one.ask("fit")["server"] == first["server"]  # the parent's is still there
+
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    print("out", sys.argv[1:], os.getcwd(), os.environ.get("WARM_PROBE"),
+          "scipy.optimize" in sys.modules, flush=True)
+    print("err", file=sys.stderr, flush=True)
+    if sys.argv[1] == "signal":
+        os.kill(os.getpid(), signal.SIGTERM)
+    sys.exit(int(sys.argv[1]))
+""")
+
+
+@pytest.mark.parametrize("through", ["warm", "no server"])
+def test_the_executable_behaves_like_the_interpreter(warm, tmp_path, through):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    command = [warm, "script.py"]
+    if through == "no server":
+        command = ["sh", "-c", '"$0" "$@"', *command]  # its parent owns no server: cold
+    env = {**os.environ, "WARM_PROBE": "probe"}
+    done = subprocess.run([*command, "3"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    warm_path = through == "warm"
+    assert done.returncode == 3
+    assert done.stdout == f"out ['3'] {tmp_path} probe {warm_path}\n"
+    assert done.stderr == "err\n"
+    killed = subprocess.run([*command, "signal"], cwd=tmp_path, env=env,
+                            capture_output=True, timeout=60)
+    assert killed.returncode == (-signal.SIGTERM if warm_path else 128 + signal.SIGTERM)

@@ -40,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ._warm_server import IMPORT_ENV
+from ._warm_child import IMPORT_ENV
 
 #: Seconds without a request after which the server exits.
 IDLE_SECONDS = 300.0

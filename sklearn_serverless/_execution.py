@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -24,6 +23,7 @@ import numpy as np
 from . import _placement
 from ._distributed._runtime import WorkerTask, run_worker
 from ._state import FitAborted, StateStore, StoreSpec, open_store
+from ._warm import warm_runtime
 
 LOCALHOST = "localhost"
 #: Lithops compute backends, by the name Lithops gives them.
@@ -85,8 +85,8 @@ def lithops_config(backend, n_workers: int = 1) -> dict:
     elif backend == LOCALHOST:
         config = {
             "lithops": {"backend": LOCALHOST, "storage": LOCALHOST},
-            # The running interpreter (it has this package); engine v1 (v2 was seen to hang).
-            "localhost": {"runtime": sys.executable, "version": 1},
+            # This interpreter, warm (it has this package); engine v1 (v2 was seen to hang).
+            "localhost": {"runtime": warm_runtime(), "version": 1},
         }
     else:
         from lithops.config import load_config

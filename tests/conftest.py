@@ -190,7 +190,7 @@ def _scratch_folders() -> set[str]:
 
 
 #: Processes the fixtures start, which outlive single tests.
-_SERVICES = (b"redis-server", b"moto.server")
+_SERVICES = (b"redis-server", b"moto.server", b"sklearn_serverless._warm_server")
 
 
 def _worker_processes() -> set[int]:
@@ -207,8 +207,9 @@ def _worker_processes() -> set[int]:
         if int(fields[1]) == os.getpid() and fields[0] != "Z":
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    if any(name in cmdline.read() for name in _SERVICES):
-                        continue
+                    command = cmdline.read()
+                if any(name in command for name in _SERVICES):
+                    continue
             except OSError:
                 continue
             children.add(int(pid))

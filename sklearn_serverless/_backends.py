@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 
 LOCALHOST = "localhost"
@@ -158,8 +157,13 @@ def lithops_config(backend, n_workers: int = 1) -> dict:
     settings.setdefault("monitoring_interval", 0.05 if site.local else 0.2)
     if site.local_compute:
         local = config.setdefault(LOCALHOST, {})
-        # The running interpreter (it has this package); engine v1 (v2 was seen to hang).
-        local.setdefault("runtime", sys.executable)
+        # This interpreter (it has this package), warm: a server of this process
+        # forks each job with everything imported (see _warm.py); engine v1 (v2
+        # was seen to hang).
+        if "runtime" not in local:
+            from ._warm import warm_runtime
+
+            local["runtime"] = warm_runtime()
         local.setdefault("version", 1)
         # Workers live for the whole fit and wait for each other: all must run at
         # once. A limit the user set is kept (it is theirs): the start check reports it.

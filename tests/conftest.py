@@ -192,7 +192,7 @@ def _scratch_folders() -> set[str]:
 
 
 #: Processes the fixtures start, which outlive single tests.
-_SERVICES = (b"redis-server", b"moto.server")
+_SERVICES = (b"redis-server", b"moto.server", b"sklearn_serverless._warm_server")
 
 
 def _worker_processes() -> set[int]:

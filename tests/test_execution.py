@@ -16,6 +16,7 @@ from sklearn_serverless._backends import (
     default_n_workers,
     lithops_config,
 )
+from sklearn_serverless._warm import warm_runtime
 
 
 def test_unknown_backend_lists_the_valid_ones():
@@ -30,7 +31,7 @@ def test_localhost_config_is_built_in_code():
     config = lithops_config("localhost", n_workers=3)
     assert config["lithops"]["backend"] == "localhost"
     assert config["lithops"]["storage"] == "localhost"
-    assert config["localhost"]["runtime"] == sys.executable
+    assert config["localhost"]["runtime"] == warm_runtime()  # this interpreter, warm
     assert config["localhost"]["version"] == 1
     assert config["localhost"]["worker_processes"] == 3
     assert config["lithops"]["data_limit"] is False

@@ -332,7 +332,7 @@ def test_bad_input_raises_like_sklearn(X, y, error, match, no_workers):
 
 @pytest.mark.parametrize("params, match", [
     (dict(C=0), "'C' parameter"),
-    (dict(solver="liblinear"), "'solver' parameter"),
+    (dict(solver="sgd"), "'solver' parameter"),
     (dict(learning_rate=0.0), "'learning_rate' parameter"),
     (dict(max_iter=-1), "'max_iter' parameter"),
     (dict(class_weight="auto"), "'class_weight' parameter"),

@@ -55,6 +55,7 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
     Returns the solution, the iterations and the warnings to raise on the
     driver as ``(category, message)``."""
     l1 = objective.l1_diag
+    penalised = l1 > 0  # the intercepts are free: no orthant, no sign rule
     x = np.array(coef, dtype=np.float64)
     f, g = objective.loss_gradient(x)
     F = f + float(l1 @ np.abs(x))
@@ -75,8 +76,8 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
             break
         direction = _two_loop(pg, pairs)
         # A zero coefficient may only leave zero downhill; the orthant projection
-        # guards the signs of the others.
-        direction[(x == 0) & (direction * pg >= 0)] = 0.0
+        # guards the signs of the other penalised ones.
+        direction[penalised & (x == 0) & (direction * pg >= 0)] = 0.0
         if direction @ pg >= 0:  # not a descent direction: restart from -pg
             pairs.clear()
             direction = -pg
@@ -86,7 +87,7 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
         t = 1.0
         for _ in range(MAX_BACKTRACKS):
             trial = x + t * direction
-            trial[np.sign(trial) != orthant] = 0.0
+            trial[penalised & (np.sign(trial) != orthant)] = 0.0
             f_new, g_new = objective.loss_gradient(trial)
             F_new = f_new + float(l1 @ np.abs(trial))
             if F_new <= F + 1e-4 * float(pg @ (trial - x)):

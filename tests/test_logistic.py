@@ -97,7 +97,7 @@ def test_same_model_as_sklearn_redis(problem, redis_server, n_workers, state_mod
 
 
 @pytest.mark.parametrize("data", ["float32", "sparse"])
-@pytest.mark.parametrize("solver", ["lbfgs", "newton-cholesky"])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cholesky", "newton-cg"])
 def test_float32_and_sparse_as_sklearn(data, solver):
     X, y, weights = _data(3, n_features=8, seed=1)
     if data == "float32":

@@ -136,6 +136,16 @@ def test_liblinear_penalises_the_intercept(l1_ratio):
         np.testing.assert_array_equal(model.coef_ == 0, reference.coef_ == 0)
 
 
+def test_liblinear_dual_is_the_same_l2_optimum():
+    X, y = _breast_cancer()
+    reference = LogisticRegression(solver="liblinear", dual=True, tol=1e-12,
+                                   max_iter=100_000).fit(X, y)
+    model = ServerlessLogisticRegression(solver="liblinear", dual=True, tol=1e-10,
+                                         max_iter=1000, n_workers=2).fit(X, y)
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(model.intercept_, reference.intercept_, rtol=0, atol=1e-5)
+
+
 def test_liblinear_one_vs_rest_for_three_classes():
     X, y = _iris()
     reference = OneVsRestClassifier(

@@ -33,11 +33,10 @@ class _Evaluations:
         return self(x)[1]
 
 
-def _conjugate_gradient(hessp, gradient: np.ndarray, max_iter: int, tol: float
-                        ) -> np.ndarray:
+def _conjugate_gradient(hessp, gradient: np.ndarray, max_iter: int, tol: float,
+                        eps: float) -> np.ndarray:
     """sklearn's ``_cg``: solve ``H x = -g`` approximately (stops on
     sum |residual| <= tol, tiny or negative curvature)."""
-    eps = 16 * np.finfo(np.float64).eps
     x = np.zeros_like(gradient)
     residual = gradient.copy()
     direction = -residual
@@ -67,7 +66,7 @@ def _conjugate_gradient(hessp, gradient: np.ndarray, max_iter: int, tol: float
     return x
 
 
-def _line_search(evaluations: _Evaluations, xk, pk, gfk, old_fval, old_old_fval):
+def _line_search(evaluations: _Evaluations, xk, pk, gfk, old_fval, old_old_fval, eps):
     """sklearn's ``_line_search_wolfe12``: Wolfe 1, then the tiny-improvement
     acceptance of a full step, then Wolfe 2. Returns ``(step, fval,
     old_fval)``; ``step`` is None on failure."""
@@ -79,7 +78,6 @@ def _line_search(evaluations: _Evaluations, xk, pk, gfk, old_fval, old_old_fval)
         old_fval, old_old_fval, gfk @ pk, c1=1e-4, c2=0.9, amax=50, amin=1e-8, xtol=1e-14)
     if stp is not None:
         return stp, fval, old_fval_
-    eps = 16 * np.finfo(np.float64).eps
     fval = evaluations.loss(xk + pk)
     if abs(fval - old_fval) <= abs(old_fval * eps):
         if np.abs(evaluations.gradient(xk + pk)).sum() < np.abs(gfk).sum():
@@ -90,9 +88,10 @@ def _line_search(evaluations: _Evaluations, xk, pk, gfk, old_fval, old_old_fval)
 
 
 def newton_cg(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int,
-              tol: float, max_inner: int = 200, verbose: int = 0, log=None
+              tol: float, eps: float, max_inner: int = 200, verbose: int = 0, log=None
               ) -> tuple[np.ndarray, int, list]:
-    """Newton-CG until max |gradient| <= tol or ``max_iter`` Newton steps.
+    """Newton-CG until max |gradient| <= tol or ``max_iter`` Newton steps;
+    ``eps`` is 16 times the data type's machine epsilon, as sklearn's.
 
     Returns the solution, the steps taken and the warnings to raise on the
     driver as ``(category, message)``."""
@@ -110,9 +109,9 @@ def newton_cg(objective: DistributedObjective, coef: np.ndarray, *, max_iter: in
         maggrad = absgrad.sum()
         termcond = min(0.5, np.sqrt(maggrad)) * maggrad
         step = _conjugate_gradient(partial(objective.hessian_product, xk.copy()), gradient,
-                                   max_inner, termcond)
+                                   max_inner, termcond, eps)
         alpha, fval, previous = _line_search(evaluations, xk, step, gradient, old_fval,
-                                             old_old_fval)
+                                             old_old_fval, eps)
         if alpha is None:
             caught.append(("UserWarning", "Line Search failed"))
             break
@@ -129,5 +128,6 @@ def newton_cg(objective: DistributedObjective, coef: np.ndarray, *, max_iter: in
 def solve(objective: DistributedObjective, coef: np.ndarray, params: dict, log) -> dict:
     """The coordinator's entry point (see :mod:`._coordinator`)."""
     coef, n_iter, caught = newton_cg(objective, coef, max_iter=params["max_iter"],
-                                     tol=params["tol"], verbose=params["verbose"], log=log)
+                                     tol=params["tol"], verbose=params["verbose"], log=log,
+                                     eps=16 * np.finfo(params["dtype"]).eps)
     return {"coef": coef, "n_iter": n_iter, "warnings": caught}

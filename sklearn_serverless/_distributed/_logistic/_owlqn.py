@@ -17,8 +17,6 @@ from ._objective import DistributedObjective
 MEMORY = 10
 #: Halvings of the step before the line search gives up.
 MAX_BACKTRACKS = 30
-#: Relative change of the objective below rounding noise.
-_TINY = 16 * np.finfo(np.float64).eps
 
 
 def pseudo_gradient(x: np.ndarray, g: np.ndarray, l1: np.ndarray) -> np.ndarray:
@@ -49,8 +47,10 @@ def _two_loop(pg: np.ndarray, pairs: list) -> np.ndarray:
 
 
 def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, tol: float,
-          verbose: int = 0, log=None) -> tuple[np.ndarray, int, list]:
-    """Minimise until max |pseudo-gradient| <= tol or ``max_iter`` iterations.
+          eps: float = 16 * np.finfo(np.float64).eps, verbose: int = 0, log=None
+          ) -> tuple[np.ndarray, int, list]:
+    """Minimise until max |pseudo-gradient| <= tol or ``max_iter`` iterations;
+    a change of the objective below ``eps`` relative is rounding noise.
 
     Returns the solution, the iterations and the warnings to raise on the
     driver as ``(category, message)``."""
@@ -94,7 +94,7 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
                 break
             # At rounding level the objective cannot tell; the gradient still can
             # (scikit-learn's Newton line search does the same).
-            if (abs(F_new - F) <= _TINY * abs(F)
+            if (abs(F_new - F) <= eps * abs(F)
                     and np.abs(pseudo_gradient(trial, g_new, l1)).sum() < np.abs(pg).sum()):
                 break
             t *= 0.5
@@ -119,5 +119,6 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
 def solve(objective: DistributedObjective, coef: np.ndarray, params: dict, log) -> dict:
     """The coordinator's entry point (see :mod:`._coordinator`)."""
     coef, n_iter, caught = owlqn(objective, coef, max_iter=params["max_iter"],
-                                 tol=params["tol"], verbose=params["verbose"], log=log)
+                                 tol=params["tol"], verbose=params["verbose"], log=log,
+                                 eps=16 * np.finfo(params["dtype"]).eps)
     return {"coef": coef, "n_iter": n_iter, "warnings": caught}

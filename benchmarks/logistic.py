@@ -6,6 +6,7 @@ coefficient difference from scikit-learn (same solver; 'gd', which
 scikit-learn lacks, is compared with its 'lbfgs').
 
     python benchmarks/logistic.py --n-samples 1000000 --json out.json
+    python benchmarks/logistic.py --n-samples 200000 --solvers saga saga-l1 --density 0.1
 
 ``run(...)`` returns the same numbers as a dict for a benchmark suite.
 """
@@ -25,17 +26,32 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_serverless import ServerlessLogisticRegression
 
+#: Benchmark name -> (solver, l1_ratio).
+SPECS = {
+    "lbfgs": ("lbfgs", 0.0), "newton-cholesky": ("newton-cholesky", 0.0),
+    "newton-cg": ("newton-cg", 0.0), "sag": ("sag", 0.0), "saga": ("saga", 0.0),
+    "saga-elasticnet": ("saga", 0.5), "saga-l1": ("saga", 1.0),
+    "liblinear": ("liblinear", 0.0), "liblinear-l1": ("liblinear", 1.0), "gd": ("gd", 0.0),
+}
 SOLVERS = ("lbfgs", "newton-cholesky", "gd")
-#: What each of our solvers is compared with in scikit-learn.
-REFERENCE_SOLVER = {"lbfgs": "lbfgs", "newton-cholesky": "newton-cholesky", "gd": "lbfgs"}
+#: What each of our solvers is compared with in scikit-learn: its namesake
+#: ('gd', which scikit-learn lacks, with 'lbfgs').
+REFERENCE_SOLVER = {name: name for name in SPECS} | {"gd": "lbfgs"}
 
 
 def make_data(n_samples: int, n_features: int, n_classes: int, n_informative: int,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Standardised classification data (float64, C order)."""
+              seed: int = 0, density: float = 1.0):
+    """Standardised classification data (float64, C order); with ``density <
+    1``, a CSR matrix keeping that share of the entries (at random)."""
     X, y = make_classification(n_samples, n_features, n_informative=n_informative,
                                n_redundant=0, n_classes=n_classes, random_state=seed)
-    return StandardScaler().fit_transform(X), y
+    X = StandardScaler().fit_transform(X)
+    if density < 1:
+        import scipy.sparse as sp
+
+        keep = np.random.RandomState(seed).uniform(size=X.shape) < density
+        X = sp.csr_matrix(np.where(keep, X, 0.0))
+    return X, y
 
 
 def _timed_fit(model, X, y, repeat: int = 1) -> tuple[float, list[float], list[str]]:
@@ -63,7 +79,8 @@ def _warm_up(n_workers: int, state_mode: str, state_store: str | None) -> None:
 def run(n_samples: int = 1_000_000, n_features: int = 50, classes=(2, 5),
         n_informative: int = 10, solvers=SOLVERS, n_workers: int = 2, max_iter: int = 100,
         gd_max_iter: int = 500, tol: float = 1e-4, state_mode: str = "lock_free",
-        state_store: str | None = None, seed: int = 0, repeat: int = 1) -> dict:
+        state_store: str | None = None, seed: int = 0, repeat: int = 1,
+        density: float = 1.0) -> dict:
     """Fit scikit-learn's and our estimator on the same data; return the numbers.
 
     Returns
@@ -79,20 +96,26 @@ def run(n_samples: int = 1_000_000, n_features: int = 50, classes=(2, 5),
                   n_informative=n_informative, solvers=list(solvers), n_workers=n_workers,
                   max_iter=max_iter, gd_max_iter=gd_max_iter, tol=tol, state_mode=state_mode,
                   state_store="redis" if state_store else "sqlite", seed=seed,
-                  repeat=repeat)
+                  repeat=repeat, density=density)
     _warm_up(n_workers, state_mode, state_store)
     results = []
     for n_classes in classes:
-        X, y = make_data(n_samples, n_features, n_classes, n_informative, seed)
+        X, y = make_data(n_samples, n_features, n_classes, n_informative, seed, density)
+        # liblinear is binary only.
+        names = [s for s in solvers if n_classes == 2 or not s.startswith("liblinear")]
         references = {}
-        for solver in dict.fromkeys(REFERENCE_SOLVER[s] for s in solvers):
-            reference = LogisticRegression(solver=solver, tol=tol, max_iter=max_iter)
+        for name in dict.fromkeys(REFERENCE_SOLVER[s] for s in names):
+            sk_solver, l1_ratio = SPECS[name]
+            reference = LogisticRegression(solver=sk_solver, l1_ratio=l1_ratio, tol=tol,
+                                           max_iter=max_iter)
             seconds, times, _ = _timed_fit(reference, X, y, repeat)
-            references[solver] = (reference, seconds, times)
-        for solver in solvers:
+            references[name] = (reference, seconds, times)
+        for solver in names:
             reference, reference_seconds, reference_times = references[REFERENCE_SOLVER[solver]]
+            our_solver, l1_ratio = SPECS[solver]
             model = ServerlessLogisticRegression(
-                solver=solver, tol=tol, max_iter=gd_max_iter if solver == "gd" else max_iter,
+                solver=our_solver, l1_ratio=l1_ratio, tol=tol,
+                max_iter=gd_max_iter if solver == "gd" else max_iter,
                 n_workers=n_workers, state_mode=state_mode, state_store=state_store)
             seconds, times, caught = _timed_fit(model, X, y, repeat)
             timings = model.timings_
@@ -142,7 +165,9 @@ def main(argv=None) -> None:
     parser.add_argument("--n-features", type=int, default=50)
     parser.add_argument("--n-informative", type=int, default=10)
     parser.add_argument("--classes", type=int, nargs="+", default=[2, 5])
-    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=SOLVERS)
+    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SPECS))
+    parser.add_argument("--density", type=float, default=1.0,
+                        help="below 1: sparse CSR data with this share of entries")
     parser.add_argument("--n-workers", type=int, default=2)
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--gd-max-iter", type=int, default=500)
@@ -157,7 +182,8 @@ def main(argv=None) -> None:
                  classes=args.classes, n_informative=args.n_informative,
                  solvers=args.solvers, n_workers=args.n_workers, max_iter=args.max_iter,
                  gd_max_iter=args.gd_max_iter, tol=args.tol, state_mode=args.state_mode,
-                 state_store=args.state_store, seed=args.seed, repeat=args.repeat)
+                 state_store=args.state_store, seed=args.seed, repeat=args.repeat,
+                 density=args.density)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(report, out, indent=2)

@@ -73,6 +73,16 @@ class ServerlessKMeans(
 
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation.
+
+    copy_x : bool, default=True
+        Accepted for compatibility with :class:`sklearn.cluster.KMeans`,
+        where False lets it centre X in place. This fit never modifies X
+        (the workers read their own copy of the rows), whatever the value.
+
+    algorithm : {{'lloyd', 'elkan'}}, default='lloyd'
+        Both give the same model: 'elkan' runs Lloyd's iterations (Elkan's
+        triangle-inequality bounds only skip distance computations, they do
+        not change the result).
     {EXECUTION_PARAMS_DOC}
     Attributes
     ----------
@@ -115,12 +125,15 @@ class ServerlessKMeans(
         "tol": [Interval(Real, 0, None, closed="left")],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
+        "copy_x": ["boolean"],
+        "algorithm": [StrOptions({"lloyd", "elkan"})],
         **EXECUTION_CONSTRAINTS,
     }
 
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
-                 tol=1e-4, verbose=0, random_state=None, backend="localhost",
-                 state_mode="lock_free", n_workers=None, state_store=None, timeout=120.0):
+                 tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="lloyd",
+                 backend="localhost", state_mode="lock_free", n_workers=None,
+                 state_store=None, timeout=120.0):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -128,6 +141,8 @@ class ServerlessKMeans(
         self.tol = tol
         self.verbose = verbose
         self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
         self.backend = backend
         self.state_mode = state_mode
         self.n_workers = n_workers

@@ -1,5 +1,5 @@
-"""ServerlessLogisticRegression: scikit-learn's L2-penalised logistic
-regression with ``fit`` split across Lithops workers."""
+"""ServerlessLogisticRegression: scikit-learn's logistic regression (L2, L1,
+elastic-net) with ``fit`` split across Lithops workers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import scipy.linalg
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import softmax
 from sklearn.utils.multiclass import check_classification_targets
@@ -25,6 +25,7 @@ from ._base import (
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
+from ._logistic_penalty import SOLVERS, resolve_penalty
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
 _CONVERGENCE_ADVICE = (
@@ -36,72 +37,114 @@ _CONVERGENCE_ADVICE = (
 _WARNING_CATEGORIES = {
     "ConvergenceWarning": ConvergenceWarning,
     "LinAlgWarning": scipy.linalg.LinAlgWarning,
+    "UserWarning": UserWarning,
 }
 
 
 class ServerlessLogisticRegression(LinearClassifierMixin, ServerlessMixin, BaseEstimator):
-    __doc__ = f"""Logistic regression (L2 penalty) fitted by serverless workers.
+    __doc__ = f"""Logistic regression (L2, L1 or elastic-net) fitted by serverless workers.
 
-    A drop-in replacement for :class:`sklearn.linear_model.LogisticRegression`
-    with an L2 penalty: same objective, parameters, attributes and (for
-    'lbfgs' and 'newton-cholesky') the same coefficients, but ``fit`` runs as
-    one Lithops map of ``n_workers`` long-lived workers, each owning a block
-    of rows. Every round the coordinator (worker 0) broadcasts the
-    coefficients; each worker returns its partition's weighted loss sum and
-    gradient (and Hessian, for Newton), which are summed in worker order.
+    A drop-in replacement for :class:`sklearn.linear_model.LogisticRegression`:
+    the same parameters, objective and attributes, and the optimum of
+    scikit-learn's solver of the same name, but ``fit`` runs as one Lithops
+    map of ``n_workers`` long-lived workers, each owning a block of rows.
+    Every round the coordinator (worker 0) broadcasts the coefficients; each
+    worker returns its partition's weighted loss sum and gradient (and
+    Hessian or Hessian-vector product, for the Newton solvers), which are
+    summed in worker order. Every solver is deterministic.
 
-    The objective is ``sum_i s_i loss_i / sum_i s_i + ||w||^2 / (2 C sum_i
-    s_i)`` with the binomial loss for two classes and the multinomial
-    (softmax) loss for more; the intercept is not penalised.
+    The objective is scikit-learn's ``sum_i s_i loss_i / sum_i s_i + (l1_ratio
+    ||w||_1 + (1 - l1_ratio) / 2 ||w||^2) / (C sum_i s_i)`` with the binomial
+    loss for two classes and the multinomial (softmax) loss for more; the
+    intercept is not penalised (except by 'liblinear', see ``solver``).
 
     Parameters
     ----------
+    penalty : {{'l1', 'l2', 'elasticnet'}} or None, default='deprecated'
+        Deprecated as in scikit-learn 1.8 (FutureWarning; removed in 1.10):
+        use ``l1_ratio`` and ``C`` (``l1_ratio=0`` for 'l2', 1 for 'l1',
+        between for 'elasticnet', ``C=np.inf`` for None).
+
     C : float, default=1.0
         Inverse of regularisation strength; ``np.inf`` means no penalty.
+
+    l1_ratio : float, default=0.0
+        The elastic-net mixing parameter, ``0 <= l1_ratio <= 1``: 0 is a pure
+        L2 penalty, 1 a pure L1 penalty. Values above 0 need ``solver='saga'``
+        (or 'liblinear' with ``l1_ratio=1``), as in scikit-learn.
+
+    dual : bool, default=False
+        Only ``False`` (the primal problem), except with 'liblinear' and an
+        L2 penalty, whose dual has the same optimum: the primal is solved.
+
+    tol : float, default=1e-4
+        Tolerance: L-BFGS-B's ``gtol`` (max |projected gradient|) for
+        'lbfgs', 'sag', 'saga' and 'liblinear' with L2; max |pseudo-gradient|
+        of OWL-QN when there is an L1 part; max |gradient| (and half the
+        Newton decrement) for 'newton-cholesky'; max |gradient| for
+        'newton-cg' and 'gd'.
 
     fit_intercept : bool, default=True
         Whether to fit an intercept (one per class for multinomial).
 
-    tol : float, default=1e-4
-        Tolerance: L-BFGS-B's ``gtol`` for 'lbfgs'; max |gradient| and half
-        the Newton decrement for 'newton-cholesky'; max |gradient| for 'gd'.
-
-    max_iter : int, default=100
-        Maximum number of solver iterations (gradient steps for 'gd').
-
-    solver : {{'lbfgs', 'newton-cholesky', 'gd'}}, default='lbfgs'
-        The optimiser, run by the coordinator inside the one map of the fit:
-
-        - 'lbfgs': scipy's L-BFGS-B with scikit-learn's options; one round
-          per objective evaluation.
-        - 'newton-cholesky': scikit-learn's Newton-Cholesky steps; workers
-          also return their Hessian. Few rounds, each costing
-          ``n_samples * n_features^2`` (times ``n_classes^2 / 2`` for
-          multinomial); good for up to a few hundred features.
-        - 'gd': full-batch gradient descent with a fixed step (the
-          algorithm of the serverless ML paper this package follows), until
-          max |gradient| <= ``tol`` or ``max_iter`` steps.
-
-    learning_rate : float, default=None
-        Step size of 'gd'. None is ``1 / L`` for an upper bound ``L`` on the
-        gradient's Lipschitz constant, computed from the data in one extra
-        round. Ignored by the other solvers.
+    intercept_scaling : float, default=1
+        Only for 'liblinear': the intercept is the weight of a constant
+        feature of this value, penalised like the other weights.
 
     class_weight : dict or 'balanced', default=None
         Weights of the classes, multiplied into the sample weights, as
         scikit-learn does ('balanced': ``n_samples / (n_classes *
         np.bincount(y))``).
 
-    warm_start : bool, default=False
-        Start from the previous fit's coefficients.
-
     random_state : int, RandomState instance or None, default=None
         Unused: every solver is deterministic. Accepted for compatibility
         with code written for :class:`~sklearn.linear_model.LogisticRegression`.
 
+    solver : {{'lbfgs', 'liblinear', 'newton-cg', 'newton-cholesky', 'sag', \
+'saga', 'gd'}}, default='lbfgs'
+        The optimiser, run by the coordinator inside the one map of the fit;
+        each reaches the optimum of scikit-learn's solver of that name:
+
+        - 'lbfgs': scipy's L-BFGS-B with scikit-learn's options; one round
+          per objective evaluation.
+        - 'newton-cg': truncated Newton (scikit-learn's Newton-CG): one
+          round per Hessian-vector product inside conjugate gradients, one
+          per line-search evaluation.
+        - 'newton-cholesky': scikit-learn's Newton-Cholesky steps; workers
+          also return their Hessian. Few rounds, each costing
+          ``n_samples * n_features^2`` (times ``n_classes^2 / 2`` for
+          multinomial); good for up to a few hundred features.
+        - 'sag', 'saga': stochastic in scikit-learn; here the same objective
+          is minimised by a deterministic distributed solver: L-BFGS for an
+          L2 penalty, OWL-QN (orthant-wise L-BFGS, one round per objective
+          evaluation, exact zeros) when ``l1_ratio > 0`` ('saga' only).
+        - 'liblinear': liblinear's objective ``C sum_i s_i loss_i + penalty``
+          with the intercept as a penalised feature of value
+          ``intercept_scaling``; L-BFGS for L2, OWL-QN for L1. Binary only,
+          as in scikit-learn (wrap it in a ``OneVsRestClassifier`` for more
+          classes).
+        - 'gd': full-batch gradient descent with a fixed step (the
+          algorithm of the serverless ML paper this package follows), until
+          max |gradient| <= ``tol`` or ``max_iter`` steps; L2 only.
+
+    max_iter : int, default=100
+        Maximum number of solver iterations (gradient steps for 'gd').
+
     verbose : int, default=0
         Print each solver iteration (its loss; for 'gd' also the largest
         gradient entry) while the fit runs.
+
+    warm_start : bool, default=False
+        Start from the previous fit's coefficients.
+
+    n_jobs : int, default=None
+        Unused, as in scikit-learn 1.8+ (a FutureWarning when set): the
+        parallelism is ``n_workers``.
+
+    learning_rate : float, default=None
+        Step size of 'gd'. None is ``1 / L`` for an upper bound ``L`` on the
+        gradient's Lipschitz constant, computed from the data in one extra
+        round. Ignored by the other solvers.
     {EXECUTION_PARAMS_DOC}
     Attributes
     ----------
@@ -138,33 +181,45 @@ class ServerlessLogisticRegression(LinearClassifierMixin, ServerlessMixin, BaseE
     """
 
     _parameter_constraints: dict = {
+        "penalty": [StrOptions({"l1", "l2", "elasticnet"}), None,
+                    Hidden(StrOptions({"deprecated"}))],
         "C": [Interval(Real, 0, None, closed="right")],
-        "fit_intercept": ["boolean"],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both"), None],
+        "dual": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "solver": [StrOptions({"lbfgs", "newton-cholesky", "gd"})],
-        "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "fit_intercept": ["boolean"],
+        "intercept_scaling": [Interval(Real, 0, None, closed="neither")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
-        "warm_start": ["boolean"],
         "random_state": ["random_state"],
+        "solver": [StrOptions(set(SOLVERS))],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "n_jobs": [None, Integral],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
         **EXECUTION_CONSTRAINTS,
     }
 
-    def __init__(self, C=1.0, *, fit_intercept=True, tol=1e-4, max_iter=100, solver="lbfgs",
-                 learning_rate=None, class_weight=None, warm_start=False, random_state=None,
-                 verbose=0, backend="localhost", state_mode="lock_free", n_workers=None,
-                 state_store=None, timeout=120.0):
+    def __init__(self, penalty="deprecated", *, C=1.0, l1_ratio=0.0, dual=False, tol=1e-4,
+                 fit_intercept=True, intercept_scaling=1, class_weight=None,
+                 random_state=None, solver="lbfgs", max_iter=100, verbose=0,
+                 warm_start=False, n_jobs=None, learning_rate=None, backend="localhost",
+                 state_mode="lock_free", n_workers=None, state_store=None, timeout=120.0):
+        self.penalty = penalty
         self.C = C
-        self.fit_intercept = fit_intercept
+        self.l1_ratio = l1_ratio
+        self.dual = dual
         self.tol = tol
-        self.max_iter = max_iter
-        self.solver = solver
-        self.learning_rate = learning_rate
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
         self.class_weight = class_weight
-        self.warm_start = warm_start
         self.random_state = random_state
+        self.solver = solver
+        self.max_iter = max_iter
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.n_jobs = n_jobs
+        self.learning_rate = learning_rate
         self.backend = backend
         self.state_mode = state_mode
         self.n_workers = n_workers
@@ -191,11 +246,15 @@ class ServerlessLogisticRegression(LinearClassifierMixin, ServerlessMixin, BaseE
         self : object
             Fitted estimator.
         """
+        penalty = resolve_penalty(self)
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
                              order="C")
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         n_classes = self.classes_.shape[0]
+        liblinear = self.solver == "liblinear"
+        if liblinear:
+            _check_liblinear(X, n_classes)
         if n_classes < 2:
             raise ValueError(
                 "This solver needs samples of at least 2 classes in the data, but the "
@@ -214,14 +273,20 @@ class ServerlessLogisticRegression(LinearClassifierMixin, ServerlessMixin, BaseE
         target = (encoded == 1) if binary else encoded
         n_outputs = 1 if binary else n_classes
         sw_sum = float(sample_weight.sum())
+        # liblinear minimises C sum_i s_i loss_i + penalty: the same minimiser.
+        strength = 1.0 / (penalty.C * sw_sum)
         params = {
-            "solver": self.solver,
+            "solver": penalty.algorithm,
             "coef": self._initial_coef(n_features, n_outputs),
             "fit_intercept": bool(self.fit_intercept),
             "n_features": n_features,
             "n_outputs": n_outputs,
             "sw_sum": sw_sum,
-            "l2": 1.0 / (self.C * sw_sum),
+            "l2": (1.0 - penalty.l1_ratio) * strength,
+            "l1": penalty.l1_ratio * strength,
+            # liblinear penalises the intercept, the weight of a feature of this value.
+            "intercept_scaling": (float(self.intercept_scaling)
+                                  if liblinear and self.fit_intercept else None),
             "max_iter": self.max_iter,
             "tol": self.tol,
             "learning_rate": self.learning_rate,
@@ -309,3 +374,20 @@ class ServerlessLogisticRegression(LinearClassifierMixin, ServerlessMixin, BaseE
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _check_liblinear(X, n_classes: int) -> None:
+    """scikit-learn's refusals for 'liblinear' (messages included)."""
+    if n_classes >= 3:
+        raise ValueError(
+            "The 'liblinear' solver does not support multiclass classification"
+            " (n_classes >= 3). Either use another solver or wrap the "
+            "estimator in a OneVsRestClassifier to keep applying a "
+            "one-versus-rest scheme."
+        )
+    if X.max() > 1e30:
+        raise ValueError(
+            "Using the 'liblinear' solver while X contains a maximum "
+            "value > 1e30 results in a frozen fit. Please choose another "
+            "solver or rescale the input X."
+        )

@@ -97,7 +97,7 @@ def test_same_model_as_sklearn_redis(problem, redis_server, n_workers, state_mod
 
 
 @pytest.mark.parametrize("data", ["float32", "sparse"])
-@pytest.mark.parametrize("solver", ["lbfgs", "newton-cholesky"])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cholesky", "newton-cg"])
 def test_float32_and_sparse_as_sklearn(data, solver):
     X, y, weights = _data(3, n_features=8, seed=1)
     if data == "float32":
@@ -332,7 +332,7 @@ def test_bad_input_raises_like_sklearn(X, y, error, match, no_workers):
 
 @pytest.mark.parametrize("params, match", [
     (dict(C=0), "'C' parameter"),
-    (dict(solver="liblinear"), "'solver' parameter"),
+    (dict(solver="sgd"), "'solver' parameter"),
     (dict(learning_rate=0.0), "'learning_rate' parameter"),
     (dict(max_iter=-1), "'max_iter' parameter"),
     (dict(class_weight="auto"), "'class_weight' parameter"),

@@ -17,7 +17,13 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from sklearn_serverless import ServerlessKMeans, read_csv, read_npy, read_parquet
+from sklearn_serverless import (
+    ServerlessKMeans,
+    ServerlessLogisticRegression,
+    read_csv,
+    read_npy,
+    read_parquet,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -236,3 +242,65 @@ def test_the_driver_never_holds_the_data(store, moto_server, tmp_path, leaves_no
     assert model.labels_.shape == (n,)
     growth = peak[0] - baseline
     assert growth < 40 << 20, f"the driver grew by {growth / 2**20:.0f} MB for a 150 MB object"
+
+
+# logistic regression -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(3000, 5, n_informative=4, n_redundant=0, n_classes=3,
+                               n_clusters_per_class=1, random_state=0)
+    return X, np.array(["cat", "dog", "emu"])[y]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logistic_from_csv_and_parquet(store, labelled, n_classes, leaves_nothing):
+    from sklearn.linear_model import LogisticRegression
+
+    X, labels = labelled
+    keep = labels != "emu" if n_classes == 2 else np.ones(len(labels), dtype=bool)
+    X, labels = X[keep], labels[keep]
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    frame["late"] = labels
+    store.put(f"lr{n_classes}/csv/1.csv", _csv(frame[:1234]))
+    store.put(f"lr{n_classes}/csv/2.csv", _csv(frame[1234:]))
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame), buf, row_group_size=500)
+    parquet = store.put(f"lr{n_classes}/x.parquet", buf.getvalue())
+    for data in (read_csv(f"{BUCKET}/lr{n_classes}/csv/", label="late"),
+                 read_parquet(parquet, label="late")):
+        for class_weight in (None, "balanced"):
+            reference = LogisticRegression(tol=1e-10, max_iter=1000,
+                                           class_weight=class_weight).fit(X, labels)
+            model = ServerlessLogisticRegression(
+                tol=1e-10, max_iter=1000, class_weight=class_weight, n_workers=3,
+                backend=store.config, state_store=store.redis, timeout=60).fit(data)
+            np.testing.assert_array_equal(model.classes_, reference.classes_)
+            np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(model.intercept_, reference.intercept_, rtol=1e-6,
+                                       atol=1e-8)
+            assert list(model.feature_names_in_) == list("abcde")
+        np.testing.assert_array_equal(model.predict(data), reference.predict(X))
+        np.testing.assert_allclose(model.predict_proba(data), reference.predict_proba(X),
+                                   atol=1e-7)
+        assert model.score(data) == pytest.approx(reference.score(X, labels))
+
+
+def test_logistic_dataset_errors(store, labelled, tmp_path, leaves_nothing):
+    X, labels = labelled
+    frame = pd.DataFrame(X[:50], columns=list("abcde"))
+    frame["late"] = "cat"
+    one_class = read_csv(store.put("lr-err/one.csv", _csv(frame)), label="late")
+    model = ServerlessLogisticRegression(n_workers=2, backend=store.config,
+                                         state_store=store.redis, timeout=30)
+    with pytest.raises(ValueError, match="only one class: 'cat'"):
+        model.fit(one_class)
+    with pytest.raises(ValueError, match="y must be None when fitting a dataset"):
+        model.fit(one_class, labels[:50])
+    with pytest.raises(ValueError, match="no label column"):
+        model.fit(read_csv(f"{BUCKET}/lr-err/one.csv"))
+    with pytest.raises(ValueError, match="'nope'"):
+        model.fit(read_csv(f"{BUCKET}/lr-err/one.csv", label="nope"))

@@ -318,7 +318,9 @@ def test_raising_worker_leaves_no_redis_key(blobs, redis_server, monkeypatch, le
 
 def _worker_pids(root: int) -> list[int]:
     """Processes running the workers' function: Lithops localhost runs a
-    runner, one pool process per worker, and the call in a child of each."""
+    runner (plain, or forked by the warm server of this process), one pool
+    process per worker, and the call in a child of each: three levels below
+    the runner."""
     children: dict[int, list[int]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -327,7 +329,10 @@ def _worker_pids(root: int) -> list[int]:
         except OSError:
             continue
         children.setdefault(parent, []).append(int(pid))
-    level = [root]
+    from sklearn_serverless._warm import server_pid
+
+    server = server_pid()
+    level = [server] if server in children.get(root, []) else [root]
     for _ in range(3):
         level = [child for pid in level for child in children.get(pid, [])]
     return level

@@ -1,0 +1,99 @@
+"""Logistic regression on a dataset the driver never held: the classes, the
+class counts (``class_weight='balanced'``) and the weighted sample count of
+the objective's normalisation come from the workers in the first rounds;
+then each worker encodes its labels and weights its rows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _prologue
+from ._logistic import Worker
+
+#: Command: every worker's count of rows per class.
+CLASS_COUNTS = 130
+
+
+def dataset_prologue(rounds, params: dict) -> dict:
+    """The coordinator's first rounds: what the solver needs of the data."""
+    d = params["n_features"]
+    counts, _ = _prologue.count_rows(rounds, d)
+    classes, width = _prologue.gather_classes(rounds)
+    if classes.size < 2:
+        raise ValueError(
+            "This solver needs samples of at least 2 classes in the data, but the "
+            f"data contains only one class: {_plain(classes[0])!r}"
+        )
+    if params["liblinear"] and classes.size >= 3:
+        raise ValueError(
+            "The 'liblinear' solver does not support multiclass classification"
+            " (n_classes >= 3). Either use another solver or wrap the "
+            "estimator in a OneVsRestClassifier to keep applying a "
+            "one-versus-rest scheme."
+        )
+    encoded = _prologue.encode_labels(classes, width)
+    widths = np.array([width], dtype=np.float64)
+    per_class = rounds(CLASS_COUNTS, encoded, widths)
+    weights = class_weights(params["class_weight"], classes, per_class, width)
+    sw_sum = float(per_class @ weights)
+    n_outputs = 1 if classes.size == 2 else classes.size
+    strength = 1.0 / (params["C"] * sw_sum)
+    size = (d + int(params["fit_intercept"])) * n_outputs
+    coef = params["coef"]
+    if coef is None:
+        coef = np.zeros(size)
+    elif coef.size != size:
+        raise ValueError(f"Initialization coef is of shape {(n_outputs, size // n_outputs)}, "
+                         f"expected shape {(coef.size // (d + int(params['fit_intercept'])),)}")
+    _prologue.prepare(rounds, encoded, widths, weights)
+    return {**params, "coef": coef, "n_outputs": n_outputs, "sw_sum": sw_sum,
+            "l2": (1.0 - params["l1_ratio"]) * strength, "l1": params["l1_ratio"] * strength,
+            "for_driver": {"classes": classes, "n_samples": int(counts.sum())}}
+
+
+def class_weights(class_weight, classes: np.ndarray, per_class: np.ndarray,
+                  width: int) -> np.ndarray:
+    """scikit-learn's ``compute_class_weight`` from the class counts."""
+    if class_weight is None:
+        return np.ones(classes.size)
+    if class_weight == "balanced":
+        return per_class.sum() / (classes.size * per_class)
+    key = float if width == 0 else str
+    given = {key(label): float(weight) for label, weight in class_weight.items()}
+    unknown = set(given) - {key(c) for c in classes}
+    if unknown:
+        raise ValueError(f"The classes, {sorted(unknown)}, are not in class_weight")
+    return np.array([given.get(key(c), 1.0) for c in classes])
+
+
+def _encoded(dataset, arrays: list) -> np.ndarray:
+    """The worker's labels as class indices (kept for the next command)."""
+    if "encoded" not in dataset.state:
+        classes = _prologue.decode_labels(arrays[0], int(arrays[1][0]))
+        dataset.state["encoded"] = np.searchsorted(classes, dataset.y)
+    return dataset.state["encoded"]
+
+
+def _class_counts(dataset, flags, arrays) -> np.ndarray:
+    encoded = _encoded(dataset, arrays)
+    return np.bincount(encoded, minlength=arrays[0].size // max(1, int(arrays[1][0]))
+                       ).astype(np.float64)
+
+
+DATASET_HANDLERS = {CLASS_COUNTS: _class_counts}
+
+
+def dataset_worker(dataset, arrays: list) -> Worker:
+    """The logistic worker on this worker's rows: targets and sample weights."""
+    encoded = _encoded(dataset, arrays)
+    weights = arrays[2]
+    n_classes = weights.size
+    target = (encoded == 1) if n_classes == 2 else encoded
+    data = {"X": dataset.X, "y": target.astype(np.float64),
+            "sample_weight": weights[encoded]}
+    dataset.y = None
+    return Worker(data, dataset.params, dataset.team)
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value

@@ -33,16 +33,28 @@ def bucket(moto_server):
     return moto_server.create_bucket(BUCKET)
 
 
+@pytest.fixture(scope="module")
+def storage_redis():
+    """A redis-server for Lithops' Redis storage backend, apart from the state
+    store's: Lithops keeps its runtime metadata in its storage for good."""
+    from conftest import _start_redis
+
+    server = _start_redis()
+    yield server
+    server.stop()
+
+
 class Cloud:
     """A Lithops config whose storage is remote, and what it holds."""
 
-    def __init__(self, storage: str, moto, redis, bucket: str):
+    def __init__(self, storage: str, moto, redis, bucket: str, storage_redis=None):
         self.storage, self.moto, self.redis, self.bucket = storage, moto, redis, bucket
+        self.storage_redis = storage_redis
         self.config = {"lithops": {"backend": "localhost", "storage": storage}}
         if storage == "minio":
             self.config["minio"] = moto.storage_config(bucket)
         else:
-            self.config["redis"] = {"host": "127.0.0.1", "port": redis.port}
+            self.config["redis"] = {"host": "127.0.0.1", "port": storage_redis.port}
 
     def with_localhost(self, **settings) -> dict:
         return {**self.config, "localhost": settings}
@@ -52,9 +64,9 @@ class Cloud:
         if self.storage == "minio":
             keys = self.moto.keys(self.bucket)
         else:
-            keys = [key.decode() for key in self.redis.keys()
+            keys = [key.decode() for key in self.storage_redis.keys()
                     if key.startswith(b"storage/")]
-            if self.redis.client.smembers("storage/") <= {b"lithops.runtimes/"}:
+            if self.storage_redis.client.smembers("storage/") <= {b"lithops.runtimes/"}:
                 keys = [key for key in keys if key != "storage/"]  # the root folder of that
         return [key for key in keys if "lithops.runtimes" not in key]
 
@@ -67,8 +79,8 @@ class Cloud:
 
 
 @pytest.fixture(params=STORAGES)
-def cloud(request, moto_server, redis_server, bucket):
-    cloud = Cloud(request.param, moto_server, redis_server, bucket)
+def cloud(request, moto_server, redis_server, bucket, storage_redis):
+    cloud = Cloud(request.param, moto_server, redis_server, bucket, storage_redis)
     yield cloud
     cloud.assert_empty()
 

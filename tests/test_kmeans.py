@@ -249,7 +249,7 @@ def test_bad_input_raises_like_sklearn(X, match, no_workers):
     (dict(backend="my_laptop"), "backend"),
     (dict(n_workers=0), "n_workers"),
     (dict(timeout=-1), "timeout"),
-    (dict(backend="aws_lambda"), "needs a shared state store"),
+    (dict(backend="aws_lambda"), "embedded state store cannot work"),
     (dict(state_store="postgres://db"), "redis URL"),
     (dict(init=np.zeros((3, 2))), "does not match"),
 ])

@@ -339,7 +339,7 @@ def test_bad_input_raises_like_sklearn(X, y, error, match, no_workers):
     (dict(state_mode="sometimes"), "state_mode"),
     (dict(backend="my_laptop"), "backend"),
     (dict(n_workers=0), "n_workers"),
-    (dict(backend="aws_lambda"), "needs a shared state store"),
+    (dict(backend="aws_lambda"), "embedded state store cannot work"),
     (dict(state_store="postgres://db"), "redis URL"),
 ])
 def test_bad_parameters_raise_before_launch(params, match, no_workers):

@@ -154,7 +154,9 @@ def lithops_config(backend, n_workers: int = 1) -> dict:
     settings = config.setdefault("lithops", {})
     settings.update(data_limit=False, data_cleaner=False, log_level=None)
     # Remote storage is polled for the workers' status: often, a fit waits on it.
-    settings.setdefault("monitoring_interval", 0.05 if site.local else 0.2)
+    # Local status files cost a directory listing: poll them often (a small
+    # fit lasts ~0.1 s); remote storage costs a request per poll.
+    settings.setdefault("monitoring_interval", 0.005 if site.storage == LOCALHOST else 0.2)
     if site.local_compute:
         local = config.setdefault(LOCALHOST, {})
         # This interpreter (it has this package), warm: a server of this process

@@ -35,7 +35,7 @@ from ._distributed._runtime import WorkerTask, run_worker
 from ._state import FitAborted, StateStore, StoreSpec, open_store
 from ._state._redis_url import redacted, split_ca_bundle
 
-_POLL_SECONDS = 0.02
+_POLL_SECONDS = 0.005
 #: How often the driver checks that rounds still advance.
 _PROGRESS_SECONDS = 0.5
 #: How long the Lithops storage may fail before the driver ends the fit.

@@ -1,0 +1,117 @@
+"""What a small fit costs, beside scikit-learn, side by side in one run.
+
+- Small fits: 2,000 x 10, 2 workers, embedded store, after a warm-up fit;
+  both estimators against scikit-learn's, interleaved.
+- The floor: an empty Lithops map of 2 calls through the same runtime
+  (executor, map, results, cleanup), and the fit's own rounds times its
+  median synchronisation per round.
+- GridSearchCV of logistic regression over C in {0.01, 0.1, 1, 10}, cv=5,
+  on breast_cancer (as the issue tried it: unscaled), against scikit-learn's.
+
+    python benchmarks/fixed_cost.py --repeat 7 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+from _common import interleaved, machine, round_breakdown, write_json
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+
+from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression
+
+
+def _identity(x):
+    return x
+
+
+def _empty_map() -> float:
+    from lithops import FunctionExecutor
+
+    from sklearn_serverless._backends import delete_lithops_job, lithops_config
+
+    started = time.perf_counter()
+    fexec = FunctionExecutor(config=lithops_config("localhost", 2), log_level=None)
+    with fexec:
+        futures = fexec.map(_identity, [1, 2], chunksize=1, include_modules=None)
+        fexec.get_result(futures, show_progressbar=False)
+    delete_lithops_job(fexec)
+    return time.perf_counter() - started
+
+
+def run(repeat: int) -> dict:
+    X, y = make_classification(2000, 10, random_state=0)
+    cases = {
+        "sklearn logistic": lambda: LogisticRegression().fit(X, y),
+        "ours logistic": lambda: ServerlessLogisticRegression(n_workers=2).fit(X, y),
+        "sklearn kmeans": lambda: KMeans(8, random_state=0).fit(X),
+        "ours kmeans": lambda: ServerlessKMeans(8, n_workers=2, random_state=0).fit(X),
+        "empty map": _empty_map,
+    }
+    for fn in cases.values():
+        fn()  # warm-up: first imports, the warm server
+    timed = interleaved(cases, repeat)
+    out = {"machine": machine(), "small": {}}
+    for name, (stats, model) in timed.items():
+        row = {"median": stats["median"], "times": stats["times"]}
+        if name.startswith("ours"):
+            parts = round_breakdown(model.timings_)
+            row.update(n_rounds=parts["n_rounds"], sync=parts["sync"],
+                       compute=parts["slowest_compute"])
+            row["floor"] = None  # filled below
+        out["small"][name] = row
+    empty = out["small"]["empty map"]["median"]
+    for name in ("ours logistic", "ours kmeans"):
+        row = out["small"][name]
+        row["floor"] = empty + row["n_rounds"] * (row["sync"] + row["compute"])
+        row["ratio"] = row["median"] / out["small"][name.replace("ours", "sklearn")]["median"]
+
+    Xb, yb = load_breast_cancer(return_X_y=True)
+    grid = {"C": [0.01, 0.1, 1, 10]}
+    searches = {
+        "sklearn grid": lambda: GridSearchCV(LogisticRegression(), grid, cv=5).fit(Xb, yb),
+        "ours grid": lambda: GridSearchCV(ServerlessLogisticRegression(n_workers=2), grid,
+                                          cv=5).fit(Xb, yb),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        searched = interleaved(searches, max(1, repeat // 2))
+    out["grid"] = {name: {"median": stats["median"], "times": stats["times"],
+                          "best": result.best_params_}
+                   for name, (stats, result) in searched.items()}
+    grids = out["grid"]
+    grids["ratio"] = grids["ours grid"]["median"] / grids["sklearn grid"]["median"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = run(args.repeat)
+    for name, row in results["small"].items():
+        extra = ""
+        if "floor" in row:
+            extra = (f"  ratio {row['ratio']:.0f}x, {row['n_rounds']} rounds, sync "
+                     f"{row['sync'] * 1e3:.2f} ms/round, floor {row['floor'] * 1e3:.0f} ms")
+        print(f"{name:18s} {row['median'] * 1e3:8.1f} ms ({min(row['times']) * 1e3:.1f}-"
+              f"{max(row['times']) * 1e3:.1f}){extra}")
+    for name in ("sklearn grid", "ours grid"):
+        row = results["grid"][name]
+        print(f"{name:18s} {row['median']:8.2f} s  ({min(row['times']):.2f}-"
+              f"{max(row['times']):.2f}) best {row['best']}")
+    print(f"grid search ratio {results['grid']['ratio']:.1f}x")
+    if args.json:
+        write_json(Path(args.json), results)
+
+
+if __name__ == "__main__":
+    main()

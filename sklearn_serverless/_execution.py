@@ -22,7 +22,6 @@ import numpy as np
 
 from . import _placement
 from ._backends import (
-    Site,
     default_n_workers,
     delete_lithops_job,
     lithops_config,
@@ -33,13 +32,10 @@ from ._backends import (
 )
 from ._distributed._runtime import WorkerTask, run_worker
 from ._state import FitAborted, StateStore, StoreSpec, open_store
-from ._state._redis_url import redacted, split_ca_bundle
+from ._state._redis_url import split_ca_bundle
+from ._watch import JobFailures, Watchdog, storage_probe
 
 _POLL_SECONDS = 0.005
-#: How often the driver checks that rounds still advance.
-_PROGRESS_SECONDS = 0.5
-#: How long the Lithops storage may fail before the driver ends the fit.
-_STORAGE_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -114,7 +110,7 @@ def run_distributed(algorithm: str, params: dict, columns, *, backend, state_sto
                            peers=tuple(partitions) if site.local and planned is None else ())
                 for i in range(n_workers)
             ]
-            with _JobFailures(fexec.executor_id) as failures:
+            with JobFailures(fexec.executor_id) as failures:
                 # chunksize=1: one call per worker, never two in one sequential chunk.
                 # Workers that share this machine's files import this package from
                 # the interpreter that has it; others get it shipped (their
@@ -126,8 +122,8 @@ def run_distributed(algorithm: str, params: dict, columns, *, backend, state_sto
                 failures.watch(futures[0].job_id)
                 if site.local and planned is None:
                     _placement.write_files(columns, folder)
-                watchdog = _Watchdog(store, timeout, site, config,
-                                     None if site.local else _storage_probe(fexec))
+                watchdog = Watchdog(store, timeout, site, config,
+                                     None if site.local else storage_probe(fexec))
                 results = _collect(fexec, futures, store, timeout, progress, failures,
                                    watchdog)
     finally:
@@ -169,8 +165,8 @@ def run_apply(what: str, arrays: dict, dataset, *, backend, n_workers: int | Non
 
 
 def _collect(fexec, futures, store: StateStore, timeout: float,
-             progress: Callable[[str], None] | None, failures: _JobFailures,
-             watchdog: _Watchdog) -> list[dict]:
+             progress: Callable[[str], None] | None, failures: JobFailures,
+             watchdog: Watchdog) -> list[dict]:
     """Wait for every worker; on the first failure wake the others, and raise
     the root cause naming its worker. Never waits for ever: after a failure
     stragglers get ``timeout`` seconds."""
@@ -216,138 +212,6 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
         raise _named(exc, worker, len(futures)) from exc
     return results
-
-
-class _JobFailures(logging.Handler):
-    """Lithops' localhost engine logs a job process that failed, then leaves
-    its futures pending for ever; this handler notices it for one executor."""
-
-    def __init__(self, executor_id: str):
-        super().__init__(logging.ERROR)
-        self.executor_id = executor_id
-        self.watch(None)
-
-    def watch(self, job_id: str | None) -> None:
-        """Look out for this job (the executor's latest map) only."""
-        self.tag = f"ExecutorID {self.executor_id} | JobID {job_id} "
-        self.seen = False
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if self.tag in message and "Job process failed" in message:
-            self.seen = True
-            self.lines = [message]
-        elif self.seen:
-            self.lines.append(message)  # the process's output, logged just after
-
-    def detail(self) -> str:
-        return "\n".join(self.lines)[-2000:]
-
-    def __enter__(self) -> _JobFailures:
-        self._logger = logging.getLogger("lithops.localhost")
-        self._logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._logger.removeHandler(self)
-
-
-class _Watchdog:
-    """Notices a fit that cannot go on although no worker reported an error:
-    workers that did not all start within the backend's start time (checked
-    in through the store), or rounds that stopped advancing. Workers time out
-    their own waits after ``timeout`` and report it; the stall check comes a
-    little later, so that their error comes first."""
-
-    def __init__(self, store: StateStore, timeout: float, site: Site, config: dict,
-                 probe: Callable[[], None] | None = None):
-        self.store, self.site, self.config, self.probe = store, site, config, probe
-        self.storage_failing_since: float | None = None
-        self.start_limit = site.start_seconds(timeout)
-        self.limit = 1.5 * timeout + 5
-        self.last = -1
-        self.all_started = False
-        self.began = self.changed_at = self.checked_at = time.monotonic()
-
-    def check(self) -> Exception | None:
-        """The error that ends the fit, or None while it may go on."""
-        now = time.monotonic()
-        if now - self.checked_at < _PROGRESS_SECONDS:
-            return None
-        self.checked_at = now
-        try:
-            if not self.all_started:
-                started = self.store.started()
-                self.all_started = len(started) == self.store.n_workers
-                if not self.all_started and now - self.began > self.start_limit:
-                    return self._not_started(started)
-            latest = self.store.progress()
-        except Exception:  # noqa: BLE001 - an unreachable store: the workers will say so
-            latest = self.last
-        if latest != self.last:
-            self.last, self.changed_at = latest, now
-        if self.probe is not None:
-            problem = self._check_storage(now)
-            if problem is not None:
-                return problem
-        if now - self.changed_at > self.limit:
-            return TimeoutError(
-                f"no round of the fit advanced for {self.limit:g} s and no worker "
-                f"reported an error: the workers are stuck (round {self.last})"
-            )
-        return None
-
-    def _check_storage(self, now: float) -> Exception | None:
-        """The workers return their results through the Lithops storage (and
-        Lithops' own monitor only logs its failures): a storage that fails
-        for a while ends the fit with its error."""
-        try:
-            self.probe()
-        except Exception as exc:  # noqa: BLE001 - reported below once it persists
-            if self.storage_failing_since is None:
-                self.storage_failing_since = now
-            elif now - self.storage_failing_since > _STORAGE_GRACE_SECONDS:
-                return RuntimeError(
-                    f"the Lithops storage ({self.site.storage}) has failed for "
-                    f"{now - self.storage_failing_since:.0f} s, so the workers cannot "
-                    f"return their results: {type(exc).__name__}: {redacted(str(exc))}"
-                )
-        else:
-            self.storage_failing_since = None
-        return None
-
-    def _not_started(self, started: set[int]) -> TimeoutError:
-        n = self.store.n_workers
-        missing = [w for w in range(n) if w not in started]
-        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-        compute = self.site.compute
-        if self.site.local_compute:
-            limit = self.config.get(compute, {}).get("worker_processes")
-            setting = f"Lithops' localhost worker_processes={limit}"
-        else:
-            limit = self.config.get(compute, {}).get("max_workers")
-            setting = (f"Lithops' {compute} max_workers={limit}" if limit is not None else
-                       f"the {compute} account's concurrency limit (e.g. Lambda reserved "
-                       "concurrency, a Kubernetes quota)")
-        return TimeoutError(
-            f"only {len(started)} of {n} workers started within {self.start_limit:g} s "
-            f"(not started: {shown}); the workers of a fit all run at once and wait for "
-            f"each other, so the likely cause is a concurrency limit below n_workers={n}: "
-            f"{setting}. Lower n_workers or raise the limit."
-        )
-
-
-def _storage_probe(fexec) -> Callable[[], None]:
-    """One cheap request to the fit's Lithops storage."""
-    from lithops import constants
-
-    prefix = f"{constants.JOBS_PREFIX}/{fexec.executor_id}-"
-
-    def probe() -> None:
-        fexec.storage.list_keys(fexec.internal_storage.bucket, prefix)
-
-    return probe
 
 
 def _show_log(store: StateStore, start: int, progress: Callable[[str], None]) -> int:

@@ -24,6 +24,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a server of ours, killing it if it does not stop in 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class RedisServer:
     """A ``redis-server`` process of our own, without persistence. ``args``
     add settings (a password, TLS); ``url`` is then how clients reach it."""
@@ -57,13 +68,7 @@ class RedisServer:
         return list(self.client.scan_iter(count=1000))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.client.close()
 
 
@@ -129,13 +134,7 @@ class MotoServer:
                 "secret_access_key": self.SECRET_KEY, "storage_bucket": bucket}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="session")

@@ -257,35 +257,31 @@ def test_killed_worker_on_the_cloud_path(cloud, long_fit_data, leaves_nothing):
     assert "worker" in str(outcome["error"]) and "failed" in str(outcome["error"])
 
 
-def test_object_store_stopped_during_a_fit(private_moto, redis_server, long_fit_data,
-                                           leaves_nothing):
-    X, y = long_fit_data
-    cloud = Cloud("minio", private_moto, redis_server, private_moto.create_bucket("doomed"))
-    thread, outcome = _start_long_fit(cloud, X, y, redis_server.url)
-    _wait_for_rounds(redis_server.client)
+def _stop_during_a_fit(cloud: Cloud, state, server) -> BaseException:
+    """Start a long fit, stop ``server`` in its rounds; the fit's error."""
+    X, y = make_classification(2000, 5, random_state=0)
+    thread, outcome = _start_long_fit(cloud, X, y, state.url)
+    _wait_for_rounds(state.client)
     stopped_at = time.monotonic()
-    private_moto.stop()
+    server.stop()
     thread.join(60)
     assert not thread.is_alive()
     assert time.monotonic() - stopped_at < 45
-    error = outcome["error"]
+    return outcome["error"]
+
+
+def test_object_store_stopped_during_a_fit(private_moto, redis_server, leaves_nothing):
+    cloud = Cloud("minio", private_moto, redis_server, private_moto.create_bucket("doomed"))
+    error = _stop_during_a_fit(cloud, redis_server, private_moto)
     assert "storage" in str(error).lower(), error
     # The objects went with the server; nothing else may remain.
     assert cloud.state_keys() == []
 
 
-def test_redis_stopped_during_a_fit(moto_server, bucket, private_redis, long_fit_data,
-                                    leaves_nothing):
-    X, y = long_fit_data
+def test_redis_stopped_during_a_fit(moto_server, bucket, private_redis, leaves_nothing):
     cloud = Cloud("minio", moto_server, private_redis, bucket)
-    thread, outcome = _start_long_fit(cloud, X, y, private_redis.url)
-    _wait_for_rounds(private_redis.client)
-    stopped_at = time.monotonic()
-    private_redis.stop()
-    thread.join(60)
-    assert not thread.is_alive()
-    assert time.monotonic() - stopped_at < 45
-    assert "worker" in str(outcome["error"]) and "failed" in str(outcome["error"])
+    error = _stop_during_a_fit(cloud, private_redis, private_redis)
+    assert "worker" in str(error) and "failed" in str(error)
     assert cloud.objects() == []
 
 

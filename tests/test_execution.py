@@ -84,10 +84,10 @@ def test_a_failed_lithops_job_process_is_noticed():
     # and leaves the job's futures pending; the driver must not wait on them.
     import logging
 
-    from sklearn_serverless._execution import _JobFailures
+    from sklearn_serverless._watch import JobFailures
 
     lithops_logger = logging.getLogger("lithops.localhost.v1.localhost")
-    with _JobFailures("abc123-4") as failures:
+    with JobFailures("abc123-4") as failures:
         failures.watch("M001")
         lithops_logger.error("ExecutorID abc123-4 | JobID M000 - Job process failed with code 1")
         lithops_logger.error("ExecutorID abc123-40 | JobID M001 - Job process failed with code 1")

@@ -1,0 +1,114 @@
+"""What ServerlessLogisticRegression does with a dataset the driver never
+holds (``read_csv`` & co.): fit it, and score, predict and compute decision
+functions where it lies."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._datasets import Dataset
+
+
+class DatasetClassifierMixin:
+    """Dataset paths of a linear classifier fitted by the workers."""
+
+    def _fit_dataset(self, dataset, y, sample_weight, penalty):
+        """Fit on a labelled dataset the workers read (see ``read_csv`` & co.):
+        the classes, class counts and weight sum come from the workers."""
+        resolved = self._resolve_dataset(dataset, y, sample_weight)
+        if not resolved.has_label:
+            raise ValueError("the dataset has no label column: name it, e.g. "
+                             "read_csv(path, label='target')")
+        n_features = resolved.n_features
+        previous = getattr(self, "coef_", None) if self.warm_start else None
+        coef = None if previous is None else self._initial_coef(n_features, previous.shape[0])
+        params = {
+            "solver": penalty.algorithm, "coef": coef, "fit_intercept": bool(self.fit_intercept),
+            "n_features": n_features, "C": penalty.C, "l1_ratio": penalty.l1_ratio,
+            "class_weight": self.class_weight, "liblinear": self.solver == "liblinear",
+            "intercept_scaling": (float(self.intercept_scaling)
+                                  if self.solver == "liblinear" and self.fit_intercept
+                                  else None),
+            "max_iter": self.max_iter, "tol": self.tol, "learning_rate": self.learning_rate,
+            "verbose": self.verbose, "dtype": np.dtype(resolved.dtype).str,
+        }
+        result = self._run_distributed("logistic", params, resolved)[0]
+        self.classes_ = result["classes"]
+        n_outputs = 1 if self.classes_.size == 2 else self.classes_.size
+        return self._set_fitted(result, n_features, n_outputs, np.dtype(resolved.dtype))
+
+    def _dataset_scores(self, dataset) -> tuple[np.ndarray, list[dict]]:
+        """Decision scores of a dataset, computed where it lies."""
+        parts = self._apply_dataset("linear_scores", dataset, {
+            "coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_})
+        return np.vstack([part["scores"] for part in parts]), parts
+
+    def decision_function(self, X):
+        """Confidence scores: signed distances to the hyperplanes.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or dataset
+            Samples, or a dataset (``read_csv`` & co.) scored where it lies.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            One column per class, or the positive class's score for binary problems.
+        """
+        check_is_fitted(self)
+        if isinstance(X, Dataset):
+            scores = self._dataset_scores(X)[0]
+            return scores.ravel() if scores.shape[1] == 1 else scores
+        return super().decision_function(X)
+
+    def predict(self, X):
+        """Class labels of the samples.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or dataset
+            Samples, or a dataset (``read_csv`` & co.) predicted where it lies.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Predicted class of each sample.
+        """
+        if isinstance(X, Dataset):
+            scores = self.decision_function(X)
+            indices = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
+            return self.classes_[indices]
+        return super().predict(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean accuracy on the given data and labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or dataset
+            Samples, or a labelled dataset scored where it lies (then ``y`` and
+            ``sample_weight`` must be None).
+
+        y : array-like of shape (n_samples,)
+            True labels of ``X``.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            Mean accuracy of ``self.predict(X)`` against ``y``.
+        """
+        if isinstance(X, Dataset):
+            check_is_fitted(self)
+            if y is not None or sample_weight is not None:
+                raise ValueError("y and sample_weight must be None when scoring a dataset: "
+                                 "its labels are the dataset's label column")
+            parts = self._dataset_scores(X)[1]
+            if any("correct" not in part for part in parts):
+                raise ValueError("the dataset has no label column to score against")
+            return sum(p["correct"] for p in parts) / sum(p["n_rows"] for p in parts)
+        return super().score(X, y, sample_weight=sample_weight)

@@ -1,0 +1,133 @@
+"""Sphinx configuration of the sklearn-serverless documentation.
+
+Built by ``make docs`` with warnings as errors (``-W --keep-going``) and
+nitpicky references: a reference to one of our own objects that does not
+resolve fails the build. External objects (Python, NumPy, scikit-learn,
+Lithops) are not linked: the build must work offline, so no intersphinx.
+"""
+
+import os
+import re
+import sys
+
+import sklearn_serverless
+
+project = "sklearn-serverless"
+author = "the sklearn-serverless authors"
+copyright = "2026, " + author
+release = version = sklearn_serverless.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "myst_parser",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "_templates", "examples/*.rst", "Thumbs.db", ".DS_Store"]
+templates_path = ["_templates"]
+root_doc = "index"
+
+# API reference: one page per public object, generated from the objects
+# themselves (so new parameters appear without editing these sources).
+autosummary_generate = True
+autosummary_imported_members = True
+autodoc_default_options = {"members": False, "inherited-members": False}
+autodoc_typehints = "none"
+
+# numpydoc: the docstrings are checked at build time; these are the checks
+# every public docstring of the package passes (see docs/README.md for the
+# ones left out and why).
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+numpydoc_validation_checks = {
+    "GL01", "GL02", "GL03", "GL05", "GL06", "GL07", "GL09", "GL10",
+    "SS01", "SS02", "SS03", "SS04",
+    "PR01", "PR02", "PR03", "PR04", "PR05", "PR06", "PR10",
+    "RT04", "RT05",
+    "YD01",
+}
+# Two one-line docstrings that document no parameters (package code; see
+# docs/README.md). Methods inherited from scikit-learn are not rendered here.
+numpydoc_validation_exclude = {
+    r"\.ServerlessKMeans\.fit_predict$",
+    r"\.ServerlessKMeans\.fit_transform$",
+}
+
+# Nitpicky: every reference must resolve, except to objects documented
+# elsewhere (we cannot link them offline).
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(sklearn|numpy|np|scipy|lithops|redis|matplotlib)(\..*)?"),
+    (r"py:.*", r"(TimeoutError|ConnectionError|RuntimeError|ValueError|KeyboardInterrupt)"),
+    (r"py:.*", r"(dict|str|int|float|bool|object|None|list|tuple|callable)"),
+]
+
+# The gallery: examples run at build time, on small data, with 2 workers.
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "matplotlib_animations": False,
+    "reference_url": {"sklearn_serverless": None},
+    "doc_module": ("sklearn_serverless",),
+    "backreferences_dir": "generated/backreferences",
+    "within_subsection_order": "FileNameSortKey",
+}
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Markdown (docs/benchmarks.md is rendered as it is).
+myst_heading_anchors = 3
+
+html_theme = "pydata_sphinx_theme"
+html_title = "sklearn-serverless"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_prev_next": True,
+    "secondary_sidebar_items": ["page-toc"],
+}
+html_show_sourcelink = False
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def _check_api_reference():
+    """Every public object must have its page: api.rst lists ``__all__``."""
+    import re
+
+    with open(os.path.join(os.path.dirname(__file__), "api.rst")) as file:
+        listed = set(re.findall(r"^   (\w+)$", file.read(), flags=re.MULTILINE))
+    missing = set(sklearn_serverless.__all__) - listed
+    if missing:
+        raise RuntimeError(f"docs/api.rst does not list {sorted(missing)} of __all__")
+
+
+_check_api_reference()
+
+
+# Docstring text that reStructuredText misreads, escaped at build time (the
+# docstrings belong to the package; see docs/README.md): a name ending in
+# "_" inside parentheses is read as a hyperlink reference ("shape
+# (n_features_in_,)"), and "|x|" as a substitution.
+_TRAILING_UNDERSCORE = re.compile(r"(?<![`\w])(\w+)_(?=[,)])")
+_BARS = re.compile(r"(?<![`\\])\|(\w+)\|")
+
+
+def _escape_docstring(app, what, name, obj, options, lines):
+    if not name.startswith("sklearn_serverless"):
+        return
+    for i, line in enumerate(lines):
+        line = _TRAILING_UNDERSCORE.sub(r"\1\\_", line)
+        lines[i] = _BARS.sub(r"\\|\1\\|", line)
+
+
+def setup(app):
+    # Before numpydoc parses the docstring.
+    app.connect("autodoc-process-docstring", _escape_docstring, priority=100)

@@ -12,6 +12,8 @@ import sys
 
 import sklearn_serverless
 
+sys.path.insert(0, os.path.dirname(__file__))  # _ordering, the gallery's order
+
 project = "sklearn-serverless"
 author = "the sklearn-serverless authors"
 copyright = "2026, " + author
@@ -76,7 +78,7 @@ sphinx_gallery_conf = {
     "reference_url": {"sklearn_serverless": None},
     "doc_module": ("sklearn_serverless",),
     "backreferences_dir": "generated/backreferences",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "_ordering.ExampleOrder",
 }
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -92,7 +94,6 @@ html_theme_options = {
 }
 html_show_sourcelink = False
 
-sys.path.insert(0, os.path.dirname(__file__))
 
 
 def _check_api_reference():

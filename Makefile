@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench docs clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# The documentation extra also needs the test extra: the gallery starts moto's S3 server.
+$(VENV)/.docs: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $@
 
 demo: $(STAMP)
@@ -26,5 +31,11 @@ test: $(STAMP)
 bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/run.py --quick
 
+# The site, warnings as errors; the gallery's examples run at build time.
+docs: $(VENV)/.docs
+	rm -rf docs/_build/html docs/generated docs/auto_examples
+	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
 clean:
 	rm -rf $(VENV) benchmarks/results .pytest_cache .ruff_cache
+	rm -rf docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst

@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/python -m sklearn_serverless demo
 
 test: $(STAMP)
-	$(BIN)/ruff check sklearn_serverless tests benchmarks
+	$(BIN)/ruff check sklearn_serverless tests benchmarks docs
 	$(BIN)/python -m pytest tests
 
 bench: $(VENV)/.bench

@@ -49,8 +49,12 @@ def make_data(n_samples: int, n_features: int, n_classes: int, n_informative: in
         import scipy.sparse as sp
 
         rng = np.random.RandomState(seed)
-        X = sp.random(n_samples, n_features, density=density, format="csr",
-                      random_state=rng, data_rvs=rng.standard_normal)
+        per_row = max(1, round(density * n_features))
+        indices = np.sort(rng.randint(0, n_features, size=(n_samples, per_row)), axis=1)
+        X = sp.csr_matrix((rng.standard_normal(n_samples * per_row), indices.ravel(),
+                           np.arange(0, n_samples * per_row + 1, per_row)),
+                          shape=(n_samples, n_features))
+        X.sum_duplicates()
         w = np.zeros((n_features, n_classes))
         active = rng.choice(n_features, size=min(n_features, 50 * n_informative),
                             replace=False)

@@ -98,7 +98,6 @@ html_show_sourcelink = False
 
 def _check_api_reference():
     """Every public object must have its page: api.rst lists ``__all__``."""
-    import re
 
     with open(os.path.join(os.path.dirname(__file__), "api.rst")) as file:
         listed = set(re.findall(r"^   (\w+)$", file.read(), flags=re.MULTILINE))
@@ -108,25 +107,3 @@ def _check_api_reference():
 
 
 _check_api_reference()
-
-
-# Docstring text that reStructuredText misreads, escaped at build time (the
-# docstrings belong to the package, to be fixed there with double backquotes):
-# a name ending in "_" before "," or ")" is read as a hyperlink reference
-# ("shape (n_features_in_,)", "(n_rounds, n_workers_)"), and "|x|" as a
-# substitution ("max |gradient|").
-_TRAILING_UNDERSCORE = re.compile(r"(?<![`\w])(\w+)_(?=[,)])")
-_BARS = re.compile(r"(?<![`\\])\|(\w+)\|")
-
-
-def _escape_docstring(app, what, name, obj, options, lines):
-    if not name.startswith("sklearn_serverless"):
-        return
-    for i, line in enumerate(lines):
-        line = _TRAILING_UNDERSCORE.sub(r"\1\\_", line)
-        lines[i] = _BARS.sub(r"\\|\1\\|", line)
-
-
-def setup(app):
-    # Before numpydoc parses the docstring.
-    app.connect("autodoc-process-docstring", _escape_docstring, priority=100)

@@ -63,7 +63,7 @@ EXECUTION_PARAMS_DOC = """
 FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     n_workers_ : int
@@ -78,7 +78,7 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
         ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
         (seconds) and ``'helped'`` (chunks of other workers' rows this
         worker computed: work sharing on localhost), arrays of shape
-        (n_rounds, n_workers_).
+        (n_rounds, ``n_workers_``).
 """
 
 

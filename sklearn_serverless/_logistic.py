@@ -81,10 +81,10 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
         L2 penalty, whose dual has the same optimum: the primal is solved.
 
     tol : float, default=1e-4
-        Tolerance: L-BFGS-B's ``gtol`` (max |projected gradient|) for
-        'lbfgs', 'sag', 'saga' and 'liblinear' with L2; max |pseudo-gradient|
-        of OWL-QN when there is an L1 part; max |gradient| (and half the
-        Newton decrement) for 'newton-cholesky'; max |gradient| for
+        Tolerance: L-BFGS-B's ``gtol`` (``max(abs(projected gradient))``) for
+        'lbfgs', 'sag', 'saga' and 'liblinear' with L2; ``max(abs(pseudo-gradient))``
+        of OWL-QN when there is an L1 part; ``max(abs(gradient))`` (and half the
+        Newton decrement) for 'newton-cholesky'; ``max(abs(gradient))`` for
         'newton-cg' and 'gd'.
 
     fit_intercept : bool, default=True
@@ -128,7 +128,7 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
           classes).
         - 'gd': full-batch gradient descent with a fixed step (the
           algorithm of the serverless ML paper this package follows), until
-          max |gradient| <= ``tol`` or ``max_iter`` steps; L2 only.
+          ``max(abs(gradient))`` <= ``tol`` or ``max_iter`` steps; L2 only.
 
     max_iter : int, default=100
         Maximum number of solver iterations (gradient steps for 'gd').

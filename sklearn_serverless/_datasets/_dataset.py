@@ -296,6 +296,7 @@ def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
     header : bool, default=True
         Whether every object starts with the same header line.
     delimiter : str, default=','
+        The character between cells.
     columns : list of str or int, default=None
         The feature columns, in this order; None: every column but the label.
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
@@ -303,6 +304,8 @@ def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
     Returns
     -------
     dataset : Dataset
+        The dataset, not read yet: pass it to ``fit``, ``predict``, ``score``
+        and the other methods of the estimators, which read it where it lies.
 
     Examples
     --------
@@ -343,6 +346,8 @@ def read_parquet(path: str, *, label: str | None = None, columns=None) -> Parque
     Returns
     -------
     dataset : Dataset
+        The dataset, not read yet: pass it to ``fit``, ``predict``, ``score``
+        and the other methods of the estimators, which read it where it lies.
 
     Examples
     --------
@@ -374,6 +379,8 @@ def read_npy(path: str) -> NpyDataset:
     Returns
     -------
     dataset : Dataset
+        The dataset, not read yet: pass it to ``fit``, ``predict``, ``score``
+        and the other methods of the estimators, which read it where it lies.
 
     Examples
     --------

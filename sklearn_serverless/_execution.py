@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _placement
 from ._backends import (
+    Site,
     default_n_workers,
     delete_lithops_job,
     lithops_config,
@@ -84,13 +85,7 @@ def run_distributed(algorithm: str, params: dict, columns, *, backend, state_sto
     upload = 0.0
     try:
         store = open_store(spec, create=True)
-        quiet_lithops()
-        from lithops import FunctionExecutor
-
-        own_lithops_session()
-        if site.local_compute:
-            reuse_lithops_copy()
-        fexec = FunctionExecutor(config=config, log_level=None)
+        fexec = _executor(config, site)
         with fexec:
             if planned is not None:
                 partitions = planned  # read by the workers where it lies
@@ -124,8 +119,12 @@ def run_distributed(algorithm: str, params: dict, columns, *, backend, state_sto
                     _placement.write_files(columns, folder)
                 watchdog = Watchdog(store, timeout, site, config,
                                      None if site.local else storage_probe(fexec))
-                results = _collect(fexec, futures, store, timeout, progress, failures,
-                                   watchdog)
+                try:
+                    results = _collect(fexec, futures, store, timeout, progress, failures,
+                                       watchdog)
+                finally:
+                    if site.local_compute:
+                        _await_job_end(futures)
     finally:
         _release(store, fexec, futures, partitions, folder)
     return FitOutcome(results, n_workers, time.perf_counter() - started, upload)
@@ -144,13 +143,7 @@ def run_apply(what: str, arrays: dict, dataset, *, backend, n_workers: int | Non
     partitions = _placement.plan_dataset(dataset, max(1, min(n_workers, n_samples)))
     config = lithops_config(backend, len(partitions))
     site = site_of(config)
-    quiet_lithops()
-    from lithops import FunctionExecutor
-
-    own_lithops_session()
-    if site.local_compute:
-        reuse_lithops_copy()
-    fexec = FunctionExecutor(config=config, log_level=None)
+    fexec = _executor(config, site)
     try:
         with fexec:
             futures = fexec.map(
@@ -158,10 +151,47 @@ def run_apply(what: str, arrays: dict, dataset, *, backend, n_workers: int | Non
                 include_modules=None if site.local else ["sklearn_serverless"],
                 timeout=max(1, int(timeout)),
             )
-            results = fexec.get_result(futures, throw_except=True, show_progressbar=False)
+            try:
+                results = _apply_results(fexec, futures, timeout)
+            finally:
+                if site.local_compute:
+                    _await_job_end(futures)
     finally:
         _best_effort(delete_lithops_job, fexec)
     return list(results)
+
+
+def _apply_results(fexec, futures, timeout: float) -> list:
+    """Every call's result, in order; a call's error is raised. Each call is
+    limited to ``timeout`` in the function (Lithops' map timeout); the driver
+    gives up a little after that, so a call whose process died without a
+    status (Lithops' localhost engine leaves it pending) cannot hang it."""
+    from lithops.wait import ALWAYS
+
+    deadline = time.monotonic() + timeout + 30
+    with JobFailures(fexec.executor_id) as failures:
+        failures.watch(futures[0].job_id)
+        while not all(_finished(future) for future in futures):
+            if failures.seen:
+                raise RuntimeError(f"the Lithops job failed: {failures.detail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the calls applying the model gave no result within "
+                                   f"{timeout + 30:g} s")
+            fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
+            time.sleep(_POLL_SECONDS)
+    return [future.result(throw_except=True, internal_storage=fexec.internal_storage)
+            for future in futures]
+
+
+def _executor(config: dict, site: Site):
+    """A Lithops executor of this process's own session, quiet."""
+    quiet_lithops()
+    from lithops import FunctionExecutor
+
+    own_lithops_session()
+    if site.local_compute:
+        reuse_lithops_copy()
+    return FunctionExecutor(config=config, log_level=None)
 
 
 def _collect(fexec, futures, store: StateStore, timeout: float,
@@ -212,6 +242,22 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
         raise _named(exc, worker, len(futures)) from exc
     return results
+
+
+def _await_job_end(futures, seconds: float = 2.0) -> None:
+    """Wait (briefly) for a finished job's localhost runner to write its end
+    marker: the runner does so after the results are in, and leaving the
+    executor first would let it write the file after the cleanup (measured:
+    5 of ~580 fits left a ``jobs/<job>.done``). A job with calls still
+    running is stopped when the executor closes, and writes no marker."""
+    if not futures or not all(_finished(future) for future in futures):
+        return
+    from lithops.constants import JOBS_DIR
+
+    marker = os.path.join(JOBS_DIR, f"{futures[0].job_key}.done")
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _show_log(store: StateStore, start: int, progress: Callable[[str], None]) -> int:

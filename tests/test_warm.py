@@ -15,6 +15,7 @@ import time
 import pytest
 
 from sklearn_serverless import _warm
+from sklearn_serverless._backends import delete_lithops_job
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -113,9 +114,13 @@ def warm(tmp_path, monkeypatch):
 def _map(runtime: str, function, args, n: int = 2):
     from lithops import FunctionExecutor
 
-    with FunctionExecutor(config=_config(runtime, n), log_level=None) as fexec:
-        futures = fexec.map(function, args)
-        return fexec.get_result(futures, show_progressbar=False, timeout=60)
+    fexec = FunctionExecutor(config=_config(runtime, n), log_level=None)
+    try:
+        with fexec:
+            futures = fexec.map(function, args)
+            return fexec.get_result(futures, show_progressbar=False, timeout=60)
+    finally:
+        delete_lithops_job(fexec)
 
 
 def test_maps_run_in_forked_children_of_one_warm_server(warm):
@@ -153,7 +158,8 @@ def test_stopping_the_job_kills_the_forked_child(warm, tmp_path):
 
     server = _warm.server_pid()
     marker = tmp_path / "pid"
-    with FunctionExecutor(config=_config(warm, 1), log_level=None) as fexec:
+    fexec = FunctionExecutor(config=_config(warm, 1), log_level=None)
+    with fexec:
         fexec.map(sleep_forever, [str(marker)])
         assert _wait_until(marker.exists, 30)
         call = int(marker.read_text())
@@ -161,6 +167,7 @@ def test_stopping_the_job_kills_the_forked_child(warm, tmp_path):
         assert _children(server)  # the job's runner and its forks
     # Leaving the executor kills the job process: everything under it goes.
     assert _wait_until(lambda: not _alive(call) and not _children(server), 10)
+    delete_lithops_job(fexec)
     assert _alive(server)
     assert _map(warm, report, [3], n=1)[0]["x2"] == 6
 
@@ -187,6 +194,7 @@ OWNER = textwrap.dedent("""
     import json, os, sys
     from lithops import FunctionExecutor
     from sklearn_serverless import _warm
+    from sklearn_serverless._backends import delete_lithops_job
 
     def pid_chain(_):
         import os
@@ -206,6 +214,7 @@ OWNER = textwrap.dedent("""
         with FunctionExecutor(config=config, log_level=None) as fexec:
             chain = fexec.get_result(fexec.map(pid_chain, [0]), show_progressbar=False,
                                      timeout=60)[0]
+        delete_lithops_job(fexec)
         server = _warm.server_pid()
         path = _warm._state["server"].path
         return {"pid": os.getpid(), "server": server, "in_chain": server in chain,

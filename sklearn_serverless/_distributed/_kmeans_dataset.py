@@ -125,9 +125,10 @@ def _weights(dataset, flags, arrays) -> np.ndarray:
     candidates = arrays[0]
     X = dataset.inner.X
     nearest = np.empty(X.shape[0], dtype=np.int64)
-    for start in range(0, X.shape[0], 4096):
-        rows = X[start:start + 4096]
-        nearest[start:start + 4096] = np.argmin(_squared_distances(rows, candidates), axis=1)
+    step = _block_rows(candidates.shape[0])
+    for start in range(0, X.shape[0], step):
+        rows = X[start:start + step]
+        nearest[start:start + step] = np.argmin(_squared_distances(rows, candidates), axis=1)
     dataset.state.pop("closest", None)
     return np.bincount(nearest, minlength=candidates.shape[0]).astype(np.float64)
 
@@ -142,10 +143,17 @@ def _squared_distances(rows: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return np.maximum(out, 0, out=out)
 
 
+def _block_rows(n_centers: int) -> int:
+    """Rows per block of distances: about 32 MB of them, whatever the
+    number of candidates (k-means|| keeps ~10k of them at k=1000)."""
+    return max(1, min(4096, (4 << 20) // max(1, n_centers)))
+
+
 def _nearest_squared(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     out = np.empty(X.shape[0])
-    for start in range(0, X.shape[0], 4096):
-        out[start:start + 4096] = _squared_distances(X[start:start + 4096], centers).min(axis=1)
+    step = _block_rows(centers.shape[0])
+    for start in range(0, X.shape[0], step):
+        out[start:start + step] = _squared_distances(X[start:start + step], centers).min(axis=1)
     return out
 
 
@@ -182,7 +190,7 @@ def _weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int,
         filled = mass > 0
         new = centers.copy()
         new[filled] = moved[filled] / mass[filled, None]
-        if np.allclose(new, centers, rtol=0, atol=0):
+        if np.array_equal(new, centers):
             break
         centers = new
     return centers

@@ -22,7 +22,6 @@ from ._sharing import Team
 
 #: Commands of the prologue (the algorithms' own codes are small numbers).
 COUNT, SQUARES, ROWS, LABEL_SIZES, LABELS, PREPARE = 101, 102, 103, 104, 105, 110
-_OWN_CODES = {COUNT, SQUARES, ROWS, LABEL_SIZES, LABELS, PREPARE}
 
 
 class DatasetWorker:
@@ -37,14 +36,17 @@ class DatasetWorker:
         #: Algorithm-specific commands on the prepared worker: code -> f(self, flags, arrays).
         self.handlers = getattr(algorithm, "DATASET_HANDLERS", {})
         self.state: dict = {}  # what those handlers keep between rounds
+        self._own = {COUNT: self._count, SQUARES: self._squares, ROWS: self._rows,
+                     LABEL_SIZES: self._label_sizes, LABELS: self._labels,
+                     PREPARE: self._prepare}
 
     @property
     def n_rows(self) -> int:
         return self.X.shape[0]
 
     def handle(self, code: int, flags: np.ndarray, arrays: list) -> np.ndarray | None:
-        if code in _OWN_CODES:
-            return getattr(self, f"_{_NAMES[code]}")(flags, arrays)
+        if code in self._own:
+            return self._own[code](flags, arrays)
         if code in self.handlers:
             return self.handlers[code](self, flags, arrays)
         if self.inner is None:
@@ -103,10 +105,6 @@ class DatasetWorker:
     def _prepare(self, flags, arrays) -> np.ndarray:
         self.inner = self.algorithm.dataset_worker(self, arrays)
         return np.zeros(1)
-
-
-_NAMES = {COUNT: "count", SQUARES: "squares", ROWS: "rows", LABEL_SIZES: "label_sizes",
-          LABELS: "labels", PREPARE: "prepare"}
 
 
 def _width(labels: np.ndarray) -> int:

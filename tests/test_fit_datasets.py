@@ -190,7 +190,7 @@ def test_dataset_argument_errors(store, blobs, leaves_nothing):
     with pytest.raises(ValueError, match="n_samples=10 should be >= n_clusters=11"):
         ServerlessKMeans(11, n_workers=2, backend=store.config,
                          state_store=store.redis, timeout=30).fit(data)
-    with pytest.raises(ValueError, match="does not match the number of clusters"):
+    with pytest.raises(ValueError, match="does not match the number of features of the data"):
         ServerlessKMeans(6, init=init[:, :3], backend=store.config,
                          state_store=store.redis).fit(data)
     fitted = ServerlessKMeans(2, n_workers=2, backend=store.config,

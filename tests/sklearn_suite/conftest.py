@@ -19,7 +19,6 @@ from sklearn.conftest import (  # noqa: F401 - re-exported for the copied tests
     hide_available_pandas,
     pyplot,
     pytest_generate_tests,
-    pytest_runtest_setup,
 )
 
 #: The one list of scikit-learn tests that do not pass, by copied file: a test

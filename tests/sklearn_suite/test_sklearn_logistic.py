@@ -2,6 +2,6 @@
 ServerlessLogisticRegression; see sklearn_copy.py and conftest.py (the listed
 exceptions)."""
 
-from sklearn_copy import load
+from .sklearn_copy import load
 
 load(globals())

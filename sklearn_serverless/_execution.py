@@ -31,6 +31,7 @@ from ._backends import (
     reuse_lithops_copy,
     site_of,
 )
+from ._datasets import DataError
 from ._distributed._runtime import WorkerTask, run_worker
 from ._state import FitAborted, StateStore, StoreSpec, open_store
 from ._state._redis_url import split_ca_bundle
@@ -276,6 +277,8 @@ def _finished(future) -> bool:
 
 
 def _named(exc: BaseException, worker: int, n_workers: int) -> BaseException:
+    if isinstance(exc, DataError):  # the data's fault: the message names where
+        return DataError(*exc.args)
     message = f"worker {worker} of {n_workers} failed: {exc}"
     try:
         named = type(exc)(message)

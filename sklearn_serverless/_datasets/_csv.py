@@ -271,8 +271,9 @@ def _parse_arrow(pa, data: bytes, spec: ReadSpec):
     if table is None:
         return None
     X = np.empty((table.num_rows, len(spec.columns)), dtype=spec.dtype)
-    for k in range(len(spec.columns)):
-        X[:, k] = _numbers(table.column(k), np.float64)
+    with np.errstate(over="ignore"):  # beyond float32: refused below
+        for k in range(len(spec.columns)):
+            X[:, k] = _numbers(table.column(k), np.float64)
     if not np.isfinite(X).all():
         return None
     if spec.label is None:
@@ -364,7 +365,8 @@ def _parse_numpy(text: str, data: bytes, spec: ReadSpec):
                     y = y if integers is None else integers
     except ValueError:
         return None
-    X = np.ascontiguousarray(X, dtype=spec.dtype)
+    with np.errstate(over="ignore"):  # beyond float32: refused below
+        X = np.ascontiguousarray(X, dtype=spec.dtype)
     if not np.isfinite(X).all() or (spec.label_kind == "number" and not np.isfinite(y).all()):
         return None
     return X, y

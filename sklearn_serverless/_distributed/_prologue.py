@@ -91,10 +91,13 @@ class DatasetWorker:
         return out.ravel()
 
     def _label_sizes(self, flags, arrays) -> np.ndarray:
-        """This worker's distinct labels: how many, and bytes per label."""
+        """This worker's distinct labels: how many, bytes per label, and
+        whether they are integers or other numbers (1 or 0 each)."""
         self.state["labels"] = labels = np.unique(self.y)
         width = _width(labels)
-        return self.segment(np.array([labels.size, width]), np.full(self.team.n_workers, 2))
+        kind = labels.dtype.kind if labels.size else ""
+        return self.segment(np.array([labels.size, width, kind in "iu", kind in "fb"]),
+                            np.full(self.team.n_workers, 4))
 
     def _labels(self, flags, arrays) -> np.ndarray:
         """This worker's distinct labels, as numbers or as bytes of ``width``
@@ -163,11 +166,14 @@ def gather_classes(rounds) -> tuple[np.ndarray, int]:
     """The sorted distinct labels over all workers, and their byte width
     (0: numbers), to broadcast with :func:`encode_labels`."""
     n_workers = rounds.store.n_workers
-    sizes = rounds(LABEL_SIZES).reshape(n_workers, 2)
+    sizes = rounds(LABEL_SIZES).reshape(n_workers, 4)
     width = int(sizes[:, 1].max())
     blocks = sizes[:, 0] * max(width, 1)
     values = rounds(LABELS, blocks, np.array([width], dtype=np.float64))
-    return np.unique(decode_labels(values, width)), width
+    classes = np.unique(decode_labels(values, width))
+    if width == 0 and sizes[:, 2].any() and not sizes[:, 3].any():
+        classes = classes.astype(np.int64)  # integer labels stay integers
+    return classes, width
 
 
 def prepare(rounds, *arrays: np.ndarray) -> None:

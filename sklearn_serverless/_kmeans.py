@@ -24,15 +24,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import (
+from ._algorithms.kmeans._kernels import labels_inertia, with_ones_column
+from ._datasets import Dataset
+from ._estimator import (
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from ._datasets import Dataset
-from ._distributed._kmeans import labels_inertia, with_ones_column
-from ._placement import DerivedRows
+from ._execution._placement import DerivedRows
 
 
 class ServerlessKMeans(
@@ -320,7 +320,7 @@ class ServerlessKMeans(
         check_is_fitted(self)
         if isinstance(X, Dataset):
             return np.concatenate([part["labels"] for part in self._apply_dataset(
-                "kmeans_labels", X, {"centers": self.cluster_centers_})])
+                "kmeans", "labels", X, {"centers": self.cluster_centers_})])
         X = self._check_test_data(X)
         _check_sample_weight(sample_weight, X, dtype=X.dtype)
         ones = np.ones(X.shape[0], dtype=X.dtype)
@@ -346,7 +346,7 @@ class ServerlessKMeans(
         check_is_fitted(self)
         if isinstance(X, Dataset):
             return np.vstack([part["distances"] for part in self._apply_dataset(
-                "kmeans_distances", X, {"centers": self.cluster_centers_})])
+                "kmeans", "distances", X, {"centers": self.cluster_centers_})])
         X = self._check_test_data(X)
         return euclidean_distances(X, self.cluster_centers_)
 
@@ -378,7 +378,7 @@ class ServerlessKMeans(
             if sample_weight is not None:
                 raise ValueError("sample_weight is not supported with a dataset")
             return -sum(part["inertia"] for part in self._apply_dataset(
-                "kmeans_labels", X, {"centers": self.cluster_centers_}))
+                "kmeans", "labels", X, {"centers": self.cluster_centers_}))
         X = self._check_test_data(X)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         centers = self.cluster_centers_.astype(X.dtype, copy=False)

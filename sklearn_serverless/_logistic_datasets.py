@@ -40,7 +40,7 @@ class DatasetClassifierMixin:
 
     def _dataset_scores(self, dataset) -> tuple[np.ndarray, list[dict]]:
         """Decision scores of a dataset, computed where it lies."""
-        parts = self._apply_dataset("linear_scores", dataset, {
+        parts = self._apply_dataset("logistic", "scores", dataset, {
             "coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_})
         return np.vstack([part["scores"] for part in parts]), parts
 

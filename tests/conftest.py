@@ -4,6 +4,7 @@ nothing behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import time
 
+import cloudpickle
 import pytest
 
 #: Set by .ci/run: a missing redis-server is then a failure, not a skip.
@@ -191,7 +193,7 @@ def _scratch_folders() -> set[str]:
 
 
 #: Processes the fixtures start, which outlive single tests.
-_SERVICES = (b"redis-server", b"moto.server", b"sklearn_serverless._warm_server")
+_SERVICES = (b"redis-server", b"moto.server", b"sklearn_serverless._execution._warm_server")
 
 
 def _worker_processes() -> set[int]:
@@ -243,3 +245,70 @@ def leaves_nothing():
             break
         time.sleep(0.1)
     assert not any(left.values()), left
+
+
+# faults, injected into a fit by replacing its algorithm in the registry ------------------
+
+# The workers unpickle what these fixtures inject: send this module's code along.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class FailingBuild:
+    """Builds the algorithm's worker, except on ``rank``: raises there."""
+
+    def __init__(self, build, rank: int):
+        self.build, self.rank = build, rank
+
+    def __call__(self, data, params, context):
+        if context.rank == self.rank:
+            raise RuntimeError("injected failure")
+        return self.build(data, params, context)
+
+
+@pytest.fixture
+def fail_worker(monkeypatch):
+    """``fail_worker('kmeans', 1)``: worker 1 of the next fits raises."""
+    from sklearn_serverless._algorithms import ALGORITHMS
+
+    def inject(name: str, rank: int) -> None:
+        algorithm = ALGORITHMS[name]
+        dataset_worker = algorithm.dataset_worker or algorithm.worker
+        monkeypatch.setitem(ALGORITHMS, name, dataclasses.replace(
+            algorithm, worker=FailingBuild(algorithm.worker, rank),
+            dataset_worker=FailingBuild(dataset_worker, rank)))
+
+    return inject
+
+
+def never_start(task, storage=None):
+    """A Lithops call that never reaches the worker loop (a stuck start)."""
+    while True:
+        time.sleep(1)
+
+
+@pytest.fixture
+def hang_workers(monkeypatch):
+    """Every worker of the next fits hangs before it checks in."""
+    from sklearn_serverless._execution import _fit
+
+    monkeypatch.setattr(_fit, "run_worker", never_start)
+
+
+@pytest.fixture
+def slow_kmeans_worker(monkeypatch):
+    """``slow_kmeans_worker(rank, seconds)``: that k-means worker sleeps this
+    long per chunk of rows it takes (a slow CPU)."""
+    from sklearn_serverless._algorithms import ALGORITHMS
+    from sklearn_serverless._algorithms.kmeans._worker import Worker
+
+    def inject(rank: int, seconds: float) -> None:
+        class SlowWorker(Worker):
+            def __init__(self, data, params, team):
+                if team.rank == rank:
+                    self.pause_per_chunk = seconds
+                super().__init__(data, params, team)
+
+        monkeypatch.setitem(ALGORITHMS, "kmeans",
+                            dataclasses.replace(ALGORITHMS["kmeans"], worker=SlowWorker))
+
+    return inject

@@ -20,7 +20,8 @@ from sklearn.datasets import make_blobs, make_classification
 from sklearn.linear_model import LogisticRegression
 from test_kmeans import _fit_in_thread, _worker_pids
 
-from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression, _placement
+from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression
+from sklearn_serverless._execution import _placement
 
 pytestmark = pytest.mark.redis
 
@@ -207,9 +208,9 @@ def test_fewer_functions_than_workers_fail_at_the_start(cloud, blobs, leaves_not
 # faults on the cloud path -----------------------------------------------------------------
 
 
-def test_raising_worker_on_the_cloud_path(cloud, blobs, monkeypatch, leaves_nothing):
+def test_raising_worker_on_the_cloud_path(cloud, blobs, fail_worker, leaves_nothing):
     X, init = blobs
-    monkeypatch.setenv("SKLEARN_SERVERLESS_FAIL_WORKER", "2")
+    fail_worker("kmeans", 2)
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="worker 2 of 3 failed: injected failure"):
         ServerlessKMeans(4, init=init, n_workers=3, backend=cloud.config,

@@ -9,14 +9,9 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_blobs
 
-from sklearn_serverless._distributed._kmeans import (
-    LLOYD,
-    Worker,
-    block_size,
-    chunk_rows,
-    with_ones_column,
-)
-from sklearn_serverless._distributed._sharing import Team
+from sklearn_serverless._algorithms.kmeans._kernels import block_size, with_ones_column
+from sklearn_serverless._algorithms.kmeans._worker import Worker, chunk_rows
+from sklearn_serverless.distributed._sharing import Team
 
 K = 4
 
@@ -27,7 +22,7 @@ def _worker(X, sample_weight):
 
 
 def _round(worker, centers, new_run):
-    table = worker.handle(LLOYD, np.array([0, new_run, 0]), [centers])
+    table = worker.handle("lloyd", [centers, np.array([0, new_run, 0])])
     return table[0, 2:]  # the own row: k x (d+1) sums and weights, changed, inertia
 
 

@@ -193,7 +193,7 @@ def test_sklearns_parameters_and_defaults_accepted_whole(ours, theirs):
 @pytest.fixture
 def no_workers(monkeypatch):
     """Fails the test if a fit gets as far as launching workers."""
-    import sklearn_serverless._base as base
+    import sklearn_serverless._estimator as base
 
     def launched(*args, **kwargs):
         raise AssertionError("workers were launched")

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _prologue
-from ._kmeans import Worker, with_ones_column
+from ...distributed import _prologue
+from ._kernels import squared_distances, with_ones_column
+from ._worker import Worker
 
-#: Commands of the initialisation.
-UPDATE, SAMPLE, GATHER, WEIGHTS = 120, 121, 122, 123
 #: Sampling rounds of k-means||, and candidates kept per round (times k).
 _STEPS = 5
 _OVERSAMPLING = 2.0
@@ -56,14 +55,57 @@ def dataset_prologue(rounds, params: dict) -> dict:
             "for_driver": {"x_mean": mean, "n_samples": n}}
 
 
-def dataset_worker(dataset: _prologue.DatasetWorker, arrays: list) -> Worker:
-    """The Lloyd worker on this worker's rows, centred, with a column of ones."""
-    mean = arrays[0].astype(dataset.X.dtype)
-    X_ones = with_ones_column(dataset.X, subtract=mean)
-    sample_weight = np.ones(X_ones.shape[0], dtype=X_ones.dtype)
-    worker = Worker({"X": X_ones, "sample_weight": sample_weight}, dataset.params, dataset.team)
-    dataset.X = worker.X  # the centred rows are all that is kept (ROWS reads them)
-    return worker
+class DatasetWorker(_prologue.DatasetWorker):
+    """A worker's raw rows, then the Lloyd worker on them; the commands of
+    k-means|| in between."""
+
+    commands = {"update": "_update", "sample": "_sample", "gather_sampled": "_gather",
+                "weights": "_weights"}
+    lloyd_worker = Worker
+
+    def prepare(self, arrays: list) -> Worker:
+        """The Lloyd worker on these rows, centred, with a column of ones."""
+        mean = arrays[0].astype(self.X.dtype)
+        X_ones = with_ones_column(self.X, subtract=mean)
+        sample_weight = np.ones(X_ones.shape[0], dtype=X_ones.dtype)
+        worker = self.lloyd_worker({"X": X_ones, "sample_weight": sample_weight}, self.params,
+                                   self.context)
+        self.X = worker.X  # the centred rows are all that is kept ('rows' reads them)
+        return worker
+
+    def _update(self, arrays) -> np.ndarray:
+        """Distances to the new candidates; the sum of every row's nearest."""
+        new, (first,) = arrays
+        closest = _nearest_squared(self.inner.X, new)
+        if first:
+            self.state["closest"] = closest
+        else:
+            np.minimum(self.state["closest"], closest, out=self.state["closest"])
+        return np.array([self.state["closest"].sum()])
+
+    def _sample(self, arrays) -> np.ndarray:
+        """Keep each row with probability ``l * d^2 / phi``; how many were kept."""
+        (phi, oversampling), (seed,) = arrays
+        generator = np.random.default_rng([int(seed), self.context.rank])
+        keep = generator.random(self.inner.X.shape[0]) < oversampling * \
+            self.state["closest"] / phi
+        self.state["sampled"] = np.flatnonzero(keep)
+        return np.array([keep.sum()])
+
+    def _gather(self, arrays) -> np.ndarray:
+        return self.inner.X[self.state.pop("sampled")]
+
+    def _weights(self, arrays) -> np.ndarray:
+        """Rows nearest to each candidate."""
+        candidates = arrays[0]
+        X = self.inner.X
+        nearest = np.empty(X.shape[0], dtype=np.int64)
+        step = _block_rows(candidates.shape[0])
+        for start in range(0, X.shape[0], step):
+            rows = X[start:start + step]
+            nearest[start:start + step] = np.argmin(squared_distances(rows, candidates), axis=1)
+        self.state.pop("closest", None)
+        return np.bincount(nearest, minlength=candidates.shape[0]).astype(np.float64)
 
 
 # k-means|| ------------------------------------------------------------------------------
@@ -75,72 +117,22 @@ def _kmeans_parallel(rounds, counts: np.ndarray, k: int, d: int,
     candidates = _prologue.gather_rows(rounds, counts, [rng.randint(n)], d)
     new = candidates
     for step in range(_STEPS):
-        phi = float(rounds(UPDATE, new, flags=(step == 0,))[0])
+        phi = float(rounds.allreduce("update", new, np.array([step == 0]))[0])
         if phi <= 0:
             break  # every row is a candidate already
-        sampled = rounds(SAMPLE, np.array([phi, _OVERSAMPLING * k]),
-                         flags=(int(rng.randint(2**31)),))
-        sizes = sampled.astype(np.int64)
-        if sizes.sum() == 0:
+        sampled = rounds.allreduce("sample", np.array([phi, _OVERSAMPLING * k]),
+                                   np.array([rng.randint(2**31)]))
+        if sampled[0] == 0:
             continue
-        new = rounds(GATHER, sizes.astype(np.float64)).reshape(-1, d)
+        new = np.vstack(rounds.gather("gather_sampled")).reshape(-1, d)
         candidates = np.vstack([candidates, new])
     candidates = np.unique(candidates, axis=0)
     if candidates.shape[0] < k:  # tiny or duplicated data: add rows drawn at random
         extra = _prologue.gather_rows(rounds, counts, np.sort(rng.choice(n, k, replace=False)),
                                       d)
         candidates = np.unique(np.vstack([candidates, extra]), axis=0)
-    weights = rounds(WEIGHTS, candidates)
+    weights = rounds.allreduce("weights", candidates)
     return _weighted_kmeans(candidates, weights, k, rng)
-
-
-def _update(dataset, flags, arrays) -> np.ndarray:
-    """Distances to the new candidates; the sum of every row's nearest."""
-    X = dataset.inner.X
-    closest = _nearest_squared(X, arrays[0])
-    if flags[0]:
-        dataset.state["closest"] = closest
-    else:
-        np.minimum(dataset.state["closest"], closest, out=dataset.state["closest"])
-    return np.array([dataset.state["closest"].sum()])
-
-
-def _sample(dataset, flags, arrays) -> np.ndarray:
-    """Keep each row with probability ``l * d^2 / phi``; how many were kept."""
-    phi, oversampling = arrays[0]
-    generator = np.random.default_rng([int(flags[0]), dataset.team.worker])
-    keep = generator.random(dataset.inner.X.shape[0]) < oversampling * \
-        dataset.state["closest"] / phi
-    dataset.state["sampled"] = np.flatnonzero(keep)
-    return dataset.segment(np.array([keep.sum()]), np.ones(dataset.team.n_workers))
-
-
-def _gather(dataset, flags, arrays) -> np.ndarray:
-    sizes = arrays[0] * dataset.inner.X.shape[1]
-    return dataset.segment(dataset.inner.X[dataset.state.pop("sampled")], sizes)
-
-
-def _weights(dataset, flags, arrays) -> np.ndarray:
-    """Rows nearest to each candidate."""
-    candidates = arrays[0]
-    X = dataset.inner.X
-    nearest = np.empty(X.shape[0], dtype=np.int64)
-    step = _block_rows(candidates.shape[0])
-    for start in range(0, X.shape[0], step):
-        rows = X[start:start + step]
-        nearest[start:start + step] = np.argmin(_squared_distances(rows, candidates), axis=1)
-    dataset.state.pop("closest", None)
-    return np.bincount(nearest, minlength=candidates.shape[0]).astype(np.float64)
-
-
-DATASET_HANDLERS = {UPDATE: _update, SAMPLE: _sample, GATHER: _gather, WEIGHTS: _weights}
-
-
-def _squared_distances(rows: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    out = -2.0 * (rows @ centers.T)
-    out += np.einsum("ij,ij->i", rows, rows)[:, None]
-    out += np.einsum("ij,ij->i", centers, centers)[None, :]
-    return np.maximum(out, 0, out=out)
 
 
 def _block_rows(n_centers: int) -> int:
@@ -153,7 +145,7 @@ def _nearest_squared(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     out = np.empty(X.shape[0])
     step = _block_rows(centers.shape[0])
     for start in range(0, X.shape[0], step):
-        out[start:start + step] = _squared_distances(X[start:start + step], centers).min(axis=1)
+        out[start:start + step] = squared_distances(X[start:start + step], centers).min(axis=1)
     return out
 
 
@@ -168,7 +160,7 @@ def _weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int,
     centers = np.empty((k, points.shape[1]))
     first = rng.choice(points.shape[0], p=weights / weights.sum())
     centers[0] = points[first]
-    closest = _squared_distances(points, centers[:1])[:, 0]
+    closest = squared_distances(points, centers[:1])[:, 0]
     for c in range(1, k):
         potential = float((weights * closest).sum())
         if potential <= 0:
@@ -178,12 +170,12 @@ def _weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int,
         picks = np.searchsorted(np.cumsum(weights * closest), draws)
         picks = np.clip(picks, 0, points.shape[0] - 1)
         distances = np.minimum(closest[None, :],
-                               _squared_distances(points[picks], points))
+                               squared_distances(points[picks], points))
         best = int(np.argmin((distances * weights[None, :]).sum(axis=1)))
         centers[c] = points[picks[best]]
         closest = distances[best]
     for _ in range(_CANDIDATE_ITERATIONS):
-        nearest = np.argmin(_squared_distances(points, centers), axis=1)
+        nearest = np.argmin(squared_distances(points, centers), axis=1)
         mass = np.bincount(nearest, weights=weights, minlength=k)
         moved = np.zeros_like(centers)
         np.add.at(moved, nearest, points * weights[:, None])

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._runtime import STOP
-from .._sharing import Team
+from ...distributed import Context
 from ._kernels import (
     gradient_sum,
     hessian_product,
@@ -17,8 +16,6 @@ from ._kernels import (
     pointwise_loss_gradient,
     raw_prediction,
 )
-
-LOSS_GRAD, NEWTON_SETUP, NEWTON_TRIAL, NEWTON_HESSIAN, GRAM, HESSP = 1, 2, 3, 4, 5, 6
 
 
 def _prefetch_solver_modules() -> None:
@@ -43,47 +40,47 @@ class Worker:
     products keep the raw predictions of the point they were last asked at.
     """
 
-    def __init__(self, data: dict, params: dict, team: Team):
+    def __init__(self, data: dict, params: dict, context: Context):
         self.X = data["X"]
         self.y = data["y"]
         self.sample_weight = data["sample_weight"]
         self.fit_intercept = params["fit_intercept"]
         self.raw = self.raw_step = self.raw_trial = None
         self.hessp_at = self.hessp_raw = None
-        if team.worker == 0:
+        if context.rank == 0:
             _prefetch_solver_modules()
 
-    def handle(self, code: int, flags: np.ndarray, arrays: list) -> np.ndarray | None:
-        if code == LOSS_GRAD:
+    def handle(self, command: str, arrays: list) -> np.ndarray | None:
+        if command == "loss_gradient":
             return loss_gradient_sum(self.X, self.y, self.sample_weight, arrays[0],
                                      self.fit_intercept)
-        if code == NEWTON_SETUP:
+        if command == "newton_setup":
             self.raw = raw_prediction(self.X, arrays[0], self.fit_intercept)
             loss, grad = pointwise_loss_gradient(self.raw, self.y, self.sample_weight)
             return np.concatenate([[loss], gradient_sum(self.X, grad, self.fit_intercept),
                                    self._hessian(self.raw)])
-        if code == NEWTON_TRIAL:
-            step, t = arrays
-            if flags[0]:  # a new Newton direction
+        if command == "newton_trial":
+            step, t, (new_step,) = arrays
+            if new_step:  # a new Newton direction
                 self.raw_step = raw_prediction(self.X, step, self.fit_intercept)
             self.raw_trial = self.raw + float(t[0]) * self.raw_step
             loss, grad = pointwise_loss_gradient(self.raw_trial, self.y, self.sample_weight)
             return np.concatenate([[loss], gradient_sum(self.X, grad, self.fit_intercept)])
-        if code == NEWTON_HESSIAN:
+        if command == "newton_hessian":
             self.raw = self.raw_trial  # the last trial was accepted
             return self._hessian(self.raw)
-        if code == HESSP:
+        if command == "hessian_product":
             at, vector = arrays
             if self.hessp_at is None or not np.array_equal(at, self.hessp_at):
                 self.hessp_at = np.array(at)
                 self.hessp_raw = raw_prediction(self.X, at, self.fit_intercept)
             return hessian_product(self.X, self.hessp_raw, self.sample_weight, vector,
                                    self.fit_intercept)
-        if code == GRAM:
-            return self._gram(full=bool(flags[0]))
-        if code == STOP:
+        if command == "gram":
+            return self._gram(full=bool(arrays[0][0]))
+        if command == "stop":
             return None
-        raise ValueError(f"unknown logistic regression command {code}")
+        raise ValueError(f"unknown logistic regression command {command!r}")
 
     def result(self) -> dict:
         return {}

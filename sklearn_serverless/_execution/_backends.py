@@ -129,7 +129,7 @@ def check_state_store(state_store, backend) -> None:
 
 def _redacted(value):
     if isinstance(value, str):
-        from ._state._redis_url import redacted
+        from .._state._redis_url import redacted
 
         return redacted(value)
     return value

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._state._base import Backoff
+from .._state._base import Backoff
 
 _CSR_PARTS = ("data", "indices", "indptr")
 #: Objects uploaded at once (the cloud path).
@@ -191,7 +191,7 @@ def plan_dataset(resolved, n_workers: int) -> list[Partition]:
 def read_partition(partition: Partition, storage=None) -> dict:
     """The worker's rows of every column, in private memory."""
     if partition.kind == "dataset":
-        from ._datasets import read_rows
+        from .._datasets import read_rows
 
         return read_rows(partition.spec, storage)
     columns = {}

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._runtime import Rounds
-from ._worker import GRAM, HESSP, LOSS_GRAD, NEWTON_HESSIAN, NEWTON_SETUP, NEWTON_TRIAL
+from ...distributed import Rounds
 
 #: Above this many degrees of freedom the gd step comes from a trace bound, not the Gram.
 MAX_GRAM_DOF = 2048
@@ -55,13 +54,14 @@ class DistributedObjective:
         """Objective and gradient at ``coef``."""
         self.n_evaluations += 1
         coef = np.ascontiguousarray(coef, dtype=np.float64)
-        return self._finish(self.rounds(LOSS_GRAD, coef), coef)
+        return self._finish(self.rounds.allreduce("loss_gradient", coef), coef)
 
     def hessian_product(self, coef: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """The objective's Hessian at ``coef`` times ``vector``: one round."""
         coef = np.ascontiguousarray(coef, dtype=np.float64)
         vector = np.ascontiguousarray(vector, dtype=np.float64)
-        return self.rounds(HESSP, coef, vector) / self.sw_sum + self.l2_diag * vector
+        total = self.rounds.allreduce("hessian_product", coef, vector)
+        return total / self.sw_sum + self.l2_diag * vector
 
     def _hessian(self, flat: np.ndarray) -> tuple[np.ndarray, bool]:
         n = self.size
@@ -72,7 +72,7 @@ class DistributedObjective:
     def newton_setup(self, coef: np.ndarray):
         """Objective, gradient, Hessian and the Hessian warning at ``coef``;
         the workers keep its raw predictions."""
-        total = self.rounds(NEWTON_SETUP, coef)
+        total = self.rounds.allreduce("newton_setup", coef)
         loss, grad = self._finish(total, coef)
         H, warning = self._hessian(total[self.size + 1:])
         return loss, grad, H, warning
@@ -80,12 +80,13 @@ class DistributedObjective:
     def newton_trial(self, coef: np.ndarray, step: np.ndarray, t: float, new_step: bool):
         """Objective and gradient at ``coef`` (= current + t * step), from the
         workers' raw predictions."""
-        total = self.rounds(NEWTON_TRIAL, step, np.array([t]), flags=(int(new_step),))
+        total = self.rounds.allreduce("newton_trial", step, np.array([t]),
+                                     np.array([new_step]))
         return self._finish(total, coef)
 
     def newton_hessian(self) -> tuple[np.ndarray, bool]:
         """Accept the last trial; the Hessian there."""
-        return self._hessian(self.rounds(NEWTON_HESSIAN))
+        return self._hessian(self.rounds.allreduce("newton_hessian"))
 
     def lipschitz(self, n_outputs: int) -> float:
         """An upper bound on the gradient's Lipschitz constant: the largest
@@ -94,7 +95,7 @@ class DistributedObjective:
         binary, 1/2 multinomial), plus the penalty."""
         d = self.size // n_outputs
         full = d <= MAX_GRAM_DOF
-        total = self.rounds(GRAM, flags=(int(full),))
+        total = self.rounds.allreduce("gram", np.array([full]))
         if full:
             import scipy.linalg
 

@@ -8,11 +8,12 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backends import BACKENDS, check_backend, check_state_store, open_storage
-from ._distributed._runtime import PHASES
-from ._execution import FitOutcome, run_apply, run_distributed
+from ._algorithms import ALGORITHMS
+from ._execution._backends import BACKENDS, check_backend, check_state_store, open_storage
+from ._execution._fit import run_apply, run_distributed
 from ._state import STATE_MODES
 from ._state._redis_url import redacted
+from .distributed._run import timings_of
 
 #: Parameter constraints of the execution parameters, merged into each
 #: estimator's ``_parameter_constraints``.
@@ -83,8 +84,8 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
 
 
 class ServerlessMixin:
-    """Runs an algorithm of :mod:`sklearn_serverless._distributed` with the
-    estimator's execution parameters."""
+    """Runs a built-in algorithm (:data:`sklearn_serverless._algorithms.ALGORITHMS`)
+    with the estimator's execution parameters."""
 
     def _check_execution_params(self) -> None:
         """Errors a fit would hit later, raised before any data is moved."""
@@ -118,9 +119,9 @@ class ServerlessMixin:
             del self.feature_names_in_
         return resolved
 
-    def _apply_dataset(self, what: str, dataset, arrays: dict) -> list[dict]:
-        """The fitted model ``arrays`` applied where the dataset lies: one
-        result per read, in dataset order (see ``_distributed/_apply.py``)."""
+    def _apply_dataset(self, algorithm: str, what: str, dataset, arrays: dict) -> list[dict]:
+        """The fitted model ``arrays`` applied where the dataset lies: the
+        output ``what`` of ``algorithm``, one result per read, in dataset order."""
         self._check_execution_params()
         resolved = dataset.resolve(open_storage(self.backend))
         if resolved.n_features != self.n_features_in_:
@@ -128,35 +129,20 @@ class ServerlessMixin:
                 f"X has {resolved.n_features} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input."
             )
-        return run_apply(what, arrays, resolved, backend=self.backend,
+        return run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
                          n_workers=self.n_workers, timeout=self.timeout)
 
     def _run_distributed(self, algorithm: str, params: dict, columns: dict) -> list[dict]:
         outcome = run_distributed(
-            algorithm, params, columns, backend=self.backend, state_store=self.state_store,
+            ALGORITHMS[algorithm], params, columns, backend=self.backend,
+            state_store=self.state_store,
             state_mode=self.state_mode, n_workers=self.n_workers, timeout=self.timeout,
             progress=_print_line if getattr(self, "verbose", 0) else None,
         )
         self.n_workers_ = outcome.n_workers
-        self.timings_ = _timings(outcome)
+        self.timings_ = timings_of(outcome)
         return outcome.results
 
 
 def _print_line(line: str) -> None:
     print(line, flush=True)
-
-
-def _timings(outcome: FitOutcome) -> dict:
-    """``timings_``: the fit's wall time, each worker's load time, and one
-    (n_rounds, n_workers) table per phase of a round."""
-    tables = [result["timings"]["rounds"] for result in outcome.results]
-    n_rounds = min(len(table) for table in tables)
-    stacked = np.stack([table[:n_rounds] for table in tables], axis=1)
-    timings = {phase: stacked[:, :, i] for i, phase in enumerate(PHASES)}
-    timings["helped"] = np.stack(
-        [result["timings"]["helped"][:n_rounds] for result in outcome.results], axis=1)
-    timings["load"] = np.array([result["timings"]["load"] for result in outcome.results])
-    timings["fit"] = outcome.seconds
-    timings["upload"] = outcome.upload
-    timings["n_rounds"] = n_rounds
-    return timings

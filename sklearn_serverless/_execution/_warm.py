@@ -255,7 +255,7 @@ def _executable() -> str | None:
 
 def _sources() -> dict:
     """mtimes of this package's source files (a few stats)."""
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     times = {}
     for folder, _, names in os.walk(package):
         for name in names:
@@ -297,7 +297,7 @@ def _start(base: str) -> _Server:
         # PR_SET_PDEATHSIG fires when the creating *thread* ends: main thread only.
         pdeathsig = "1" if threading.current_thread() is threading.main_thread() else "0"
         boot = ("import sys; sys.path.pop(0); "
-                "from sklearn_serverless._warm_server import main; main()")
+                "from sklearn_serverless._execution._warm_server import main; main()")
         process = subprocess.Popen(
             [sys.executable, "-c", boot, str(listener.fileno()), str(read_end),
              repr(_idle_seconds()), str(os.getpid()), path, pdeathsig],

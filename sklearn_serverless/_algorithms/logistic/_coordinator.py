@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from .._runtime import Rounds
+from ...distributed import Rounds
 from ._objective import DistributedObjective
 
 #: Algorithm name -> module of this package.

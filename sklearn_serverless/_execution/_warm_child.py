@@ -21,9 +21,10 @@ PRELOAD = (
     "lithops.worker.utils", "lithops.storage.backends.localhost",
     "lithops.storage.backends.localhost.localhost",
     "sklearn_serverless._state", "sklearn_serverless._state._sqlite",
-    "sklearn_serverless._state._redis", "sklearn_serverless._placement",
-    "sklearn_serverless._distributed._runtime", "sklearn_serverless._distributed._kmeans",
-    "sklearn_serverless._distributed._logistic",
+    "sklearn_serverless._state._redis", "sklearn_serverless._execution._placement",
+    "sklearn_serverless.distributed._worker_loop",
+    # Every built-in algorithm, from its registry.
+    "sklearn_serverless._algorithms",
 )
 #: Environment variables read when the modules above are imported: a request
 #: whose values differ is declined, not run with a stale import.

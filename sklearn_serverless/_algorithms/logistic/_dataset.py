@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _prologue
-from ._logistic import Worker
-
-#: Command: every worker's count of rows per class.
-CLASS_COUNTS = 130
+from ...distributed import _prologue
+from ._worker import Worker
 
 
 def dataset_prologue(rounds, params: dict) -> dict:
     """The coordinator's first rounds: what the solver needs of the data."""
     d = params["n_features"]
     counts, _ = _prologue.count_rows(rounds, d)
-    classes, width = _prologue.gather_classes(rounds)
+    classes = _prologue.gather_classes(rounds)
     if classes.size < 2:
         raise ValueError(
             "This solver needs samples of at least 2 classes in the data, but the "
@@ -31,10 +28,8 @@ def dataset_prologue(rounds, params: dict) -> dict:
             "estimator in a OneVsRestClassifier to keep applying a "
             "one-versus-rest scheme."
         )
-    encoded = _prologue.encode_labels(classes, width)
-    widths = np.array([width], dtype=np.float64)
-    per_class = rounds(CLASS_COUNTS, encoded, widths)
-    weights = class_weights(params["class_weight"], classes, per_class, width)
+    per_class = rounds.allreduce("class_counts", classes)
+    weights = class_weights(params["class_weight"], classes, per_class)
     sw_sum = float(per_class @ weights)
     n_outputs = 1 if classes.size == 2 else classes.size
     strength = 1.0 / (params["C"] * sw_sum)
@@ -45,20 +40,19 @@ def dataset_prologue(rounds, params: dict) -> dict:
     elif coef.size != size:
         raise ValueError(f"Initialization coef is of shape {(n_outputs, size // n_outputs)}, "
                          f"expected shape {(coef.size // (d + int(params['fit_intercept'])),)}")
-    _prologue.prepare(rounds, encoded, widths, weights)
+    _prologue.prepare(rounds, classes, weights)
     return {**params, "coef": coef, "n_outputs": n_outputs, "sw_sum": sw_sum,
             "l2": (1.0 - params["l1_ratio"]) * strength, "l1": params["l1_ratio"] * strength,
             "for_driver": {"classes": classes, "n_samples": int(counts.sum())}}
 
 
-def class_weights(class_weight, classes: np.ndarray, per_class: np.ndarray,
-                  width: int) -> np.ndarray:
+def class_weights(class_weight, classes: np.ndarray, per_class: np.ndarray) -> np.ndarray:
     """scikit-learn's ``compute_class_weight`` from the class counts."""
     if class_weight is None:
         return np.ones(classes.size)
     if class_weight == "balanced":
         return per_class.sum() / (classes.size * per_class)
-    key = float if width == 0 else str
+    key = str if classes.dtype.kind == "U" else float
     given = {key(label): float(weight) for label, weight in class_weight.items()}
     unknown = set(given) - {key(c) for c in classes}
     if unknown:
@@ -66,33 +60,30 @@ def class_weights(class_weight, classes: np.ndarray, per_class: np.ndarray,
     return np.array([given.get(key(c), 1.0) for c in classes])
 
 
-def _encoded(dataset, arrays: list) -> np.ndarray:
-    """The worker's labels as class indices (kept for the next command)."""
-    if "encoded" not in dataset.state:
-        classes = _prologue.decode_labels(arrays[0], int(arrays[1][0]))
-        dataset.state["encoded"] = np.searchsorted(classes, dataset.y)
-    return dataset.state["encoded"]
+class DatasetWorker(_prologue.DatasetWorker):
+    """A worker's raw rows, then the logistic worker on them."""
 
+    commands = {"class_counts": "_class_counts"}
 
-def _class_counts(dataset, flags, arrays) -> np.ndarray:
-    encoded = _encoded(dataset, arrays)
-    return np.bincount(encoded, minlength=arrays[0].size // max(1, int(arrays[1][0]))
-                       ).astype(np.float64)
+    def _encoded(self, classes: np.ndarray) -> np.ndarray:
+        """This worker's labels as class indices (kept for the next command)."""
+        if "encoded" not in self.state:
+            y = self.y.astype(str) if classes.dtype.kind == "U" else self.y
+            self.state["encoded"] = np.searchsorted(classes, y)
+        return self.state["encoded"]
 
+    def _class_counts(self, arrays) -> np.ndarray:
+        classes = arrays[0]
+        return np.bincount(self._encoded(classes), minlength=classes.size).astype(np.float64)
 
-DATASET_HANDLERS = {CLASS_COUNTS: _class_counts}
-
-
-def dataset_worker(dataset, arrays: list) -> Worker:
-    """The logistic worker on this worker's rows: targets and sample weights."""
-    encoded = _encoded(dataset, arrays)
-    weights = arrays[2]
-    n_classes = weights.size
-    target = (encoded == 1) if n_classes == 2 else encoded
-    data = {"X": dataset.X, "y": target.astype(np.float64),
-            "sample_weight": weights[encoded]}
-    dataset.y = None
-    return Worker(data, dataset.params, dataset.team)
+    def prepare(self, arrays: list) -> Worker:
+        """The logistic worker on these rows: targets and sample weights."""
+        classes, weights = arrays
+        encoded = self._encoded(classes)
+        target = (encoded == 1) if classes.size == 2 else encoded
+        data = {"X": self.X, "y": target.astype(np.float64), "sample_weight": weights[encoded]}
+        self.y = None
+        return Worker(data, self.params, self.context)
 
 
 def _plain(value):

@@ -1,7 +1,9 @@
-"""Execution layer: which Lithops backend runs the workers, where the data
-and the shared state live, and the one ``map`` per fit.
+"""One Lithops ``map`` per fit: which backend runs the workers, where the
+data and the shared state live.
 
-:func:`run_distributed` is the only entry point the estimators use. It owns
+:func:`run_distributed` runs every algorithm (estimators and
+:func:`sklearn_serverless.distributed.run`); :func:`run_apply` a fitted
+model's output on a dataset where it lies. :func:`run_distributed` owns
 every resource of a fit (temporary folder, data objects, state namespace,
 Lithops job files, worker processes) and releases all of them, whether the
 fit succeeds or not.
@@ -20,6 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._state import FitAborted, StateStore, StoreSpec, open_store
+from .._state._redis_url import split_ca_bundle
+from ..distributed._algorithm import Algorithm
+from ..distributed._run import ship_by_value
+from ..distributed._worker_loop import WorkerTask, run_worker
 from . import _placement
 from ._backends import (
     Site,
@@ -31,9 +38,6 @@ from ._backends import (
     reuse_lithops_copy,
     site_of,
 )
-from ._distributed._runtime import WorkerTask, run_worker
-from ._state import FitAborted, StateStore, StoreSpec, open_store
-from ._state._redis_url import split_ca_bundle
 from ._watch import JobFailures, Watchdog, storage_probe
 
 _POLL_SECONDS = 0.005
@@ -49,7 +53,7 @@ class FitOutcome:
     upload: float = 0.0  # seconds the driver spent putting the data in storage
 
 
-def run_distributed(algorithm: str, params: dict, columns, *, backend, state_store,
+def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_store,
                     state_mode: str, n_workers: int | None, timeout: float,
                     progress: Callable[[str], None] | None = None) -> FitOutcome:
     """Run ``algorithm`` over ``columns`` with one Lithops map; see module doc.
@@ -57,6 +61,7 @@ def run_distributed(algorithm: str, params: dict, columns, *, backend, state_sto
     resolved dataset (``sklearn_serverless._datasets``) the workers read.
     ``progress`` receives the coordinator's log lines as they come."""
     started = time.perf_counter()
+    ship_by_value(algorithm)
     dataset = None if isinstance(columns, dict) else columns
     if dataset is not None:
         n_samples = dataset.n_rows or max(1, dataset.total_bytes // max(1, dataset.row_length))
@@ -102,7 +107,8 @@ def run_distributed(algorithm: str, params: dict, columns, *, backend, state_sto
                 upload = time.perf_counter() - upload
             tasks = [
                 WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
-                           peers=tuple(partitions) if site.local and planned is None else ())
+                           peers=tuple(partitions) if site.local and planned is None
+                           and algorithm.shares_work else ())
                 for i in range(n_workers)
             ]
             with JobFailures(fexec.executor_id) as failures:
@@ -130,12 +136,12 @@ def run_distributed(algorithm: str, params: dict, columns, *, backend, state_sto
     return FitOutcome(results, n_workers, time.perf_counter() - started, upload)
 
 
-def run_apply(what: str, arrays: dict, dataset, *, backend, n_workers: int | None,
-              timeout: float) -> list[dict]:
+def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend,
+              n_workers: int | None, timeout: float) -> list[dict]:
     """One Lithops map that applies a fitted model to a resolved dataset
-    where it lies (see :mod:`._distributed._apply`); the calls' results in
-    dataset order. Leaves nothing behind, as a fit."""
-    from ._distributed._apply import ApplyTask, apply_model
+    where it lies (``algorithm.outputs[what]``, see :func:`apply_model`);
+    the calls' results in dataset order. Leaves nothing behind, as a fit."""
+    output = algorithm.outputs[what]
 
     n_samples = dataset.n_rows or max(1, dataset.total_bytes // max(1, dataset.row_length))
     if n_workers is None:
@@ -147,7 +153,7 @@ def run_apply(what: str, arrays: dict, dataset, *, backend, n_workers: int | Non
     try:
         with fexec:
             futures = fexec.map(
-                apply_model, [(ApplyTask(what, arrays, p),) for p in partitions], chunksize=1,
+                apply_model, [(ApplyTask(output, arrays, p),) for p in partitions], chunksize=1,
                 include_modules=None if site.local else ["sklearn_serverless"],
                 timeout=max(1, int(timeout)),
             )
@@ -159,6 +165,22 @@ def run_apply(what: str, arrays: dict, dataset, *, backend, n_workers: int | Non
     finally:
         _best_effort(delete_lithops_job, fexec)
     return list(results)
+
+
+@dataclass(frozen=True)
+class ApplyTask:
+    """What one call computes: ``output(rows, arrays)`` on its rows."""
+
+    output: Callable[[dict, dict], dict]
+    arrays: dict
+    partition: _placement.Partition
+
+
+def apply_model(task: ApplyTask, storage=None) -> dict:
+    """Entry point of a Lithops call applying a model (``storage`` is
+    injected by Lithops). No shared state: one map, no rounds."""
+    rows = _placement.read_partition(task.partition, storage)
+    return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays)}
 
 
 def _apply_results(fexec, futures, timeout: float) -> list:

@@ -9,9 +9,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from .._state import StateStore
+from .._state._redis_url import redacted
 from ._backends import Site
-from ._state import StateStore
-from ._state._redis_url import redacted
 
 #: How often the driver checks that rounds still advance.
 PROGRESS_SECONDS = 0.5

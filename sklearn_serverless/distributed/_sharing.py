@@ -26,9 +26,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .._placement import Partition, read_partition
+from .._execution._placement import Partition, read_partition
 from .._state import sum_in_worker_order
 from .._state._base import Backoff
+from ._algorithm import Context
 
 #: Column of a partial-result table row holding the owner, and the chunk.
 OWNER, CHUNK = 0, 1
@@ -39,15 +40,11 @@ MAX_RUN = 8
 
 
 @dataclass(frozen=True)
-class Team:
-    """What one worker knows of the others: ids and, when they share a
-    machine, where every partition's rows are (``peers``)."""
+class Team(Context):
+    """The :class:`Context` of an algorithm that shares work: when the
+    workers share a machine, where every partition's rows are (``peers``)."""
 
-    worker: int
-    n_workers: int
     peers: tuple[Partition, ...] = ()
-    #: Test hook (``SKLEARN_SERVERLESS_SLOW_WORKER``): seconds of sleep per chunk taken.
-    slow: float = 0.0
 
     @property
     def shares_rows(self) -> bool:
@@ -85,10 +82,11 @@ class Chunks:
     """Who computes which chunk this round. ``n_chunks[w]`` is the size of
     owner ``w``'s grid. Without shared rows the owner takes all of its own."""
 
-    def __init__(self, team: Team, n_chunks: list[int]):
-        self.me, self.n_workers = team.worker, team.n_workers
+    def __init__(self, team: Team, n_chunks: list[int], pause: float = 0.0):
+        self.me, self.n_workers = team.rank, team.n_workers
         self.n_chunks = n_chunks
-        self.slow = team.slow
+        #: Seconds of sleep per chunk taken: a slow CPU, injected by tests.
+        self.slow = pause
         self.epoch = 0
         self.fd = None
         self.timeout = team.peers[0].timeout if team.peers else 0.0

@@ -33,6 +33,7 @@ from ._estimator import (
     ServerlessMixin,
 )
 from ._execution._placement import DerivedRows
+from ._messages import too_few_samples
 
 
 class ServerlessKMeans(
@@ -176,9 +177,7 @@ class ServerlessKMeans(
         self._check_execution_params()
         n_samples = X.shape[0]
         if n_samples < self.n_clusters:
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}."
-            )
+            raise too_few_samples(n_samples, self.n_clusters)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         n_init = self._n_init()
         init = self.init

@@ -28,6 +28,7 @@ from ._estimator import (
     ServerlessMixin,
 )
 from ._logistic_datasets import DatasetClassifierMixin
+from ._messages import liblinear_multiclass, one_class, warm_start_shape
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
 _CONVERGENCE_ADVICE = (
@@ -261,10 +262,7 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
         if liblinear:
             _check_liblinear(X, n_classes)
         if n_classes < 2:
-            raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, but the "
-                f"data contains only one class: {self.classes_[0]!r}"
-            )
+            raise one_class(self.classes_[0])
         self._check_execution_params()
         n_samples, n_features = X.shape
         encoded = np.searchsorted(self.classes_, y)
@@ -331,15 +329,7 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
             if self.fit_intercept:
                 previous = np.concatenate([previous, self.intercept_[:, None]], axis=1)
             if previous.shape != coef.shape:
-                if n_outputs == 1:
-                    raise ValueError(
-                        f"Initialization coef is of shape {previous.shape}, expected shape "
-                        f"{(d,)} or (1, {d})"
-                    )
-                raise ValueError(
-                    f"Initialization coef is of shape {previous.shape}, expected shape "
-                    f"{coef.shape}"
-                )
+                raise warm_start_shape(previous.shape, coef.shape, n_outputs)
             coef[:] = previous
         # The workers' flat layout: the C-order ravel of the (d, m) transpose.
         return np.ascontiguousarray(coef.T).ravel()
@@ -387,12 +377,7 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
 def _check_liblinear(X, n_classes: int) -> None:
     """scikit-learn's refusals for 'liblinear' (messages included)."""
     if n_classes >= 3:
-        raise ValueError(
-            "The 'liblinear' solver does not support multiclass classification"
-            " (n_classes >= 3). Either use another solver or wrap the "
-            "estimator in a OneVsRestClassifier to keep applying a "
-            "one-versus-rest scheme."
-        )
+        raise liblinear_multiclass()
     if X.max() > 1e30:
         raise ValueError(
             "Using the 'liblinear' solver while X contains a maximum "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._messages import too_few_samples
 from ...distributed import _prologue
 from ._kernels import squared_distances, with_ones_column
 from ._worker import Worker
@@ -34,7 +35,7 @@ def dataset_prologue(rounds, params: dict) -> dict:
     counts, mean = _prologue.count_rows(rounds, d)
     n = int(counts.sum())
     if n < k:
-        raise ValueError(f"n_samples={n} should be >= n_clusters={k}.")
+        raise too_few_samples(n, k)
     variances = _prologue.feature_variances(rounds, mean, n)
     # As sklearn: cluster centred data (distances lose less precision).
     _prologue.prepare(rounds, mean)

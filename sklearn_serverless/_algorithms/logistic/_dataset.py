@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._messages import liblinear_multiclass, one_class, warm_start_shape
 from ...distributed import _prologue
 from ._worker import Worker
 
@@ -17,29 +18,21 @@ def dataset_prologue(rounds, params: dict) -> dict:
     counts, _ = _prologue.count_rows(rounds, d)
     classes = _prologue.gather_classes(rounds)
     if classes.size < 2:
-        raise ValueError(
-            "This solver needs samples of at least 2 classes in the data, but the "
-            f"data contains only one class: {_plain(classes[0])!r}"
-        )
+        raise one_class(classes[0])
     if params["liblinear"] and classes.size >= 3:
-        raise ValueError(
-            "The 'liblinear' solver does not support multiclass classification"
-            " (n_classes >= 3). Either use another solver or wrap the "
-            "estimator in a OneVsRestClassifier to keep applying a "
-            "one-versus-rest scheme."
-        )
+        raise liblinear_multiclass()
     per_class = rounds.allreduce("class_counts", classes)
     weights = class_weights(params["class_weight"], classes, per_class)
     sw_sum = float(per_class @ weights)
     n_outputs = 1 if classes.size == 2 else classes.size
     strength = 1.0 / (params["C"] * sw_sum)
-    size = (d + int(params["fit_intercept"])) * n_outputs
+    width = d + int(params["fit_intercept"])
     coef = params["coef"]
     if coef is None:
-        coef = np.zeros(size)
-    elif coef.size != size:
-        raise ValueError(f"Initialization coef is of shape {(n_outputs, size // n_outputs)}, "
-                         f"expected shape {(coef.size // (d + int(params['fit_intercept'])),)}")
+        coef = np.zeros(width * n_outputs)
+    elif coef.size != width * n_outputs:
+        # The previous fit's (outputs, features [+ intercept]) coefficients.
+        raise warm_start_shape((coef.size // width, width), (n_outputs, width), n_outputs)
     _prologue.prepare(rounds, classes, weights)
     return {**params, "coef": coef, "n_outputs": n_outputs, "sw_sum": sw_sum,
             "l2": (1.0 - params["l1_ratio"]) * strength, "l1": params["l1_ratio"] * strength,

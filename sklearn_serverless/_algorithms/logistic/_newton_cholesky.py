@@ -86,7 +86,7 @@ def newton_cholesky(objective: DistributedObjective, coef: np.ndarray, *, n_outp
         if fallback:
             # As sklearn: L-BFGS finishes with the iterations left.
             left = max_iter - iteration
-            coef, info = lbfgs(objective, coef, left, tol, verbose)
+            coef, info = lbfgs(objective, coef, left, tol, verbose, log)
             info["max_iter"] = left
             iteration += min(info["nit"], left)
         else:

@@ -57,7 +57,11 @@ EXECUTION_PARAMS_DOC = """
         Seconds any single wait (barrier, lock, message, a worker waiting
         for its data) may last before the fit fails with
         :class:`TimeoutError`; also how long a failed fit waits for its
-        remaining workers.
+        remaining workers. The driver's own checks follow from it: every
+        worker must have started within the backend's start time (30 s on
+        localhost, 60 s for function services, at most ``timeout / 2``),
+        and a fit whose rounds stop advancing without an error is stopped
+        after ``1.5 * timeout + 5`` s.
 """
 
 #: Fitted attributes every serverless estimator has, for its docstring.

@@ -10,7 +10,6 @@ def too_few_samples(n_samples: int, n_clusters: int) -> ValueError:
 
 
 def one_class(label) -> ValueError:
-    label = label.item() if hasattr(label, "item") else label
     return ValueError(
         "This solver needs samples of at least 2 classes in the data, but the "
         f"data contains only one class: {label!r}"

@@ -14,6 +14,8 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from ._deadlines import Deadlines
+
 LOCALHOST = "localhost"
 #: Lithops compute backends, by the name Lithops gives them.
 CLOUD_BACKENDS = (
@@ -28,20 +30,6 @@ MIN_ROWS_PER_WORKER = 20_000
 #: Default number of workers on a cloud backend for large data.
 MAX_CLOUD_WORKERS = 64
 
-#: Seconds within which every worker must have started, by kind of backend:
-#: what a cold start costs there, with room for a slow one. Function services
-#: start a Python container in 0.2-3 s (10 s for a large image); container
-#: services and Kubernetes pull and schedule a pod in 5-60 s; virtual machines
-#: boot in minutes. A fit whose workers do not all start in time fails at once
-#: instead of waiting ``timeout`` at its first barrier (the usual cause: a
-#: concurrency limit below ``n_workers``). Capped at half of ``timeout`` (at
-#: least 5 s: a worker that starts that late is reported by its peers' waits).
-START_SECONDS = {
-    LOCALHOST: 30.0,
-    "functions": 60.0,
-    "containers": 120.0,
-    "machines": 600.0,
-}
 _CONTAINER_BACKENDS = {"gcp_cloudrun", "azure_containers", "code_engine", "knative", "k8s",
                        "singularity", "aws_batch"}
 _MACHINE_BACKENDS = {"aws_ec2", "gcp_compute_engine", "azure_vms", "ibm_vpc", "vm"}
@@ -65,17 +53,21 @@ class Site:
         embedded store, work sharing, no module shipping."""
         return self.compute == LOCALHOST and self.storage == LOCALHOST
 
-    def start_seconds(self, timeout: float) -> float:
-        """How long the driver waits for every worker to start."""
+    @property
+    def kind(self) -> str:
+        """What starts a worker: ``'localhost'``, ``'functions'``,
+        ``'containers'`` or ``'machines'`` (see ``_deadlines.START_SECONDS``)."""
         if self.compute == LOCALHOST:
-            kind = LOCALHOST
-        elif self.compute in _CONTAINER_BACKENDS:
-            kind = "containers"
-        elif self.compute in _MACHINE_BACKENDS:
-            kind = "machines"
-        else:
-            kind = "functions"
-        return min(START_SECONDS[kind], max(timeout / 2, 5.0))
+            return LOCALHOST
+        if self.compute in _CONTAINER_BACKENDS:
+            return "containers"
+        if self.compute in _MACHINE_BACKENDS:
+            return "machines"
+        return "functions"
+
+    def deadlines(self, timeout: float) -> Deadlines:
+        """Every limit of a fit on this site, from ``timeout``."""
+        return Deadlines.from_timeout(timeout, self.kind)
 
 
 def site_of(backend) -> Site:

@@ -38,6 +38,7 @@ from ._backends import (
     reuse_lithops_copy,
     site_of,
 )
+from ._deadlines import Deadlines
 from ._watch import JobFailures, Watchdog, storage_probe
 
 _POLL_SECONDS = 0.005
@@ -63,29 +64,25 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
     started = time.perf_counter()
     ship_by_value(algorithm)
     dataset = None if isinstance(columns, dict) else columns
-    if dataset is not None:
-        n_samples = dataset.n_rows or max(1, dataset.total_bytes // max(1, dataset.row_length))
-    else:
-        n_samples = next(iter(columns.values())).shape[0]
-    if n_workers is None:
-        n_workers = default_n_workers(backend, n_samples)
-    n_workers = max(1, min(n_workers, n_samples))
+    n_workers = _worker_count(columns, backend, n_workers)
     planned = None
     if dataset is not None:
         planned = _placement.plan_dataset(dataset, n_workers)
         n_workers = len(planned)
     config = lithops_config(backend, n_workers)
     site = site_of(config)
+    deadlines = site.deadlines(timeout)
     n_threads = max(1, (os.cpu_count() or 1) // n_workers) if site.local_compute else None
     scratch = _scratch_dir(columns) if site.local and dataset is None else None
     folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-{os.getpid()}-", dir=scratch)
     namespace = uuid.uuid4().hex
     if state_store is None:
         spec = StoreSpec("sqlite", os.path.join(folder, "state.db"), namespace, n_workers,
-                         state_mode, timeout)
+                         state_mode, deadlines.wait)
     else:
         url, ca_data = split_ca_bundle(state_store)
-        spec = StoreSpec("redis", url, namespace, n_workers, state_mode, timeout, ca_data)
+        spec = StoreSpec("redis", url, namespace, n_workers, state_mode, deadlines.wait,
+                         ca_data)
     store = partitions = fexec = futures = None
     upload = 0.0
     try:
@@ -96,7 +93,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                 partitions = planned  # read by the workers where it lies
             elif site.local:
                 # Written after the map: the workers start while the driver writes.
-                partitions = _placement.plan_files(columns, n_workers, folder, timeout)
+                partitions = _placement.plan_files(columns, n_workers, folder,
+                                                   deadlines.wait)
             else:
                 partitions = _placement.plan_objects(
                     columns, n_workers, fexec.internal_storage.bucket,
@@ -123,10 +121,11 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                 failures.watch(futures[0].job_id)
                 if site.local and planned is None:
                     _placement.write_files(columns, folder)
-                watchdog = Watchdog(store, timeout, site, config,
+                watchdog = Watchdog(store, deadlines, site, config,
                                      None if site.local else storage_probe(fexec))
                 try:
-                    results = _collect(fexec, futures, store, timeout, progress, failures,
+                    results = _collect(fexec, futures, store, deadlines.stragglers, progress,
+                                       failures,
                                        watchdog)
                 finally:
                     if site.local_compute:
@@ -143,22 +142,20 @@ def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend
     the calls' results in dataset order. Leaves nothing behind, as a fit."""
     output = algorithm.outputs[what]
 
-    n_samples = dataset.n_rows or max(1, dataset.total_bytes // max(1, dataset.row_length))
-    if n_workers is None:
-        n_workers = default_n_workers(backend, n_samples)
-    partitions = _placement.plan_dataset(dataset, max(1, min(n_workers, n_samples)))
+    partitions = _placement.plan_dataset(dataset, _worker_count(dataset, backend, n_workers))
     config = lithops_config(backend, len(partitions))
     site = site_of(config)
+    deadlines = site.deadlines(timeout)
     fexec = _executor(config, site)
     try:
         with fexec:
             futures = fexec.map(
                 apply_model, [(ApplyTask(output, arrays, p),) for p in partitions], chunksize=1,
                 include_modules=None if site.local else ["sklearn_serverless"],
-                timeout=max(1, int(timeout)),
+                timeout=deadlines.apply_call,
             )
             try:
-                results = _apply_results(fexec, futures, timeout)
+                results = _apply_results(fexec, futures, deadlines)
             finally:
                 if site.local_compute:
                     _await_job_end(futures)
@@ -183,14 +180,27 @@ def apply_model(task: ApplyTask, storage=None) -> dict:
     return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays)}
 
 
-def _apply_results(fexec, futures, timeout: float) -> list:
+def _worker_count(columns, backend, n_workers: int | None) -> int:
+    """``n_workers``, or the backend's default for this many rows (a
+    dataset's rows estimated from its bytes when its format does not say);
+    never more workers than rows."""
+    if isinstance(columns, dict):
+        n_samples = next(iter(columns.values())).shape[0]
+    else:
+        n_samples = columns.n_rows or max(1, columns.total_bytes // max(1, columns.row_length))
+    if n_workers is None:
+        n_workers = default_n_workers(backend, n_samples)
+    return max(1, min(n_workers, n_samples))
+
+
+def _apply_results(fexec, futures, deadlines: Deadlines) -> list:
     """Every call's result, in order; a call's error is raised. Each call is
-    limited to ``timeout`` in the function (Lithops' map timeout); the driver
+    limited in the function (Lithops' map timeout); the driver
     gives up a little after that, so a call whose process died without a
     status (Lithops' localhost engine leaves it pending) cannot hang it."""
     from lithops.wait import ALWAYS
 
-    deadline = time.monotonic() + timeout + 30
+    deadline = time.monotonic() + deadlines.apply_all
     with JobFailures(fexec.executor_id) as failures:
         failures.watch(futures[0].job_id)
         while not all(_finished(future) for future in futures):
@@ -198,7 +208,7 @@ def _apply_results(fexec, futures, timeout: float) -> list:
                 raise RuntimeError(f"the Lithops job failed: {failures.detail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the calls applying the model gave no result within "
-                                   f"{timeout + 30:g} s")
+                                   f"{deadlines.apply_all:g} s")
             fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
             time.sleep(_POLL_SECONDS)
     return [future.result(throw_except=True, internal_storage=fexec.internal_storage)
@@ -216,12 +226,12 @@ def _executor(config: dict, site: Site):
     return FunctionExecutor(config=config, log_level=None)
 
 
-def _collect(fexec, futures, store: StateStore, timeout: float,
+def _collect(fexec, futures, store: StateStore, stragglers: float,
              progress: Callable[[str], None] | None, failures: JobFailures,
              watchdog: Watchdog) -> list[dict]:
     """Wait for every worker; on the first failure wake the others, and raise
     the root cause naming its worker. Never waits for ever: after a failure
-    stragglers get ``timeout`` seconds."""
+    stragglers get ``stragglers`` seconds."""
     from lithops.wait import ALWAYS
 
     failed_at = None
@@ -245,14 +255,14 @@ def _collect(fexec, futures, store: StateStore, timeout: float,
                 # their processes are stopped when the executor closes.
                 _best_effort(store.abort, "the driver stopped the fit")
                 raise problem
-        if failed_at is not None and time.monotonic() - failed_at > timeout:
+        if failed_at is not None and time.monotonic() - failed_at > stragglers:
             break
         time.sleep(_POLL_SECONDS)
     errors = []
     results = []
     for worker, future in enumerate(futures):
         if not _finished(future):
-            errors.append((worker, TimeoutError(f"no result within {timeout:g} s")))
+            errors.append((worker, TimeoutError(f"no result within {stragglers:g} s")))
             continue
         try:
             results.append(future.result(throw_except=True,

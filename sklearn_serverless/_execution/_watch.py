@@ -12,6 +12,7 @@ from collections.abc import Callable
 from .._state import StateStore
 from .._state._redis_url import redacted
 from ._backends import Site
+from ._deadlines import Deadlines
 
 #: How often the driver checks that rounds still advance.
 PROGRESS_SECONDS = 0.5
@@ -59,14 +60,14 @@ class Watchdog:
     workers that did not all start within the backend's start time (checked
     in through the store), or rounds that stopped advancing. Workers time out
     their own waits after ``timeout`` and report it; the stall check comes a
-    little later, so that their error comes first."""
+    little later, so that their error comes first (see :class:`Deadlines`)."""
 
-    def __init__(self, store: StateStore, timeout: float, site: Site, config: dict,
+    def __init__(self, store: StateStore, deadlines: Deadlines, site: Site, config: dict,
                  probe: Callable[[], None] | None = None):
         self.store, self.site, self.config, self.probe = store, site, config, probe
         self.storage_failing_since: float | None = None
-        self.start_limit = site.start_seconds(timeout)
-        self.limit = 1.5 * timeout + 5
+        self.start_limit = deadlines.start
+        self.limit = deadlines.stall
         self.last = -1
         self.all_started = False
         self.began = self.changed_at = self.checked_at = time.monotonic()

@@ -62,8 +62,10 @@ class Algorithm:
         never held (the built-in estimators' first rounds compute statistics
         of the raw rows there). None means ``worker``.
     dataset_prologue : callable, default=None
-        ``dataset_prologue(rounds, params) -> params``: rounds the
-        coordinator runs first on a dataset; None runs none.
+        ``dataset_prologue(rounds, params) -> (params, extra)``: rounds the
+        coordinator runs first on a dataset, giving the parameters
+        ``coordinate`` then gets and a dict added to the run's result;
+        None runs none.
     outputs : mapping, default={}
         ``name -> f(rows, model) -> dict``: what a fitted model computes on a
         dataset's rows where they lie (``predict``, ``transform``, ...).

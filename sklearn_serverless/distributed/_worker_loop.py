@@ -86,9 +86,7 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
             params = task.params
             extra: dict = {}
             if on_dataset and algorithm.dataset_prologue is not None:
-                params = algorithm.dataset_prologue(rounds, params)
-                if isinstance(params, dict):
-                    extra = params.pop("for_driver", {})
+                params, extra = algorithm.dataset_prologue(rounds, params)
             result = dict(algorithm.coordinate(rounds, params))
             result.update(extra)
             rounds.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...distributed import Rounds
+from ._params import KMeansParams
 
 
 def _relocate_empty(rounds: Rounds, centers, sums, weights, empty) -> None:
@@ -26,12 +27,12 @@ def _relocate_empty(rounds: Rounds, centers, sums, weights, empty) -> None:
         weights[old_cluster] -= weight
 
 
-def coordinate(rounds: Rounds, params: dict) -> dict:
+def coordinate(rounds: Rounds, params: KMeansParams) -> dict:
     """Run Lloyd from each initial set of centres; keep the lowest inertia."""
-    max_iter, tol, verbose = params["max_iter"], params["tol"], params["verbose"]
+    max_iter, tol, verbose = params.max_iter, params.absolute_tol, params.verbose
     best = None
     keep = 0
-    for run, init in enumerate(params["inits"]):
+    for run, init in enumerate(params.inits):
         centers = np.array(init, copy=True)
         k, d = centers.shape
         for i in range(max_iter):

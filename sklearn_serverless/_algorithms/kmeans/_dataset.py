@@ -15,11 +15,14 @@ data, ``n_workers`` and seed give the same centres.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..._messages import too_few_samples
 from ...distributed import _prologue
 from ._kernels import squared_distances, with_ones_column
+from ._params import KMeansParams
 from ._worker import Worker
 
 #: Sampling rounds of k-means||, and candidates kept per round (times k).
@@ -29,9 +32,10 @@ _OVERSAMPLING = 2.0
 _CANDIDATE_ITERATIONS = 30
 
 
-def dataset_prologue(rounds, params: dict) -> dict:
-    """The coordinator's first rounds: what the Lloyd iterations need."""
-    d, k = params["n_features"], params["n_clusters"]
+def dataset_prologue(rounds, params: KMeansParams) -> tuple[KMeansParams, dict]:
+    """The coordinator's first rounds: what the Lloyd iterations need, and
+    the mean the workers centred their rows on."""
+    d, k = params.n_features, params.n_clusters
     counts, mean = _prologue.count_rows(rounds, d)
     n = int(counts.sum())
     if n < k:
@@ -39,21 +43,20 @@ def dataset_prologue(rounds, params: dict) -> dict:
     variances = _prologue.feature_variances(rounds, mean, n)
     # As sklearn: cluster centred data (distances lose less precision).
     _prologue.prepare(rounds, mean)
-    dtype = np.dtype(params["dtype"])
+    dtype = np.dtype(params.dtype)
     inits = []
-    for seed in params["seeds"]:
+    for seed in params.seeds:
         rng = np.random.RandomState(seed)
-        if params["init"] == "random":
+        if params.init == "random":
             # In the order drawn, as sklearn's X[seeds].
             centers = _prologue.gather_rows(rounds, counts, rng.choice(n, k, replace=False), d)
-        elif params["init"] == "k-means++":
+        elif params.init == "k-means++":
             centers = _kmeans_parallel(rounds, counts, k, d, rng)
         else:
-            centers = np.asarray(params["init_array"], dtype=np.float64) - mean
+            centers = np.asarray(params.init_array, dtype=np.float64) - mean
         inits.append(np.ascontiguousarray(centers, dtype=dtype))
-    tol = float(np.mean(variances) * params["tol"]) if params["tol"] else 0.0
-    return {**params, "inits": inits, "tol": tol,
-            "for_driver": {"x_mean": mean, "n_samples": n}}
+    params = replace(params, inits=tuple(inits), mean_variance=np.mean(variances))
+    return params, {"x_mean": mean, "n_samples": n}
 
 
 class DatasetWorker(_prologue.DatasetWorker):

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from ...distributed._sharing import Chunks, Team, partial_table, shared_array
 from ._kernels import Workspace, assign, block_size, labels_inertia, row_norms, row_range
+from ._params import KMeansParams
 
 #: Chunks per worker (see :mod:`._sharing`): enough that the last ones, which
 #: helpers take, are short; each is a whole number of blocks.
@@ -50,7 +51,7 @@ class Worker:
     #: Seconds of sleep per chunk taken (a slow CPU): tests set it in a subclass.
     pause_per_chunk = 0.0
 
-    def __init__(self, data: dict, params: dict, team: Team):
+    def __init__(self, data: dict, params: KMeansParams, team: Team):
         self.sparse = sp.issparse(data["X"])
         # Dense rows arrive with a column of ones (with_ones_column): scores and
         # cluster weights come out of the same two products as distances and sums.
@@ -58,7 +59,7 @@ class Worker:
         self.X = data["X"] if self.sparse else self.X_ones[:, :-1]
         self.sample_weight = data["sample_weight"]
         self.team = team
-        self.k = params["n_clusters"]
+        self.k = params.n_clusters
         n = self.X.shape[0]
         self.block = block_size(self.k)
         if team.shares_rows:

@@ -13,6 +13,7 @@ import importlib
 
 from ...distributed import Rounds
 from ._objective import DistributedObjective
+from ._params import LogisticParams
 
 #: Algorithm name -> module of this package.
 SOLVERS = {
@@ -24,14 +25,14 @@ SOLVERS = {
 }
 
 
-def coordinate(rounds: Rounds, params: dict) -> dict:
-    """Run the chosen solver from ``params['coef']``."""
-    solver = params["solver"]
+def coordinate(rounds: Rounds, params: LogisticParams) -> dict:
+    """Run the chosen solver from ``params.coef``."""
+    solver = params.solver
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}")
     module = importlib.import_module(f"{__package__}.{SOLVERS[solver]}")
     objective = DistributedObjective(rounds, params)
     out = {"warnings": [], "lbfgs": None}
-    out.update(module.solve(objective, params["coef"], params, rounds.log))
+    out.update(module.solve(objective, params.coef, params, rounds.log))
     out["n_evaluations"] = objective.n_evaluations
     return out

@@ -5,38 +5,39 @@ then each worker encodes its labels and weights its rows."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..._messages import liblinear_multiclass, one_class, warm_start_shape
 from ...distributed import _prologue
+from ._params import LogisticParams
 from ._worker import Worker
 
 
-def dataset_prologue(rounds, params: dict) -> dict:
+def dataset_prologue(rounds, params: LogisticParams) -> tuple[LogisticParams, dict]:
     """The coordinator's first rounds: what the solver needs of the data."""
-    d = params["n_features"]
+    d = params.n_features
     counts, _ = _prologue.count_rows(rounds, d)
     classes = _prologue.gather_classes(rounds)
     if classes.size < 2:
-        raise one_class(classes[0])
-    if params["liblinear"] and classes.size >= 3:
+        raise one_class(_plain(classes[0]))
+    if params.liblinear and classes.size >= 3:
         raise liblinear_multiclass()
     per_class = rounds.allreduce("class_counts", classes)
-    weights = class_weights(params["class_weight"], classes, per_class)
+    weights = class_weights(params.class_weight, classes, per_class)
     sw_sum = float(per_class @ weights)
     n_outputs = 1 if classes.size == 2 else classes.size
-    strength = 1.0 / (params["C"] * sw_sum)
-    width = d + int(params["fit_intercept"])
-    coef = params["coef"]
+    width = d + int(params.fit_intercept)
+    coef = params.coef
     if coef is None:
         coef = np.zeros(width * n_outputs)
     elif coef.size != width * n_outputs:
         # The previous fit's (outputs, features [+ intercept]) coefficients.
         raise warm_start_shape((coef.size // width, width), (n_outputs, width), n_outputs)
     _prologue.prepare(rounds, classes, weights)
-    return {**params, "coef": coef, "n_outputs": n_outputs, "sw_sum": sw_sum,
-            "l2": (1.0 - params["l1_ratio"]) * strength, "l1": params["l1_ratio"] * strength,
-            "for_driver": {"classes": classes, "n_samples": int(counts.sum())}}
+    params = replace(params, coef=coef, n_outputs=n_outputs, sw_sum=sw_sum)
+    return params, {"classes": classes, "n_samples": int(counts.sum())}
 
 
 def class_weights(class_weight, classes: np.ndarray, per_class: np.ndarray) -> np.ndarray:

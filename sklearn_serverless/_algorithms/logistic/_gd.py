@@ -7,6 +7,7 @@ import numpy as np
 
 from ._lbfgs import _no_log
 from ._objective import DistributedObjective
+from ._params import LogisticParams
 
 
 def gradient_descent(objective: DistributedObjective, coef: np.ndarray, *, n_outputs: int,
@@ -39,12 +40,12 @@ def gradient_descent(objective: DistributedObjective, coef: np.ndarray, *, n_out
     return coef, n_iter, converged, learning_rate, g_max
 
 
-def solve(objective: DistributedObjective, coef: np.ndarray, params: dict, log) -> dict:
+def solve(objective: DistributedObjective, coef: np.ndarray, params: LogisticParams, log) -> dict:
     """The coordinator's entry point (see :mod:`._coordinator`)."""
-    tol = params["tol"]
+    tol = params.tol
     coef, n_iter, converged, lr, g_max = gradient_descent(
-        objective, coef, n_outputs=params["n_outputs"], max_iter=params["max_iter"], tol=tol,
-        learning_rate=params["learning_rate"], verbose=params["verbose"], log=log)
+        objective, coef, n_outputs=params.n_outputs, max_iter=params.max_iter, tol=tol,
+        learning_rate=params.learning_rate, verbose=params.verbose, log=log)
     caught = []
     if not converged:
         caught.append(("ConvergenceWarning", (

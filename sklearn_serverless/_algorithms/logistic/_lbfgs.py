@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._objective import DistributedObjective
+from ._params import LogisticParams
 
 
 def _lbfgs_options(max_iter: int, tol: float, verbose: int) -> dict:
@@ -57,9 +58,9 @@ def lbfgs(objective: DistributedObjective, coef: np.ndarray, max_iter: int, tol:
     return result.x, info
 
 
-def solve(objective: DistributedObjective, coef: np.ndarray, params: dict, log) -> dict:
+def solve(objective: DistributedObjective, coef: np.ndarray, params: LogisticParams, log) -> dict:
     """The coordinator's entry point (see :mod:`._coordinator`)."""
-    max_iter = params["max_iter"]
-    coef, info = lbfgs(objective, coef, max_iter, params["tol"], params["verbose"], log)
+    max_iter = params.max_iter
+    coef, info = lbfgs(objective, coef, max_iter, params.tol, params.verbose, log)
     info["max_iter"] = max_iter
     return {"coef": coef, "lbfgs": info, "n_iter": min(info["nit"], max_iter)}

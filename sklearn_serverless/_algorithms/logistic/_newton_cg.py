@@ -10,6 +10,7 @@ from functools import partial
 import numpy as np
 
 from ._objective import DistributedObjective
+from ._params import LogisticParams
 
 
 class _Evaluations:
@@ -125,9 +126,9 @@ def newton_cg(objective: DistributedObjective, coef: np.ndarray, *, max_iter: in
     return xk, k, caught
 
 
-def solve(objective: DistributedObjective, coef: np.ndarray, params: dict, log) -> dict:
+def solve(objective: DistributedObjective, coef: np.ndarray, params: LogisticParams, log) -> dict:
     """The coordinator's entry point (see :mod:`._coordinator`)."""
-    coef, n_iter, caught = newton_cg(objective, coef, max_iter=params["max_iter"],
-                                     tol=params["tol"], verbose=params["verbose"], log=log,
-                                     eps=16 * np.finfo(params["dtype"]).eps)
+    coef, n_iter, caught = newton_cg(objective, coef, max_iter=params.max_iter,
+                                     tol=params.tol, verbose=params.verbose, log=log,
+                                     eps=16 * np.finfo(params.dtype).eps)
     return {"coef": coef, "n_iter": n_iter, "warnings": caught}

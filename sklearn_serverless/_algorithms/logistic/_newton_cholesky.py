@@ -9,6 +9,7 @@ import numpy as np
 
 from ._lbfgs import _no_log, lbfgs
 from ._objective import DistributedObjective
+from ._params import LogisticParams
 
 
 def newton_cholesky(objective: DistributedObjective, coef: np.ndarray, *, n_outputs: int,
@@ -150,10 +151,10 @@ def _newton_step(gradient, hessian, hessian_warning, m, no_penalty, with_interce
     return step, False, None
 
 
-def solve(objective: DistributedObjective, coef: np.ndarray, params: dict, log) -> dict:
+def solve(objective: DistributedObjective, coef: np.ndarray, params: LogisticParams, log) -> dict:
     """The coordinator's entry point (see :mod:`._coordinator`)."""
     coef, n_iter, caught, info = newton_cholesky(
-        objective, coef, n_outputs=params["n_outputs"], max_iter=params["max_iter"],
-        tol=params["tol"], eps=16 * np.finfo(params["dtype"]).eps,
-        verbose=params["verbose"], log=log)
+        objective, coef, n_outputs=params.n_outputs, max_iter=params.max_iter,
+        tol=params.tol, eps=16 * np.finfo(params.dtype).eps,
+        verbose=params.verbose, log=log)
     return {"coef": coef, "n_iter": n_iter, "warnings": caught, "lbfgs": info}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...distributed import Rounds
+from ._params import LogisticParams
 
 #: Above this many degrees of freedom the gd step comes from a trace bound, not the Gram.
 MAX_GRAM_DOF = 2048
@@ -25,23 +26,23 @@ MAX_GRAM_DOF = 2048
 class DistributedObjective:
     """The penalised objective over all workers, one round per evaluation."""
 
-    def __init__(self, rounds: Rounds, params: dict):
+    def __init__(self, rounds: Rounds, params: LogisticParams):
         self.rounds = rounds
-        self.sw_sum = params["sw_sum"]
-        self.l2 = params["l2"]
-        m = params["n_outputs"]
-        d = params["n_features"] + int(params["fit_intercept"])
+        self.sw_sum = params.sw_sum
+        self.l2 = params.l2
+        m = params.n_outputs
+        d = params.n_features + int(params.fit_intercept)
         self.size = d * m
         penalised = np.ones((d, m))
         l1_weights = np.ones((d, m))
-        if params["fit_intercept"]:
-            scaling = params.get("intercept_scaling")
+        if params.fit_intercept:
+            scaling = params.intercept_scaling
             penalised[-1] = 0.0 if scaling is None else 1.0 / scaling ** 2
             l1_weights[-1] = 0.0 if scaling is None else 1.0 / scaling
         self.penalised = penalised.ravel()
         self.l2_diag = self.l2 * self.penalised
         #: Each coefficient's L1 strength (used by OWL-QN).
-        self.l1_diag = params.get("l1", 0.0) * l1_weights.ravel()
+        self.l1_diag = params.l1 * l1_weights.ravel()
         self.n_evaluations = 0
 
     def _finish(self, total: np.ndarray, coef: np.ndarray) -> tuple[float, np.ndarray]:

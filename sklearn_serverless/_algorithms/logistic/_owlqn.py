@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._objective import DistributedObjective
+from ._params import LogisticParams
 
 #: Pairs (s, y) kept for the inverse-Hessian approximation, as L-BFGS-B's default.
 MEMORY = 10
@@ -116,9 +117,9 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
     return x, n_iter, caught
 
 
-def solve(objective: DistributedObjective, coef: np.ndarray, params: dict, log) -> dict:
+def solve(objective: DistributedObjective, coef: np.ndarray, params: LogisticParams, log) -> dict:
     """The coordinator's entry point (see :mod:`._coordinator`)."""
-    coef, n_iter, caught = owlqn(objective, coef, max_iter=params["max_iter"],
-                                 tol=params["tol"], verbose=params["verbose"], log=log,
-                                 eps=16 * np.finfo(params["dtype"]).eps)
+    coef, n_iter, caught = owlqn(objective, coef, max_iter=params.max_iter,
+                                 tol=params.tol, verbose=params.verbose, log=log,
+                                 eps=16 * np.finfo(params.dtype).eps)
     return {"coef": coef, "n_iter": n_iter, "warnings": caught}

@@ -16,6 +16,7 @@ from ._kernels import (
     pointwise_loss_gradient,
     raw_prediction,
 )
+from ._params import LogisticParams
 
 
 def _prefetch_solver_modules() -> None:
@@ -40,11 +41,11 @@ class Worker:
     products keep the raw predictions of the point they were last asked at.
     """
 
-    def __init__(self, data: dict, params: dict, context: Context):
+    def __init__(self, data: dict, params: LogisticParams, context: Context):
         self.X = data["X"]
         self.y = data["y"]
         self.sample_weight = data["sample_weight"]
-        self.fit_intercept = params["fit_intercept"]
+        self.fit_intercept = params.fit_intercept
         self.raw = self.raw_step = self.raw_trial = None
         self.hessp_at = self.hessp_raw = None
         if context.rank == 0:

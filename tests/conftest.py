@@ -247,6 +247,68 @@ def leaves_nothing():
     assert not any(left.values()), left
 
 
+# the cloud path on loopback (tests/test_cloud.py, tests/test_distributed_api.py) ---------
+
+#: Lithops storages of the loopback cloud path: moto's S3 server, or Lithops' Redis storage.
+CLOUD_STORAGES = ["minio", "redis"]
+CLOUD_BUCKET = "sks-cloud-tests"
+
+
+@pytest.fixture(scope="module")
+def bucket(moto_server):
+    return moto_server.create_bucket(CLOUD_BUCKET)
+
+
+@pytest.fixture(scope="module")
+def storage_redis():
+    """A redis-server for Lithops' Redis storage backend, apart from the state
+    store's: Lithops keeps its runtime metadata in its storage for good."""
+    server = _start_redis()
+    yield server
+    server.stop()
+
+
+class Cloud:
+    """A Lithops config whose storage is remote, and what it holds."""
+
+    def __init__(self, storage: str, moto, redis, bucket: str, storage_redis=None):
+        self.storage, self.moto, self.redis, self.bucket = storage, moto, redis, bucket
+        self.storage_redis = storage_redis
+        self.config = {"lithops": {"backend": "localhost", "storage": storage}}
+        if storage == "minio":
+            self.config["minio"] = moto.storage_config(bucket)
+        else:
+            self.config["redis"] = {"host": "127.0.0.1", "port": storage_redis.port}
+
+    def with_localhost(self, **settings) -> dict:
+        return {**self.config, "localhost": settings}
+
+    def objects(self) -> list[str]:
+        """Every object in the storage (Lithops' own cache of runtime metadata aside)."""
+        if self.storage == "minio":
+            keys = self.moto.keys(self.bucket)
+        else:
+            keys = [key.decode() for key in self.storage_redis.keys()
+                    if key.startswith(b"storage/")]
+            if self.storage_redis.client.smembers("storage/") <= {b"lithops.runtimes/"}:
+                keys = [key for key in keys if key != "storage/"]  # the root folder of that
+        return [key for key in keys if "lithops.runtimes" not in key]
+
+    def state_keys(self) -> list[bytes]:
+        return [key for key in self.redis.keys() if key.startswith(b"sks:")]
+
+    def assert_empty(self) -> None:
+        assert self.objects() == []
+        assert self.state_keys() == []
+
+
+@pytest.fixture(params=CLOUD_STORAGES)
+def cloud(request, moto_server, redis_server, bucket, storage_redis):
+    cloud = Cloud(request.param, moto_server, redis_server, bucket, storage_redis)
+    yield cloud
+    cloud.assert_empty()
+
+
 # faults, injected into a fit by replacing its algorithm in the registry ------------------
 
 # The workers unpickle what these fixtures inject: send this module's code along.

@@ -15,10 +15,14 @@ import numpy as np
 class Context:
     """What a worker knows of the run it is part of.
 
-    Attributes
+    Built by the runtime and given to the algorithm's ``worker``; its
+    parameters are also its attributes.
+
+    Parameters
     ----------
     rank : int
         This worker's number, from 0; worker 0 also runs the coordinator.
+        Workers own contiguous blocks of rows in rank order.
     n_workers : int
         Number of workers of the run.
     """
@@ -42,8 +46,11 @@ class Worker(Protocol):
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A parallel algorithm that :func:`~sklearn_serverless.distributed.run`
-    runs across serverless functions.
+    """A parallel algorithm, to run across serverless functions.
+
+    :func:`~sklearn_serverless.distributed.run` runs it: one worker per block
+    of rows, built by ``worker``, and a coordinator, ``coordinate``, on
+    worker 0.
 
     Parameters
     ----------
@@ -83,6 +90,24 @@ class Algorithm:
     shares_work: bool = False
 
     def build_worker(self, data: dict, params: Any, context: Context, dataset: bool):
-        """The worker for ``data`` (a dataset's raw rows when ``dataset``)."""
+        """Build one worker (called by the runtime, once per worker).
+
+        Parameters
+        ----------
+        data : dict
+            The worker's block of rows: row-aligned arrays by name.
+        params : object
+            The run's ``params``.
+        context : Context
+            The worker's rank and the number of workers.
+        dataset : bool
+            Whether ``data`` holds a dataset's raw rows: ``dataset_worker``
+            is then built when there is one.
+
+        Returns
+        -------
+        worker : object
+            What ``worker`` (or ``dataset_worker``) returned.
+        """
         factory = self.dataset_worker if dataset and self.dataset_worker else self.worker
         return factory(data, params, context)

@@ -20,13 +20,16 @@ from ._worker_loop import PHASES
 class RunResult:
     """What :func:`run` returns.
 
-    Attributes
+    Its parameters are also its attributes.
+
+    Parameters
     ----------
     result : dict
-        What the algorithm's ``coordinate`` returned (plus worker 0's
-        ``result()``).
+        What the algorithm's ``coordinate`` returned, updated with worker 0's
+        ``result()``.
     worker_results : list of dict
-        Every worker's ``result()``, in worker order.
+        Every worker's ``result()``, in worker order (worker 0's entry is
+        ``result``).
     timings : dict
         Where the time went: ``'fit'`` (seconds, client side), ``'upload'``,
         ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
@@ -65,8 +68,25 @@ def run(algorithm: Algorithm, data, *, params: Any = None, backend="localhost",
         when it has a label column.
     params : object, default=None
         Given as it is to every worker and to ``coordinate``.
-    backend, n_workers, state_store, state_mode, timeout
-        As for the estimators (see :class:`~sklearn_serverless.ServerlessKMeans`).
+    backend : str or dict, default='localhost'
+        Where the workers run: a Lithops backend name or a complete Lithops
+        config dict, as for the estimators (see
+        :class:`~sklearn_serverless.ServerlessKMeans`).
+    n_workers : int, default=None
+        Number of workers; None chooses from the backend and the number of
+        rows. Never more than the number of rows.
+    state_store : str, default=None
+        Where the workers meet: None for the embedded SQLite store (workers
+        that share this machine's files), or a Redis URL
+        (``'redis://...'``, ``'rediss://...'``) every worker can reach.
+    state_mode : {'lock_free', 'locked'}, default='lock_free'
+        How partials are combined: ``'lock_free'`` sums per-worker slots in
+        worker order (reproducible bit for bit); ``'locked'`` adds them into
+        one shared accumulator under a lock, in the order the workers take
+        it. ``gather`` keeps per-worker slots in both modes.
+    timeout : float, default=120.0
+        Seconds any wait of the run may last: a round's barrier, a worker
+        waiting for the coordinator's next command.
     verbose : bool, default=False
         Print the coordinator's :meth:`Rounds.log` lines as they come.
 

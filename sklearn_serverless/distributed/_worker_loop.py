@@ -129,10 +129,25 @@ def _message(kind: int, command: str, arrays) -> bytes:
 class Rounds:
     """The coordinator's handle on the workers, given to ``coordinate``.
 
-    Every call is one round: the command and its arrays go to every worker
-    (the coordinator included), each answers with its partial result.
-    Partials are combined in worker order, never in arrival order, so that
-    a result does not depend on timing.
+    Every call of :meth:`allreduce` or :meth:`gather` is one round: the
+    command and its arrays go to every worker (the coordinator included),
+    each answers with its partial result. In ``state_mode='lock_free'``
+    partials are summed in worker order, never in arrival order, so that a
+    result does not depend on timing; :meth:`gather` returns them in worker
+    order in both modes.
+
+    Built by the runtime on worker 0, never by your code.
+
+    Parameters
+    ----------
+    store : StateStore
+        Worker 0's connection to the run's shared state.
+    worker : object
+        Worker 0's own worker, which answers each command too.
+    clock : object
+        Where the time of each round's phases is recorded.
+    shares_work : bool, default=False
+        Partials are chunk tables (the built-in k-means).
     """
 
     def __init__(self, store: StateStore, worker, clock: _Clock, shares_work: bool = False):
@@ -148,23 +163,67 @@ class Rounds:
         return self.store.n_workers
 
     def allreduce(self, command: str, *arrays: np.ndarray) -> np.ndarray:
-        """The sum over all workers of their answers to ``command``, in
-        worker order (float64; every partial of the same shape)."""
+        """Sum every worker's answer to a command.
+
+        Parameters
+        ----------
+        command : str
+            The command each worker's ``handle`` answers (not ``'stop'``).
+        *arrays : ndarray
+            Numeric arrays sent to every worker with the command.
+
+        Returns
+        -------
+        total : ndarray
+            The sum of the partials, float64, of their common shape (every
+            worker must answer with the same shape); added in worker order
+            in ``state_mode='lock_free'``.
+        """
         return self._round(_SUM, command, arrays)
 
     def gather(self, command: str, *arrays: np.ndarray) -> list[np.ndarray]:
-        """Every worker's answer to ``command``, in worker order; partials
-        may differ in shape and dtype."""
+        """Collect every worker's answer to a command.
+
+        Parameters
+        ----------
+        command : str
+            The command each worker's ``handle`` answers (not ``'stop'``).
+        *arrays : ndarray
+            Numeric arrays sent to every worker with the command.
+
+        Returns
+        -------
+        partials : list of ndarray
+            One numeric array per worker, in worker order, each of the shape
+            and dtype that worker answered with.
+        """
         return self._round(_GATHER, command, arrays)
 
     def log(self, line: str) -> None:
-        """A progress line, printed by the driver while the run goes on
-        (the estimators' ``verbose`` output)."""
+        """Send a progress line to the driver.
+
+        The driver prints it while the run goes on when ``run`` was called
+        with ``verbose=True`` (the estimators' ``verbose`` output).
+
+        Parameters
+        ----------
+        line : str
+            The line, without its newline.
+        """
         self.store.post_log(line)
 
     def finish(self, *arrays: np.ndarray) -> None:
-        """Arrays the ``'stop'`` command carries to every worker when
-        ``coordinate`` returns (for example, which of its runs to keep)."""
+        """Set the arrays that the final ``'stop'`` command carries.
+
+        When ``coordinate`` returns, every worker's ``handle`` receives
+        ``'stop'`` with these arrays, before its ``result()`` is taken (for
+        example, which of several candidate models to keep).
+
+        Parameters
+        ----------
+        *arrays : ndarray
+            Numeric arrays for every worker.
+        """
         self._final = [np.asarray(a) for a in arrays]
 
     def _round(self, kind: int, command: str, arrays):
@@ -197,6 +256,7 @@ class Rounds:
         return total
 
     def stop(self) -> None:
+        """Send ``'stop'`` to every worker: the runtime's call, after ``coordinate``."""
         self.store.publish(self.count, _message(_STOP, STOP, self._final))
         self.worker.handle(STOP, list(self._final))
 

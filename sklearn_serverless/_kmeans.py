@@ -24,15 +24,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import (
+from ._algorithms.kmeans._kernels import labels_inertia, with_ones_column
+from ._algorithms.kmeans._params import KMeansParams
+from ._datasets import Dataset
+from ._estimator import (
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from ._datasets import Dataset
-from ._distributed._kmeans import labels_inertia, with_ones_column
-from ._placement import DerivedRows
+from ._execution._placement import DerivedRows
+from ._messages import too_few_samples
 
 
 class ServerlessKMeans(
@@ -176,9 +178,7 @@ class ServerlessKMeans(
         self._check_execution_params()
         n_samples = X.shape[0]
         if n_samples < self.n_clusters:
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}."
-            )
+            raise too_few_samples(n_samples, self.n_clusters)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         n_init = self._n_init()
         init = self.init
@@ -190,7 +190,7 @@ class ServerlessKMeans(
                     f"the number of clusters {self.n_clusters} and features {X.shape[1]}."
                 )
         random_state = check_random_state(self.random_state)
-        tol = _tolerance(X, self.tol)  # on X before centring, as sklearn
+        mean_variance = _mean_variance(X)  # of X before centring, as sklearn
         # Like sklearn, cluster centred dense data: distances lose less precision.
         # The workers get it as [X - mean, 1], computed as it is written.
         x_mean = None
@@ -202,10 +202,8 @@ class ServerlessKMeans(
             if _is_array_like(init):
                 init -= x_mean
         inits = self._initial_centers(X, x_mean, init, random_state, sample_weight, n_init)
-        params = {
-            "n_clusters": self.n_clusters, "inits": inits, "max_iter": self.max_iter,
-            "tol": tol, "verbose": self.verbose,
-        }
+        params = self._params(X.shape[1], X.dtype, mean_variance=mean_variance,
+                              inits=tuple(inits))
         results = self._run_distributed("kmeans", params, columns)
         return self._set_fitted(results, x_mean, X.dtype)
 
@@ -229,13 +227,16 @@ class ServerlessKMeans(
             init = "array"
         n_init = self._n_init()
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=n_init)
-        params = {
-            "n_clusters": self.n_clusters, "max_iter": self.max_iter, "tol": self.tol,
-            "verbose": self.verbose, "n_features": resolved.n_features, "init": init,
-            "init_array": init_array, "seeds": seeds.tolist(), "dtype": resolved.dtype,
-        }
+        params = self._params(resolved.n_features, resolved.dtype, init=init,
+                              init_array=init_array, seeds=tuple(seeds.tolist()))
         results = self._run_distributed("kmeans", params, resolved)
         return self._set_fitted(results, results[0]["x_mean"], np.dtype(resolved.dtype))
+
+    def _params(self, n_features: int, dtype, **data) -> KMeansParams:
+        """The fit's parameters, for data in memory and for a dataset alike."""
+        return KMeansParams(n_clusters=self.n_clusters, max_iter=self.max_iter,
+                            tol=float(self.tol), verbose=self.verbose, n_features=n_features,
+                            dtype=np.dtype(dtype).str, **data)
 
     def _set_fitted(self, results: list[dict], x_mean, dtype):
         best = results[0]
@@ -320,7 +321,7 @@ class ServerlessKMeans(
         check_is_fitted(self)
         if isinstance(X, Dataset):
             return np.concatenate([part["labels"] for part in self._apply_dataset(
-                "kmeans_labels", X, {"centers": self.cluster_centers_})])
+                "kmeans", "labels", X, {"centers": self.cluster_centers_})])
         X = self._check_test_data(X)
         _check_sample_weight(sample_weight, X, dtype=X.dtype)
         ones = np.ones(X.shape[0], dtype=X.dtype)
@@ -346,7 +347,7 @@ class ServerlessKMeans(
         check_is_fitted(self)
         if isinstance(X, Dataset):
             return np.vstack([part["distances"] for part in self._apply_dataset(
-                "kmeans_distances", X, {"centers": self.cluster_centers_})])
+                "kmeans", "distances", X, {"centers": self.cluster_centers_})])
         X = self._check_test_data(X)
         return euclidean_distances(X, self.cluster_centers_)
 
@@ -378,7 +379,7 @@ class ServerlessKMeans(
             if sample_weight is not None:
                 raise ValueError("sample_weight is not supported with a dataset")
             return -sum(part["inertia"] for part in self._apply_dataset(
-                "kmeans_labels", X, {"centers": self.cluster_centers_}))
+                "kmeans", "labels", X, {"centers": self.cluster_centers_}))
         X = self._check_test_data(X)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         centers = self.cluster_centers_.astype(X.dtype, copy=False)
@@ -395,12 +396,11 @@ def _is_array_like(init) -> bool:
     return hasattr(init, "__array__") or isinstance(init, (list, tuple))
 
 
-def _tolerance(X, tol: float) -> float:
-    """sklearn's relative tolerance: ``tol`` times the mean feature variance."""
-    if tol == 0:
-        return 0.0
+def _mean_variance(X):
+    """The mean feature variance, the scale of sklearn's relative ``tol`` (a
+    numpy scalar of X's precision: the bound is sklearn's to the last bit)."""
     if sp.issparse(X):
         variances = mean_variance_axis(X, axis=0)[1]
     else:
         variances = np.var(X, axis=0)
-    return float(np.mean(variances) * tol)
+    return np.mean(variances)

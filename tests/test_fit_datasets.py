@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import threading
 import time
 
@@ -332,3 +333,23 @@ def test_logistic_dataset_errors(store, labelled, tmp_path, leaves_nothing):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv"))
     with pytest.raises(ValueError, match="'nope'"):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv", label="nope"))
+
+
+def test_warm_start_of_the_wrong_shape_on_a_dataset_names_both_shapes(tmp_path, labelled,
+                                                                       leaves_nothing):
+    # Three classes, then two: the previous (3, d + 1) coefficients cannot start
+    # a binary fit. The message is the in-memory fit's: given shape, then expected.
+    X, y = labelled
+    binary = np.where(y == "cat", "cat", "dog")
+    d = X.shape[1] + 1
+    expected = re.escape(f"Initialization coef is of shape (3, {d}), expected shape "
+                         f"({d},) or (1, {d})")
+    in_memory = ServerlessLogisticRegression(warm_start=True, n_workers=2).fit(X, y)
+    with pytest.raises(ValueError, match=expected):
+        in_memory.fit(X, binary)
+    path = tmp_path / "binary.csv"
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]).assign(late=binary)
+    path.write_bytes(_csv(frame))
+    model = ServerlessLogisticRegression(warm_start=True, n_workers=2).fit(X, y)
+    with pytest.raises(ValueError, match=expected):
+        model.fit(read_csv(str(path), label="late"))

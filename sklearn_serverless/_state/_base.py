@@ -91,18 +91,23 @@ class StateStore(ABC):
         """Wait for the message of ``round_``."""
 
     @abstractmethod
-    def contribute(self, round_: int, worker: int, partial: np.ndarray) -> None:
-        """Add ``worker``'s partial result (1-D float64) to ``round_``."""
+    def contribute(self, round_: int, worker: int, partial: np.ndarray,
+                   slots: bool = False) -> None:
+        """Add ``worker``'s partial result (float64) to ``round_``; with
+        ``slots``, keep it in the worker's own slot whatever the mode (a
+        gather: partials of any shape and dtype)."""
 
     @abstractmethod
-    def barrier(self, round_: int) -> None:
+    def barrier(self, round_: int, slots: bool = False) -> None:
         """Wait until every worker has contributed to ``round_``."""
 
     @abstractmethod
-    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order) -> np.ndarray:
+    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order,
+                  slots: bool = False):
         """Sum of the partial results of ``round_``; frees the round's state.
-        ``lock_free`` sums the workers' slots with ``reduce`` (default:
-        :func:`sum_in_worker_order`); ``locked`` returns the accumulator."""
+        ``lock_free`` (or ``slots``) reduces the workers' slots with
+        ``reduce`` (default: :func:`sum_in_worker_order`); ``locked``
+        returns the accumulator."""
 
     @abstractmethod
     def progress(self) -> int:

@@ -185,9 +185,10 @@ class RedisStore(StateStore):
             raise RuntimeError(f"the message of round {round_} is gone (expired or cleaned up)")
         return message
 
-    def contribute(self, round_: int, worker: int, partial: np.ndarray) -> None:
+    def contribute(self, round_: int, worker: int, partial: np.ndarray,
+                   slots: bool = False) -> None:
         arrival = f"{round_}:{worker}:0:".encode()
-        if self.spec.mode == "lock_free":
+        if slots or self.spec.mode == "lock_free":
             if worker == 0:
                 self._own[round_] = partial
                 return
@@ -270,8 +271,9 @@ class RedisStore(StateStore):
             return
         pipe.execute()
 
-    def barrier(self, round_: int) -> None:
-        if self.spec.mode == "locked" and self._own.get(round_, (0,))[0] == self.n_workers:
+    def barrier(self, round_: int, slots: bool = False) -> None:
+        if (not slots and self.spec.mode == "locked"
+                and self._own.get(round_, (0,))[0] == self.n_workers):
             return  # the coordinator's contribution was the last
         arrived: set[int] = {0}
         deadline = time.monotonic() + self.timeout
@@ -279,7 +281,7 @@ class RedisStore(StateStore):
         while len(arrived) < self.n_workers:
             left = deadline - time.monotonic()
             reply = None if left <= 0 else self._wait_arrival(round_, pipe, left,
-                                                              len(arrived) + 1)
+                                                              len(arrived) + 1, slots)
             pipe = None
             if reply is None:
                 missing = self._missing(arrived)
@@ -295,14 +297,14 @@ class RedisStore(StateStore):
         if pipe is not None:
             pipe.execute()
 
-    def _wait_arrival(self, round_: int, pipe, timeout: float, count: int):
+    def _wait_arrival(self, round_: int, pipe, timeout: float, count: int, gather: bool):
         """BLPOP the next arrival, after what ``pipe`` holds (the coordinator's
         release) and, when it completes the barrier, before reading the
         lock-free slots: one round trip where three would do the same."""
         pipe = pipe if pipe is not None else self._redis.pipeline(transaction=False)
         pipe.blpop([self._key("arrivals")], timeout=timeout)
         slots = [self._key("slot", round_, w) for w in range(1, self.n_workers)]
-        last = count == self.n_workers and self.spec.mode == "lock_free"
+        last = count == self.n_workers and (gather or self.spec.mode == "lock_free")
         if last:
             pipe.mget(slots)
             pipe.delete(*slots)
@@ -312,9 +314,10 @@ class RedisStore(StateStore):
             return replies[-3]
         return replies[-1]
 
-    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order) -> np.ndarray:
+    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order,
+                  slots: bool = False):
         own = self._own.pop(round_)
-        if self.spec.mode == "lock_free":
+        if slots or self.spec.mode == "lock_free":
             bodies = self._slots.pop(round_, None)
             keys = [self._key("slot", round_, w) for w in range(1, self.n_workers)]
             if bodies is None and keys:

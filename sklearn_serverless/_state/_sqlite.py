@@ -65,8 +65,9 @@ class SQLiteStore(StateStore):
             raise self._timeout_error(f"worker {worker} got no message for round {round_}")
         return row[0]
 
-    def contribute(self, round_: int, worker: int, partial: np.ndarray) -> None:
-        if self.spec.mode == "lock_free":
+    def contribute(self, round_: int, worker: int, partial: np.ndarray,
+                   slots: bool = False) -> None:
+        if slots or self.spec.mode == "lock_free":
             self._db.execute(
                 "INSERT INTO slot VALUES (?, ?, ?)", (round_, worker, encode_array(partial))
             )
@@ -93,15 +94,16 @@ class SQLiteStore(StateStore):
         if worker != 0:
             self._bells.ring([0])
 
-    def barrier(self, round_: int) -> None:
+    def barrier(self, round_: int, slots: bool = False) -> None:
         query = "SELECT 1 FROM (SELECT COUNT(*) AS n FROM slot WHERE round = ?) WHERE n = ?"
         if self._poll(query, (round_, self.n_workers), 0) is None:
             rows = self._db.execute("SELECT worker FROM slot WHERE round = ?", (round_,))
             missing = self._missing({w for (w,) in rows})
             raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
 
-    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order) -> np.ndarray:
-        if self.spec.mode == "lock_free":
+    def aggregate(self, round_: int, reduce: Reduce = sum_in_worker_order,
+                  slots: bool = False):
+        if slots or self.spec.mode == "lock_free":
             rows = self._db.execute(
                 "SELECT body FROM slot WHERE round = ? ORDER BY worker", (round_,)
             ).fetchall()

@@ -4,8 +4,8 @@ same errors, and faults that end promptly with nothing left behind."""
 from __future__ import annotations
 
 import os
-import re
 import pickle
+import re
 import signal
 import subprocess
 import sys

@@ -121,7 +121,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                                peers=tuple(partitions) if site.local and planned is None
                                and algorithm.shares_work else (),
                                generation=generations.number, lease=deadlines.lease,
-                               limit=limit)
+                               limit=limit,
+                               driver_pid=os.getpid() if site.local_compute else None)
                     for i in range(n_workers)
                 ]
                 futures = None

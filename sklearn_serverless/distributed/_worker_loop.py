@@ -66,6 +66,9 @@ class WorkerTask:
     #: Seconds the platform lets a function run (None: no limit): the
     #: coordinator hands the run over to a new generation before it.
     limit: float | None = None
+    #: The driver's process, when the workers run on its machine: they end
+    #: with it (a killed driver leaves no workers behind).
+    driver_pid: int | None = None
 
 
 class HandedOver(Exception):
@@ -115,6 +118,8 @@ class _Heartbeat:
         store = open_store(task.store)
         try:
             while not self.done.wait(task.lease / 5):
+                if task.driver_pid is not None and not _driver_alive(task.driver_pid):
+                    os._exit(1)  # nobody will read what this worker computes
                 try:
                     store.beat(task.worker, task.generation, os.getpid(), task.lease)
                 except Exception:  # noqa: BLE001 - the next beat tries again
@@ -132,6 +137,16 @@ class _Heartbeat:
             store.beat(task.worker, task.generation, 0, task.lease + 2 * task.store.timeout)
         except Exception:  # noqa: BLE001 - the driver then sees the call end instead
             pass
+
+
+def _driver_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:

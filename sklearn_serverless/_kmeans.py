@@ -22,6 +22,7 @@ from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import row_norms
+from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import (
     _check_sample_weight,
     _is_arraylike_not_scalar,
@@ -29,15 +30,16 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._base import (
+from ._algorithms.kmeans._kernels import labels_inertia, with_ones_column
+from ._algorithms.kmeans._params import KMeansParams
+from ._datasets import Dataset
+from ._estimator import (
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from ._datasets import Dataset
-from ._distributed._kmeans import labels_inertia, with_ones_column
-from ._placement import DerivedRows
+from ._execution._placement import DerivedRows
 
 
 class ServerlessKMeans(
@@ -188,6 +190,7 @@ class ServerlessKMeans(
             init = check_array(init, dtype=X.dtype, copy=True, order="C")
             self._validate_center_shape(X, init)
         random_state = check_random_state(self.random_state)
+        mean_variance = _mean_variance(X)  # of X before centring, as sklearn
         # Like sklearn, cluster centred dense data: distances lose less precision.
         # The workers get it as [X - mean, 1], computed as it is written.
         x_mean = None
@@ -211,10 +214,8 @@ class ServerlessKMeans(
                 random_state=random_state, sample_weight=sample_weight), dtype=X.dtype))
             if self.verbose:
                 print("Initialization complete")
-        params = {
-            "n_clusters": self.n_clusters, "inits": inits, "max_iter": self.max_iter,
-            "tol": self._tol, "verbose": self.verbose,
-        }
+        params = self._params(X.shape[1], X.dtype, mean_variance=mean_variance,
+                              inits=tuple(inits))
         results = self._run_distributed("kmeans", params, columns)
         return self._set_fitted(results, x_mean, X.dtype)
 
@@ -233,13 +234,16 @@ class ServerlessKMeans(
             self._validate_center_shape(np.empty((0, resolved.n_features)), init_array)
             init = "array"
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=self._n_init)
-        params = {
-            "n_clusters": self.n_clusters, "max_iter": self.max_iter, "tol": self.tol,
-            "verbose": self.verbose, "n_features": resolved.n_features, "init": init,
-            "init_array": init_array, "seeds": seeds.tolist(), "dtype": resolved.dtype,
-        }
+        params = self._params(resolved.n_features, resolved.dtype, init=init,
+                              init_array=init_array, seeds=tuple(seeds.tolist()))
         results = self._run_distributed("kmeans", params, resolved)
         return self._set_fitted(results, results[0]["x_mean"], np.dtype(resolved.dtype))
+
+    def _params(self, n_features: int, dtype, **data) -> KMeansParams:
+        """The fit's parameters, for data in memory and for a dataset alike."""
+        return KMeansParams(n_clusters=self.n_clusters, max_iter=self.max_iter,
+                            tol=float(self.tol), verbose=self.verbose, n_features=n_features,
+                            dtype=np.dtype(dtype).str, **data)
 
     def _set_fitted(self, results: list[dict], x_mean, dtype):
         best = results[0]
@@ -323,7 +327,7 @@ class ServerlessKMeans(
         check_is_fitted(self)
         if isinstance(X, Dataset):
             return np.concatenate([part["labels"] for part in self._apply_dataset(
-                "kmeans_labels", X, {"centers": self.cluster_centers_})])
+                "kmeans", "labels", X, {"centers": self.cluster_centers_})])
         X = self._check_test_data(X)
         _check_sample_weight(sample_weight, X, dtype=X.dtype)
         ones = np.ones(X.shape[0], dtype=X.dtype)
@@ -349,7 +353,7 @@ class ServerlessKMeans(
         check_is_fitted(self)
         if isinstance(X, Dataset):
             return np.vstack([part["distances"] for part in self._apply_dataset(
-                "kmeans_distances", X, {"centers": self.cluster_centers_})])
+                "kmeans", "distances", X, {"centers": self.cluster_centers_})])
         X = self._check_test_data(X)
         return euclidean_distances(X, self.cluster_centers_)
 
@@ -381,7 +385,7 @@ class ServerlessKMeans(
             if sample_weight is not None:
                 raise ValueError("sample_weight is not supported with a dataset")
             return -sum(part["inertia"] for part in self._apply_dataset(
-                "kmeans_labels", X, {"centers": self.cluster_centers_}))
+                "kmeans", "labels", X, {"centers": self.cluster_centers_}))
         X = self._check_test_data(X)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         centers = self.cluster_centers_.astype(X.dtype, copy=False)
@@ -392,3 +396,13 @@ class ServerlessKMeans(
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _mean_variance(X):
+    """The mean feature variance, the scale of sklearn's relative ``tol`` (a
+    numpy scalar of X's precision: the bound is sklearn's to the last bit)."""
+    if sp.issparse(X):
+        variances = mean_variance_axis(X, axis=0)[1]
+    else:
+        variances = np.var(X, axis=0)
+    return np.mean(variances)

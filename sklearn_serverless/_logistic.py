@@ -20,15 +20,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import (
+from ._algorithms.logistic._params import LogisticParams
+from ._algorithms.logistic._penalty import SOLVERS, resolve_penalty
+from ._datasets import Dataset
+from ._estimator import (
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from ._datasets import Dataset
 from ._logistic_datasets import DatasetClassifierMixin
-from ._logistic_penalty import SOLVERS, resolve_penalty
+from ._messages import liblinear_multiclass, one_class, warm_start_shape
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
 _CONVERGENCE_ADVICE = (
@@ -269,10 +271,7 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
         if liblinear:
             _check_liblinear(X, n_classes)
         if n_classes < 2:
-            raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, but the "
-                f"data contains only one class: {self.classes_[0]!r}"
-            )
+            raise one_class(self.classes_[0])
         self._check_execution_params()
         n_samples, n_features = X.shape
         encoded = np.searchsorted(self.classes_, y)
@@ -285,27 +284,9 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
         # Binary: y in {0, 1} for the half binomial loss; else the class index.
         target = (encoded == 1) if binary else encoded
         n_outputs = 1 if binary else n_classes
-        sw_sum = float(sample_weight.sum())
-        # liblinear minimises C sum_i s_i loss_i + penalty: the same minimiser.
-        strength = 1.0 / (penalty.C * sw_sum)
-        params = {
-            "solver": penalty.algorithm,
-            "coef": self._initial_coef(n_features, n_outputs),
-            "fit_intercept": bool(self.fit_intercept),
-            "n_features": n_features,
-            "n_outputs": n_outputs,
-            "sw_sum": sw_sum,
-            "l2": (1.0 - penalty.l1_ratio) * strength,
-            "l1": penalty.l1_ratio * strength,
-            # liblinear penalises the intercept, the weight of a feature of this value.
-            "intercept_scaling": (float(self.intercept_scaling)
-                                  if liblinear and self.fit_intercept else None),
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "learning_rate": self.learning_rate,
-            "verbose": self.verbose,
-            "dtype": X.dtype.str,
-        }
+        params = self._params(penalty, n_features, X.dtype, n_outputs=n_outputs,
+                              sw_sum=float(sample_weight.sum()),
+                              coef=self._initial_coef(n_features, n_outputs))
         columns = {"X": X, "y": target.astype(np.float64), "sample_weight": sample_weight}
         result = self._run_distributed("logistic", params, columns)[0]
         if self.max_iter == 0 and self.solver in _MAX_ITER_MESSAGES:
@@ -348,6 +329,18 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
             self.intercept_ = np.zeros(n_outputs, dtype=dtype)
         return self
 
+    def _params(self, penalty, n_features: int, dtype, **data) -> LogisticParams:
+        """The fit's parameters, for data in memory and for a dataset alike."""
+        liblinear = self.solver == "liblinear"
+        return LogisticParams(
+            solver=penalty.algorithm, n_features=n_features,
+            fit_intercept=bool(self.fit_intercept), C=penalty.C, l1_ratio=penalty.l1_ratio,
+            max_iter=self.max_iter, tol=self.tol, verbose=self.verbose,
+            dtype=np.dtype(dtype).str, learning_rate=self.learning_rate,
+            intercept_scaling=(float(self.intercept_scaling)
+                               if liblinear and self.fit_intercept else None),
+            liblinear=liblinear, **data)
+
     def _initial_coef(self, n_features: int, n_outputs: int) -> np.ndarray:
         """Zeros, or the previous fit's coefficients with ``warm_start``
         (sklearn's shape checks and messages)."""
@@ -360,15 +353,7 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
             if self.fit_intercept:
                 previous = np.concatenate([previous, self.intercept_[:, None]], axis=1)
             if previous.shape != coef.shape:
-                if n_outputs == 1:
-                    raise ValueError(
-                        f"Initialization coef is of shape {previous.shape}, expected shape "
-                        f"{(d,)} or (1, {d})"
-                    )
-                raise ValueError(
-                    f"Initialization coef is of shape {previous.shape}, expected shape "
-                    f"{coef.shape}"
-                )
+                raise warm_start_shape(previous.shape, coef.shape, n_outputs)
             coef[:] = previous
         # The workers' flat layout: the C-order ravel of the (d, m) transpose.
         return np.ascontiguousarray(coef.T).ravel()
@@ -416,12 +401,7 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
 def _check_liblinear(X, n_classes: int) -> None:
     """scikit-learn's refusals for 'liblinear' (messages included)."""
     if n_classes >= 3:
-        raise ValueError(
-            "The 'liblinear' solver does not support multiclass classification"
-            " (n_classes >= 3). Either use another solver or wrap the "
-            "estimator in a OneVsRestClassifier to keep applying a "
-            "one-versus-rest scheme."
-        )
+        raise liblinear_multiclass()
     if X.max() > 1e30:
         raise ValueError(
             "Using the 'liblinear' solver while X contains a maximum "

@@ -24,16 +24,8 @@ class DatasetClassifierMixin:
         n_features = resolved.n_features
         previous = getattr(self, "coef_", None) if self.warm_start else None
         coef = None if previous is None else self._initial_coef(n_features, previous.shape[0])
-        params = {
-            "solver": penalty.algorithm, "coef": coef, "fit_intercept": bool(self.fit_intercept),
-            "n_features": n_features, "C": penalty.C, "l1_ratio": penalty.l1_ratio,
-            "class_weight": self.class_weight, "liblinear": self.solver == "liblinear",
-            "intercept_scaling": (float(self.intercept_scaling)
-                                  if self.solver == "liblinear" and self.fit_intercept
-                                  else None),
-            "max_iter": self.max_iter, "tol": self.tol, "learning_rate": self.learning_rate,
-            "verbose": self.verbose, "dtype": np.dtype(resolved.dtype).str,
-        }
+        params = self._params(penalty, n_features, resolved.dtype, coef=coef,
+                              class_weight=self.class_weight)
         result = self._run_distributed("logistic", params, resolved)[0]
         self.classes_ = result["classes"]
         n_outputs = 1 if self.classes_.size == 2 else self.classes_.size
@@ -42,7 +34,7 @@ class DatasetClassifierMixin:
     def _dataset_scores(self, dataset) -> tuple[np.ndarray, list[dict]]:
         """Decision scores of a dataset, computed where it lies."""
         coef = self.coef_.toarray() if sp.issparse(self.coef_) else self.coef_  # sparsify()
-        parts = self._apply_dataset("linear_scores", dataset, {
+        parts = self._apply_dataset("logistic", "scores", dataset, {
             "coef": coef, "intercept": self.intercept_, "classes": self.classes_})
         return np.vstack([part["scores"] for part in parts]), parts
 

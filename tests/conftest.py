@@ -4,6 +4,7 @@ nothing behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import time
 
+import cloudpickle
 import pytest
 
 #: Set by .ci/run: a missing redis-server is then a failure, not a skip.
@@ -191,7 +193,7 @@ def _scratch_folders() -> set[str]:
 
 
 #: Processes the fixtures start, which outlive single tests.
-_SERVICES = (b"redis-server", b"moto.server", b"sklearn_serverless._warm_server")
+_SERVICES = (b"redis-server", b"moto.server", b"sklearn_serverless._execution._warm_server")
 
 
 def _worker_processes() -> set[int]:
@@ -243,3 +245,132 @@ def leaves_nothing():
             break
         time.sleep(0.1)
     assert not any(left.values()), left
+
+
+# the cloud path on loopback (tests/test_cloud.py, tests/test_distributed_api.py) ---------
+
+#: Lithops storages of the loopback cloud path: moto's S3 server, or Lithops' Redis storage.
+CLOUD_STORAGES = ["minio", "redis"]
+CLOUD_BUCKET = "sks-cloud-tests"
+
+
+@pytest.fixture(scope="module")
+def bucket(moto_server):
+    return moto_server.create_bucket(CLOUD_BUCKET)
+
+
+@pytest.fixture(scope="module")
+def storage_redis():
+    """A redis-server for Lithops' Redis storage backend, apart from the state
+    store's: Lithops keeps its runtime metadata in its storage for good."""
+    server = _start_redis()
+    yield server
+    server.stop()
+
+
+class Cloud:
+    """A Lithops config whose storage is remote, and what it holds."""
+
+    def __init__(self, storage: str, moto, redis, bucket: str, storage_redis=None):
+        self.storage, self.moto, self.redis, self.bucket = storage, moto, redis, bucket
+        self.storage_redis = storage_redis
+        self.config = {"lithops": {"backend": "localhost", "storage": storage}}
+        if storage == "minio":
+            self.config["minio"] = moto.storage_config(bucket)
+        else:
+            self.config["redis"] = {"host": "127.0.0.1", "port": storage_redis.port}
+
+    def with_localhost(self, **settings) -> dict:
+        return {**self.config, "localhost": settings}
+
+    def objects(self) -> list[str]:
+        """Every object in the storage (Lithops' own cache of runtime metadata aside)."""
+        if self.storage == "minio":
+            keys = self.moto.keys(self.bucket)
+        else:
+            keys = [key.decode() for key in self.storage_redis.keys()
+                    if key.startswith(b"storage/")]
+            if self.storage_redis.client.smembers("storage/") <= {b"lithops.runtimes/"}:
+                keys = [key for key in keys if key != "storage/"]  # the root folder of that
+        return [key for key in keys if "lithops.runtimes" not in key]
+
+    def state_keys(self) -> list[bytes]:
+        return [key for key in self.redis.keys() if key.startswith(b"sks:")]
+
+    def assert_empty(self) -> None:
+        assert self.objects() == []
+        assert self.state_keys() == []
+
+
+@pytest.fixture(params=CLOUD_STORAGES)
+def cloud(request, moto_server, redis_server, bucket, storage_redis):
+    cloud = Cloud(request.param, moto_server, redis_server, bucket, storage_redis)
+    yield cloud
+    cloud.assert_empty()
+
+
+# faults, injected into a fit by replacing its algorithm in the registry ------------------
+
+# The workers unpickle what these fixtures inject: send this module's code along.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class FailingBuild:
+    """Builds the algorithm's worker, except on ``rank``: raises there."""
+
+    def __init__(self, build, rank: int):
+        self.build, self.rank = build, rank
+
+    def __call__(self, data, params, context):
+        if context.rank == self.rank:
+            raise RuntimeError("injected failure")
+        return self.build(data, params, context)
+
+
+@pytest.fixture
+def fail_worker(monkeypatch):
+    """``fail_worker('kmeans', 1)``: worker 1 of the next fits raises."""
+    from sklearn_serverless._algorithms import ALGORITHMS
+
+    def inject(name: str, rank: int) -> None:
+        algorithm = ALGORITHMS[name]
+        dataset_worker = algorithm.dataset_worker or algorithm.worker
+        monkeypatch.setitem(ALGORITHMS, name, dataclasses.replace(
+            algorithm, worker=FailingBuild(algorithm.worker, rank),
+            dataset_worker=FailingBuild(dataset_worker, rank)))
+
+    return inject
+
+
+def never_start(task, storage=None):
+    """A Lithops call that never reaches the worker loop (a stuck start)."""
+    while True:
+        time.sleep(1)
+
+
+@pytest.fixture
+def hang_workers(monkeypatch):
+    """Every worker of the next fits hangs before it checks in."""
+    from sklearn_serverless._execution import _fit
+
+    monkeypatch.setattr(_fit, "run_worker", never_start)
+
+
+@pytest.fixture
+def slow_kmeans_worker(monkeypatch):
+    """``slow_kmeans_worker(rank, seconds)``: that k-means worker sleeps this
+    long per chunk of rows it takes (a slow CPU)."""
+    from sklearn_serverless._algorithms import ALGORITHMS
+    from sklearn_serverless._algorithms.kmeans._worker import Worker
+
+    def inject(rank: int, seconds: float) -> None:
+        class SlowWorker(Worker):
+            def __init__(self, data, params, team):
+                if team.rank == rank:
+                    self.pause_per_chunk = seconds
+                super().__init__(data, params, team)
+
+        monkeypatch.setitem(ALGORITHMS, "kmeans",
+                            dataclasses.replace(ALGORITHMS["kmeans"], worker=SlowWorker))
+
+    return inject

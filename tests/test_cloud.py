@@ -15,75 +15,16 @@ import time
 
 import numpy as np
 import pytest
+from conftest import Cloud
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs, make_classification
 from sklearn.linear_model import LogisticRegression
 from test_kmeans import _fit_in_thread, _worker_pids
 
-from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression, _placement
+from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression
+from sklearn_serverless._execution import _placement
 
 pytestmark = pytest.mark.redis
-
-STORAGES = ["minio", "redis"]
-BUCKET = "sks-cloud-tests"
-
-
-@pytest.fixture(scope="module")
-def bucket(moto_server):
-    return moto_server.create_bucket(BUCKET)
-
-
-@pytest.fixture(scope="module")
-def storage_redis():
-    """A redis-server for Lithops' Redis storage backend, apart from the state
-    store's: Lithops keeps its runtime metadata in its storage for good."""
-    from conftest import _start_redis
-
-    server = _start_redis()
-    yield server
-    server.stop()
-
-
-class Cloud:
-    """A Lithops config whose storage is remote, and what it holds."""
-
-    def __init__(self, storage: str, moto, redis, bucket: str, storage_redis=None):
-        self.storage, self.moto, self.redis, self.bucket = storage, moto, redis, bucket
-        self.storage_redis = storage_redis
-        self.config = {"lithops": {"backend": "localhost", "storage": storage}}
-        if storage == "minio":
-            self.config["minio"] = moto.storage_config(bucket)
-        else:
-            self.config["redis"] = {"host": "127.0.0.1", "port": storage_redis.port}
-
-    def with_localhost(self, **settings) -> dict:
-        return {**self.config, "localhost": settings}
-
-    def objects(self) -> list[str]:
-        """Every object in the storage (Lithops' own cache of runtime metadata aside)."""
-        if self.storage == "minio":
-            keys = self.moto.keys(self.bucket)
-        else:
-            keys = [key.decode() for key in self.storage_redis.keys()
-                    if key.startswith(b"storage/")]
-            if self.storage_redis.client.smembers("storage/") <= {b"lithops.runtimes/"}:
-                keys = [key for key in keys if key != "storage/"]  # the root folder of that
-        return [key for key in keys if "lithops.runtimes" not in key]
-
-    def state_keys(self) -> list[bytes]:
-        return [key for key in self.redis.keys() if key.startswith(b"sks:")]
-
-    def assert_empty(self) -> None:
-        assert self.objects() == []
-        assert self.state_keys() == []
-
-
-@pytest.fixture(params=STORAGES)
-def cloud(request, moto_server, redis_server, bucket, storage_redis):
-    cloud = Cloud(request.param, moto_server, redis_server, bucket, storage_redis)
-    yield cloud
-    cloud.assert_empty()
-
 
 class Watcher:
     """Counts the fit's data objects while a fit runs (they exist only then)."""
@@ -207,9 +148,9 @@ def test_fewer_functions_than_workers_fail_at_the_start(cloud, blobs, leaves_not
 # faults on the cloud path -----------------------------------------------------------------
 
 
-def test_raising_worker_on_the_cloud_path(cloud, blobs, monkeypatch, leaves_nothing):
+def test_raising_worker_on_the_cloud_path(cloud, blobs, fail_worker, leaves_nothing):
     X, init = blobs
-    monkeypatch.setenv("SKLEARN_SERVERLESS_FAIL_WORKER", "2")
+    fail_worker("kmeans", 2)
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="worker 2 of 3 failed: injected failure"):
         ServerlessKMeans(4, init=init, n_workers=3, backend=cloud.config,

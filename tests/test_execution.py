@@ -11,12 +11,12 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from sklearn_serverless import ServerlessKMeans
-from sklearn_serverless._backends import (
+from sklearn_serverless._execution._backends import (
     check_backend,
     default_n_workers,
     lithops_config,
 )
-from sklearn_serverless._warm import warm_runtime
+from sklearn_serverless._execution._warm import warm_runtime
 
 
 def test_unknown_backend_lists_the_valid_ones():
@@ -67,13 +67,9 @@ def test_backend_as_a_config_dict(leaves_nothing):
 def test_worker_modules_do_not_import_sklearn():
     code = (
         "import sys\n"
-        "import sklearn_serverless._distributed._runtime, sklearn_serverless._distributed._kmeans\n"
+        "import sklearn_serverless.distributed, sklearn_serverless._algorithms\n"
         "import sklearn_serverless._state._sqlite, sklearn_serverless._state._redis\n"
-        "import sklearn_serverless._placement\n"
-        "try:\n"
-        "    import sklearn_serverless._distributed._logistic\n"
-        "except ImportError:\n"
-        "    pass\n"
+        "import sklearn_serverless._execution._placement\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'sklearn'], 'sklearn imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -84,7 +80,7 @@ def test_a_failed_lithops_job_process_is_noticed():
     # and leaves the job's futures pending; the driver must not wait on them.
     import logging
 
-    from sklearn_serverless._watch import JobFailures
+    from sklearn_serverless._execution._watch import JobFailures
 
     lithops_logger = logging.getLogger("lithops.localhost.v1.localhost")
     with JobFailures("abc123-4") as failures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def _iteration_inertias(out: str) -> list[float]:
 @pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
 @pytest.mark.parametrize("data", ["dense", "sparse"])
 def test_a_slow_worker_is_helped_and_the_model_does_not_change(
-        request, monkeypatch, capsys, store, state_mode, data, leaves_nothing):
+        request, slow_kmeans_worker, capsys, store, state_mode, data, leaves_nothing):
     # 8192-row chunks at k=5: 3 chunks per worker, 2 of which a helper can take.
     X, _ = make_blobs(60_000, 4, centers=5, cluster_std=3.0, random_state=3)
     init = X[[0, 10_000, 25_000, 40_000, 55_000]].copy()
@@ -98,7 +99,7 @@ def test_a_slow_worker_is_helped_and_the_model_does_not_change(
                   state_store=url, verbose=1)
     models, inertias = [], []
     for slow in (1, 0):  # worker 0 helps worker 1, then worker 1 helps worker 0
-        monkeypatch.setenv("SKLEARN_SERVERLESS_SLOW_WORKER", f"{slow}:0.05")
+        slow_kmeans_worker(slow, 0.05)
         models.append(ServerlessKMeans(5, **params).fit(X))
         inertias.append(_iteration_inertias(capsys.readouterr().out))
         helped = models[-1].timings_["helped"]
@@ -222,7 +223,7 @@ def test_pipeline_grid_search_clone_pickle(blobs):
 @pytest.fixture
 def no_workers(monkeypatch):
     """Fails the test if a fit gets as far as launching workers."""
-    import sklearn_serverless._base as base
+    import sklearn_serverless._estimator as base
 
     def launched(*args, **kwargs):
         raise AssertionError("workers were launched")
@@ -271,18 +272,17 @@ def test_wrong_width_at_predict(blobs):
 # faults: a clear error within the timeout, nothing left behind -------------------------
 
 
-def test_raising_worker_names_itself(blobs, monkeypatch, leaves_nothing):
+def test_raising_worker_names_itself(blobs, fail_worker, leaves_nothing):
     X, init = blobs
-    monkeypatch.setenv("SKLEARN_SERVERLESS_FAIL_WORKER", "1")
+    fail_worker("kmeans", 1)
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="worker 1 of 3 failed: injected failure"):
         ServerlessKMeans(5, init=init, n_workers=3, timeout=30).fit(X)
     assert time.monotonic() - started < 10
 
 
-def test_workers_that_never_start_fail_the_fit(blobs, monkeypatch, leaves_nothing):
+def test_workers_that_never_start_fail_the_fit(blobs, hang_workers, leaves_nothing):
     X, init = blobs
-    monkeypatch.setenv("SKLEARN_SERVERLESS_HANG_WORKERS", "all")
     started = time.monotonic()
     with pytest.raises(TimeoutError, match=r"only 0 of 2 workers started within 5 s "
                                            r"\(not started: 0, 1\).*worker_processes=2"):
@@ -293,7 +293,7 @@ def test_workers_that_never_start_fail_the_fit(blobs, monkeypatch, leaves_nothin
 def test_driver_failing_to_write_the_data_stops_the_waiting_workers(blobs, monkeypatch,
                                                                     leaves_nothing):
     # The workers are already started and waiting for their files.
-    from sklearn_serverless import _placement
+    from sklearn_serverless._execution import _placement
 
     def disk_full(columns, folder):
         raise OSError("No space left on device")
@@ -307,9 +307,9 @@ def test_driver_failing_to_write_the_data_stops_the_waiting_workers(blobs, monke
 
 
 @pytest.mark.redis
-def test_raising_worker_leaves_no_redis_key(blobs, redis_server, monkeypatch, leaves_nothing):
+def test_raising_worker_leaves_no_redis_key(blobs, redis_server, fail_worker, leaves_nothing):
     X, init = blobs
-    monkeypatch.setenv("SKLEARN_SERVERLESS_FAIL_WORKER", "0")
+    fail_worker("kmeans", 0)
     with pytest.raises(RuntimeError, match="worker 0 of 2 failed"):
         ServerlessKMeans(5, init=init, n_workers=2, state_store=redis_server.url,
                          state_mode="locked", timeout=30).fit(X)
@@ -329,7 +329,7 @@ def _worker_pids(root: int) -> list[int]:
         except OSError:
             continue
         children.setdefault(parent, []).append(int(pid))
-    from sklearn_serverless._warm import server_pid
+    from sklearn_serverless._execution._warm import server_pid
 
     server = server_pid()
     level = [server] if server in children.get(root, []) else [root]
@@ -359,11 +359,13 @@ def long_fit_data():
 
 
 @pytest.mark.parametrize("state_store", ["sqlite", "redis"])
-def test_killed_worker_fails_within_timeout(long_fit_data, state_store, request,
-                                            leaves_nothing):
+def test_a_killed_worker_is_replaced_and_the_model_does_not_change(long_fit_data, state_store,
+                                                                   request, leaves_nothing):
+    # An outside SIGKILL of one worker's process mid-fit: a new generation of
+    # workers goes on from the rounds the store recorded.
     X, init = long_fit_data
     url = request.getfixturevalue("redis_server").url if state_store == "redis" else None
-    model = ServerlessKMeans(50, init=init, tol=0, max_iter=10_000, n_workers=2,
+    model = ServerlessKMeans(50, init=init, tol=0, max_iter=40, n_workers=2,
                              state_store=url, timeout=20)
     thread, outcome = _fit_in_thread(model, X)
     deadline = time.monotonic() + 30
@@ -372,15 +374,42 @@ def test_killed_worker_fails_within_timeout(long_fit_data, state_store, request,
     time.sleep(1.0)  # well inside the Lloyd iterations
     victims = _worker_pids(os.getpid())
     assert len(victims) == 2, victims
-    killed_at = time.monotonic()
     os.kill(max(victims), signal.SIGKILL)
-    thread.join(30)
+    thread.join(120)
     assert not thread.is_alive()
-    assert time.monotonic() - killed_at < 20
-    error = outcome["error"]
-    assert "worker" in str(error) and "failed" in str(error)
+    assert outcome.get("error") is None, outcome["error"]
+    assert model.timings_["generations"] == 2
+    assert model.timings_["generation_ends"][0]["why"] == "lost"
+    reference = KMeans(50, init=init, n_init=1, tol=0, max_iter=40).fit(X)
+    _assert_same_model(model, reference)
     if url:
         assert request.getfixturevalue("redis_server").keys() == []
+
+
+def test_a_killed_worker_fails_the_fit_without_replacements(long_fit_data, leaves_nothing):
+    from sklearn_serverless import config_context
+
+    X, init = long_fit_data
+    model = ServerlessKMeans(50, init=init, tol=0, max_iter=10_000, n_workers=2, timeout=20)
+
+    class WithoutReplacements:
+        def fit(self, X):
+            with config_context(max_replacements=0):
+                model.fit(X)
+
+    thread, outcome = _fit_in_thread(WithoutReplacements(), X)
+    deadline = time.monotonic() + 30
+    while len(_worker_pids(os.getpid())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    victims = _worker_pids(os.getpid())
+    killed_at = time.monotonic()
+    os.kill(max(victims), signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert time.monotonic() - killed_at < 15  # noticed in seconds
+    assert re.search(r"worker \d of 2 was lost 1 time\(s\), more than max_replacements=0",
+                     str(outcome["error"])), outcome["error"]
 
 
 @pytest.mark.redis

@@ -9,25 +9,23 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_blobs
 
-from sklearn_serverless._distributed._kmeans import (
-    LLOYD,
-    Worker,
-    block_size,
-    chunk_rows,
-    with_ones_column,
-)
-from sklearn_serverless._distributed._sharing import Team
+from sklearn_serverless._algorithms.kmeans._kernels import block_size, with_ones_column
+from sklearn_serverless._algorithms.kmeans._params import KMeansParams
+from sklearn_serverless._algorithms.kmeans._worker import Worker, chunk_rows
+from sklearn_serverless.distributed._sharing import Team
 
 K = 4
 
 
 def _worker(X, sample_weight):
     rows = X if sp.issparse(X) else with_ones_column(X)
-    return Worker({"X": rows, "sample_weight": sample_weight}, {"n_clusters": K}, Team(0, 1))
+    return Worker({"X": rows, "sample_weight": sample_weight},
+                  KMeansParams(K, max_iter=1, tol=0.0, verbose=0, n_features=X.shape[1],
+                               dtype=X.dtype.str), Team(0, 1))
 
 
 def _round(worker, centers, new_run):
-    table = worker.handle(LLOYD, np.array([0, new_run, 0]), [centers])
+    table = worker.handle("lloyd", [centers, np.array([0, new_run, 0])])
     return table[0, 2:]  # the own row: k x (d+1) sums and weights, changed, inertia
 
 

@@ -307,7 +307,7 @@ def test_verbose_prints_the_log(capsys):
 @pytest.fixture
 def no_workers(monkeypatch):
     """Fails the test if a fit gets as far as launching workers."""
-    import sklearn_serverless._base as base
+    import sklearn_serverless._estimator as base
 
     def launched(*args, **kwargs):
         raise AssertionError("workers were launched")
@@ -364,9 +364,9 @@ def test_wrong_width_at_predict():
 # faults: a clear error within the timeout, nothing left behind ----------------------------
 
 
-def test_raising_worker_names_itself(monkeypatch, leaves_nothing):
+def test_raising_worker_names_itself(fail_worker, leaves_nothing):
     X, y, _ = _data(2)
-    monkeypatch.setenv("SKLEARN_SERVERLESS_FAIL_WORKER", "1")
+    fail_worker("logistic", 1)
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="worker 1 of 3 failed: injected failure"):
         ServerlessLogisticRegression(n_workers=3, timeout=30).fit(X, y)
@@ -374,9 +374,9 @@ def test_raising_worker_names_itself(monkeypatch, leaves_nothing):
 
 
 @pytest.mark.redis
-def test_raising_worker_leaves_no_redis_key(redis_server, monkeypatch, leaves_nothing):
+def test_raising_worker_leaves_no_redis_key(redis_server, fail_worker, leaves_nothing):
     X, y, _ = _data(3)
-    monkeypatch.setenv("SKLEARN_SERVERLESS_FAIL_WORKER", "1")
+    fail_worker("logistic", 1)
     with pytest.raises(RuntimeError, match="worker 1 of 2 failed"):
         ServerlessLogisticRegression(solver="newton-cholesky", n_workers=2,
                                      state_store=redis_server.url, state_mode="locked",

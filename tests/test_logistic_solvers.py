@@ -193,7 +193,7 @@ def test_sklearns_parameters_and_defaults_accepted_whole(ours, theirs):
 @pytest.fixture
 def no_workers(monkeypatch):
     """Fails the test if a fit gets as far as launching workers."""
-    import sklearn_serverless._base as base
+    import sklearn_serverless._estimator as base
 
     def launched(*args, **kwargs):
         raise AssertionError("workers were launched")
@@ -278,3 +278,18 @@ def test_kmeans_algorithm_and_copy_x_give_the_lloyd_model(params):
     np.testing.assert_array_equal(model.labels_, reference.labels_)
     np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_,
                                rtol=1e-10, atol=1e-10)
+
+
+def test_newton_cholesky_fallback_to_lbfgs_prints_its_progress(capsys, leaves_nothing):
+    # A singular Hessian (a duplicated column, no penalty): Newton-Cholesky
+    # resorts to L-BFGS, whose iterations verbose shows too, as scikit-learn's.
+    X, y = make_classification(300, 4, random_state=0)
+    X = np.hstack([X, X[:, :1]])
+    model = ServerlessLogisticRegression(solver="newton-cholesky", C=np.inf, n_workers=2,
+                                         verbose=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    out = capsys.readouterr().out
+    assert "Newton iter=1" in out
+    assert re.search(r"^Iteration 1, loss [0-9.e-]+\.$", out, flags=re.MULTILINE), out

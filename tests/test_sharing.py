@@ -12,7 +12,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sklearn_serverless._distributed._sharing import (
+from sklearn_serverless._execution._placement import Partition
+from sklearn_serverless._state import sum_in_worker_order
+from sklearn_serverless.distributed._sharing import (
     OWN,
     Chunks,
     Team,
@@ -21,8 +23,6 @@ from sklearn_serverless._distributed._sharing import (
     partial_table,
     shared_array,
 )
-from sklearn_serverless._placement import Partition
-from sklearn_serverless._state import sum_in_worker_order
 
 
 def _chunk_vectors(n_owners=3, n_chunks=5, size=40, seed=0):
@@ -77,20 +77,21 @@ def _team(worker, n_workers, folder, slow=0.0):
     rows = 100
     peers = tuple(Partition("files", str(folder), w * rows, (w + 1) * rows)
                   for w in range(n_workers))
-    return Team(worker, n_workers, peers, slow)
+    return Team(worker, n_workers, peers), slow
 
 
-def _claim(team, n_chunks, barrier, out):
-    chunks = Chunks(team, n_chunks)
+def _claim(team_and_pause, n_chunks, barrier, out):
+    team, pause = team_and_pause
+    chunks = Chunks(team, n_chunks, pause)
     chunks.open_round(1)
     barrier.wait(10)
     mine, taken = [], []
     while (run := chunks.take()) is not None:
-        mine += [(team.worker, c) for c in range(*run)]
+        mine += [(team.rank, c) for c in range(*run)]
     while (got := chunks.steal()) is not None:
         taken.append(got)
     chunks.close()
-    out.put((team.worker, mine, taken))
+    out.put((team.rank, mine, taken))
 
 
 def test_every_chunk_is_computed_once_and_a_slow_owner_is_helped(tmp_path):
@@ -122,7 +123,8 @@ def test_every_chunk_is_computed_once_and_a_slow_owner_is_helped(tmp_path):
 
 
 def test_a_new_round_is_not_taken_from_an_owner_that_has_not_opened_it(tmp_path):
-    owner, helper = Chunks(_team(0, 2, tmp_path), [4, 4]), Chunks(_team(1, 2, tmp_path), [4, 4])
+    owner = Chunks(_team(0, 2, tmp_path)[0], [4, 4])
+    helper = Chunks(_team(1, 2, tmp_path)[0], [4, 4])
     owner.open_round(1)
     helper.open_round(1)
     while helper.take() is not None:
@@ -157,7 +159,7 @@ def test_shared_array_is_one_array_for_every_opener(tmp_path):
 
 
 def test_a_held_sharing_lock_times_out(tmp_path):
-    team = _team(0, 2, tmp_path)
+    team, _ = _team(0, 2, tmp_path)
     team = Team(0, 2, tuple(replace(p, timeout=0.3) for p in team.peers))
     chunks = Chunks(team, [4, 4])
     other = os.open(os.path.join(tmp_path, "chunks"), os.O_RDWR)

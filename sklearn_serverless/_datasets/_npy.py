@@ -15,6 +15,16 @@ from ._plan import even_cuts, split_concatenation
 _HEADER_BYTES = 4096
 
 
+def read_header(stream, version: tuple[int, int] | None = None):
+    """``(shape, fortran_order, dtype)`` of the .npy file at ``stream``'s
+    position (after its magic when ``version`` is given)."""
+    if version is None:
+        version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    return np.lib.format.read_array_header_2_0(stream)
+
+
 def _header(source: Source, obj) -> DataObject:
     name = obj.name
     head = source.get_range(obj.bucket, obj.key, 0, min(obj.size, _HEADER_BYTES))
@@ -28,10 +38,7 @@ def _header(source: Source, obj) -> DataObject:
             head = source.get_range(obj.bucket, obj.key, 0, 8 + length_bytes + length)
             stream = io.BytesIO(head)
             np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        shape, fortran, dtype = read_header(stream, version)
     except Exception as error:  # noqa: BLE001 - any unreadable header
         raise ValueError(f"{name} is not a .npy file: {error}") from None
     if len(shape) != 2:

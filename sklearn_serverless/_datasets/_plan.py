@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 def even_cuts(total: int, n_parts: int) -> list[int]:
     """``n_parts + 1`` increasing boundaries from 0 to ``total``, as even as
-    integers allow (``numpy.array_split``'s sizes)."""
+    integers allow (part sizes differ by at most one). Every split of rows or
+    bytes into workers' parts uses it."""
     return [(total * k) // n_parts for k in range(n_parts + 1)]
 
 

@@ -48,7 +48,10 @@ def connect(url: str, timeout: float, ca_data: str | None = None):
     """A redis-py client for ``url`` whose blocking reads outlast ``timeout``."""
     import redis
 
-    options = {"socket_timeout": timeout + 10, "socket_connect_timeout": min(timeout, 10)}
+    from .._execution._deadlines import Deadlines
+
+    deadlines = Deadlines.from_timeout(timeout)
+    options = {"socket_timeout": deadlines.socket, "socket_connect_timeout": deadlines.connect}
     if ca_data is not None:
         options["ssl_ca_data"] = ca_data
     return redis.Redis.from_url(url, **options)

@@ -1,0 +1,25 @@
+"""Lloyd's k-means, distributed: each worker assigns its rows and sums them
+per cluster; the coordinator turns the sums into the new centres.
+
+- :mod:`._kernels`: the Lloyd step on a block of rows;
+- :mod:`._worker`: a partition's side, chunk by chunk (work sharing);
+- :mod:`._coordinator`: the iterations, empty clusters, convergence;
+- :mod:`._dataset`: statistics and k-means|| on a dataset's raw rows;
+- :mod:`._apply`: a fitted model on a dataset's rows (predict, transform).
+"""
+
+from ...distributed import Algorithm
+from . import _apply
+from ._coordinator import coordinate
+from ._dataset import DatasetWorker, dataset_prologue
+from ._worker import Worker
+
+KMEANS = Algorithm(
+    "kmeans", worker=Worker, coordinate=coordinate, dataset_worker=DatasetWorker,
+    dataset_prologue=dataset_prologue,
+    outputs={"labels": _apply.labels, "distances": _apply.distances}, shares_work=True,
+    # k-means||'s distances accumulate over 'update' rounds.
+    setup_commands=frozenset({"prepare", "update"}),
+)
+
+__all__ = ["KMEANS"]

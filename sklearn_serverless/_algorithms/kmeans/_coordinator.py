@@ -1,0 +1,68 @@
+"""The coordinator of Lloyd's k-means: turns the workers' per-cluster sums
+into the new centres, as scikit-learn's Lloyd does: centres as weighted sums
+times the reciprocal weight, empty clusters relocated to the farthest
+points, relative ``tol`` on the squared centre shift, strict convergence
+when no label changes, and a final E-step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...distributed import Rounds
+from ._params import KMeansParams
+
+
+def _relocate_empty(rounds: Rounds, centers, sums, weights, empty) -> None:
+    """sklearn's ``_relocate_empty_clusters``: each empty cluster takes one of
+    the points farthest from their centre, over all partitions."""
+    n_empty = empty.size
+    candidates = np.vstack(rounds.gather("farthest", centers, np.array([n_empty])))
+    order = np.argsort(-candidates[:, 0], kind="stable")[:n_empty]
+    for new_cluster, row in zip(empty, candidates[order], strict=False):
+        weight, old_cluster, x = row[1], int(row[2]), row[3:]
+        sums[old_cluster] -= x * weight
+        sums[new_cluster] = x * weight
+        weights[new_cluster] = weight
+        weights[old_cluster] -= weight
+
+
+def coordinate(rounds: Rounds, params: KMeansParams) -> dict:
+    """Run Lloyd from each initial set of centres; keep the lowest inertia."""
+    max_iter, tol, verbose = params.max_iter, params.absolute_tol, params.verbose
+    best = None
+    keep = 0
+    for run, init in enumerate(params.inits):
+        centers = np.array(init, copy=True)
+        k, d = centers.shape
+        for i in range(max_iter):
+            total = rounds.allreduce("lloyd", centers, np.array([keep, i == 0, verbose > 0]))
+            keep = 0
+            raw = total[: k * (d + 1)].reshape(k, d + 1)
+            sums, weights = raw[:, :-1], raw[:, -1]
+            changed, inertia = total[-2], total[-1]
+            empty = np.flatnonzero(weights == 0)
+            if empty.size:
+                _relocate_empty(rounds, centers, sums, weights, empty)
+            scale = np.divide(1.0, weights, out=np.zeros_like(weights), where=weights > 0)
+            new_centers = (sums * scale[:, None]).astype(centers.dtype)
+            shift = float(((new_centers - centers) ** 2).sum())
+            centers = new_centers
+            if verbose:
+                rounds.log(f"Iteration {i}, inertia {inertia}.")
+            if changed == 0:
+                if verbose:
+                    rounds.log(f"Converged at iteration {i}: strict convergence.")
+                break
+            if shift <= tol:
+                if verbose:
+                    rounds.log(
+                        f"Converged at iteration {i}: center shift {shift} within tolerance {tol}."
+                    )
+                break
+        inertia = float(rounds.allreduce("final", centers)[0])
+        if best is None or inertia < best["inertia"]:
+            best = {"centers": centers, "inertia": inertia, "n_iter": i + 1, "run": run}
+            keep = 1
+    rounds.finish(np.array([keep]), best["centers"])
+    return best

@@ -1,0 +1,66 @@
+"""L-BFGS-B (scipy's, with scikit-learn's options) on the distributed
+objective: one round per evaluation. Also what 'sag', 'saga' and
+'liblinear' run for an L2 penalty."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._objective import DistributedObjective
+from ._params import LogisticParams
+
+
+def _lbfgs_options(max_iter: int, tol: float, verbose: int) -> dict:
+    """scikit-learn's L-BFGS-B options for logistic regression."""
+    import scipy
+    options = {"maxiter": max_iter, "maxls": 50, "gtol": tol,
+               "ftol": 64 * np.finfo(float).eps}
+    major, minor = (int(part) for part in scipy.__version__.split(".")[:2])
+    if (major, minor) < (1, 15):  # iprint was deprecated in 1.15
+        options["iprint"] = [-1, 50, 1, 100, 101][int(np.searchsorted([0, 1, 2, 3], verbose))]
+    return options
+
+
+def _no_log(line: str) -> None:
+    """Where progress goes when nobody prints it."""
+
+
+def lbfgs(objective: DistributedObjective, coef: np.ndarray, max_iter: int, tol: float,
+          verbose: int = 0, log=_no_log) -> tuple[np.ndarray, dict]:
+    """scipy's L-BFGS-B with scikit-learn's options; one round per evaluation.
+
+    Returns the solution and what the driver needs to warn as scikit-learn
+    does (``status``, ``nit``, ``message``)."""
+    coef = np.array(coef, dtype=np.float64)
+    # The first evaluation goes before importing scipy.optimize (see _prefetch_solver_modules).
+    first = [coef.copy(), objective.loss_gradient(coef)]
+
+    def loss_gradient(x):
+        if first and np.array_equal(x, first[0]):
+            return first.pop()
+        first.clear()
+        return objective.loss_gradient(x)
+
+    import scipy.optimize
+
+    iterations = [0]
+
+    def progress(intermediate_result) -> None:
+        iterations[0] += 1
+        log(f"Iteration {iterations[0]}, loss {intermediate_result.fun}.")
+
+    result = scipy.optimize.minimize(
+        loss_gradient, coef, method="L-BFGS-B", jac=True,
+        options=_lbfgs_options(max_iter, tol, verbose), callback=progress if verbose else None,
+    )
+    info = {"status": int(result.status), "nit": int(result.nit),
+            "message": str(result.message)}
+    return result.x, info
+
+
+def solve(objective: DistributedObjective, coef: np.ndarray, params: LogisticParams, log) -> dict:
+    """The coordinator's entry point (see :mod:`._coordinator`)."""
+    max_iter = params.max_iter
+    coef, info = lbfgs(objective, coef, max_iter, params.tol, params.verbose, log)
+    info["max_iter"] = max_iter
+    return {"coef": coef, "lbfgs": info, "n_iter": min(info["nit"], max_iter)}

@@ -1,0 +1,152 @@
+"""What every serverless estimator shares: the parameters that choose where
+and how ``fit`` runs, their validation, and the fitted time breakdown."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._algorithms import ALGORITHMS
+from ._execution._backends import BACKENDS, check_backend, check_state_store, open_storage
+from ._execution._fit import run_apply, run_distributed
+from ._state import STATE_MODES
+from ._state._redis_url import redacted
+from .distributed._run import timings_of
+
+#: Parameter constraints of the execution parameters, merged into each
+#: estimator's ``_parameter_constraints``.
+EXECUTION_CONSTRAINTS = {
+    "backend": [StrOptions(set(BACKENDS)), dict],
+    "state_mode": [StrOptions(set(STATE_MODES))],
+    "n_workers": [Interval(Integral, 1, None, closed="left"), None],
+    "state_store": [str, None],
+    "timeout": [Interval(Real, 0, None, closed="neither")],
+}
+
+EXECUTION_PARAMS_DOC = """
+    backend : str or dict, default='localhost'
+        Where the workers run: ``'localhost'`` (processes on this machine, no
+        configuration), the name of a Lithops compute backend
+        (``'aws_lambda'``, ``'gcp_functions'``, ``'code_engine'``, ``'k8s'``,
+        ...; credentials come from your Lithops config file) or a complete
+        Lithops config as a dict.
+
+    state_mode : {'lock_free', 'locked'}, default='lock_free'
+        How partial results are combined every round: ``'lock_free'`` gives
+        each worker its own slot and one reducer sums them in worker order;
+        ``'locked'`` adds them into one shared accumulator under a lock.
+
+    n_workers : int, default=None
+        Number of workers, each owning one contiguous block of rows. None
+        means the CPU count on localhost (at most one worker per 20,000
+        rows) and one worker per 20,000 rows, at most 64, in the cloud.
+
+    state_store : str, default=None
+        Shared state store. None is an embedded SQLite database in the fit's
+        temporary folder, for localhost compute with localhost storage only;
+        a URL ``redis://[user:password@]host:port/db`` uses that Redis server,
+        which every worker must reach (required by any other Lithops compute
+        or storage). ``rediss://...`` connects with TLS; add
+        ``?ssl_ca_certs=/path/ca.pem`` to trust a private CA (the driver reads
+        the file and sends its certificates to the workers). The password
+        never appears in an error message, a log line or the repr.
+
+    timeout : float, default=120.0
+        Seconds any single wait (barrier, lock, message, a worker waiting
+        for its data) may last before the fit fails with
+        :class:`TimeoutError`; also how long a failed fit waits for its
+        remaining workers. The driver's own checks follow from it: every
+        worker must have started within the backend's start time (30 s on
+        localhost, 60 s for function services, at most ``timeout / 2``),
+        and a fit whose rounds stop advancing without an error is stopped
+        after ``1.5 * timeout + 5`` s.
+"""
+
+#: Fitted attributes every serverless estimator has, for its docstring.
+FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when X has string column names.
+
+    n_workers_ : int
+        Number of workers the fit used.
+
+    timings_ : dict
+        Where the fit's time went: ``'fit'`` (seconds, client side),
+        ``'upload'`` (seconds the driver spent putting the data in object
+        storage; 0 on localhost, where workers read local files),
+        ``'load'`` (per worker: start to data in memory), ``'n_rounds'`` and,
+        per round and worker,
+        ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
+        (seconds) and ``'helped'`` (chunks of other workers' rows this
+        worker computed: work sharing on localhost), arrays of shape
+        (n_rounds, ``n_workers_``).
+"""
+
+
+class ServerlessMixin:
+    """Runs a built-in algorithm (:data:`sklearn_serverless._algorithms.ALGORITHMS`)
+    with the estimator's execution parameters."""
+
+    def _check_execution_params(self) -> None:
+        """Errors a fit would hit later, raised before any data is moved."""
+        check_backend(self.backend)
+        check_state_store(self.state_store, self.backend)
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        # A state_store URL may hold a password: it never appears in a repr.
+        return redacted(super().__repr__(N_CHAR_MAX))
+
+    def _repr_html_inner(self) -> str:
+        return redacted(super()._repr_html_inner())
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        return {kind: redacted(text) for kind, text in super()._repr_mimebundle_(**kwargs).items()}
+
+    def _resolve_dataset(self, dataset, y, sample_weight):
+        """A dataset's metadata (objects, features), read on the driver; sets
+        ``n_features_in_`` and ``feature_names_in_`` from its header or schema."""
+        if y is not None:
+            raise ValueError("y must be None when fitting a dataset: its labels are the "
+                             "dataset's label column (read_csv(..., label=...))")
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported when fitting a dataset")
+        self._check_execution_params()
+        resolved = dataset.resolve(open_storage(self.backend))
+        self.n_features_in_ = resolved.n_features
+        if resolved.feature_names is not None:
+            self.feature_names_in_ = np.asarray(resolved.feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return resolved
+
+    def _apply_dataset(self, algorithm: str, what: str, dataset, arrays: dict) -> list[dict]:
+        """The fitted model ``arrays`` applied where the dataset lies: the
+        output ``what`` of ``algorithm``, one result per read, in dataset order."""
+        self._check_execution_params()
+        resolved = dataset.resolve(open_storage(self.backend))
+        if resolved.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {resolved.n_features} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        return run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
+                         n_workers=self.n_workers, timeout=self.timeout)
+
+    def _run_distributed(self, algorithm: str, params: dict, columns: dict) -> list[dict]:
+        outcome = run_distributed(
+            ALGORITHMS[algorithm], params, columns, backend=self.backend,
+            state_store=self.state_store,
+            state_mode=self.state_mode, n_workers=self.n_workers, timeout=self.timeout,
+            progress=_print_line if getattr(self, "verbose", 0) else None,
+        )
+        self.n_workers_ = outcome.n_workers
+        self.timings_ = timings_of(outcome)
+        return outcome.results
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,304 @@
+"""Where a fit runs: Lithops backends, the fit's Lithops config, and the
+housekeeping Lithops needs from us (its job files, its session).
+
+What decides the data placement, the state store and module shipping is where
+the data can be reached (:class:`Site`), not the name of the compute backend:
+only localhost compute with localhost storage lets every worker read this
+machine's files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+
+from ._deadlines import Deadlines
+
+LOCALHOST = "localhost"
+#: Lithops compute backends, by the name Lithops gives them.
+CLOUD_BACKENDS = (
+    "aws_lambda", "gcp_functions", "gcp_cloudrun", "azure_functions", "azure_containers",
+    "ibm_cf", "code_engine", "knative", "openwhisk", "aliyun_fc", "oracle_f", "k8s",
+    "singularity", "aws_batch", "aws_ec2", "gcp_compute_engine", "azure_vms", "ibm_vpc", "vm",
+)
+BACKENDS = (LOCALHOST, *CLOUD_BACKENDS)
+
+#: Below this many rows per worker, another worker costs more than it saves.
+MIN_ROWS_PER_WORKER = 20_000
+#: Default number of workers on a cloud backend for large data.
+MAX_CLOUD_WORKERS = 64
+
+_CONTAINER_BACKENDS = {"gcp_cloudrun", "azure_containers", "code_engine", "knative", "k8s",
+                       "singularity", "aws_batch"}
+_MACHINE_BACKENDS = {"aws_ec2", "gcp_compute_engine", "azure_vms", "ibm_vpc", "vm"}
+
+
+@dataclass(frozen=True)
+class Site:
+    """The Lithops compute and storage backends of a fit."""
+
+    compute: str
+    storage: str
+
+    @property
+    def local_compute(self) -> bool:
+        """Workers are processes of this machine."""
+        return self.compute == LOCALHOST
+
+    @property
+    def local(self) -> bool:
+        """Workers can read this machine's files: local data files, the
+        embedded store, work sharing, no module shipping."""
+        return self.compute == LOCALHOST and self.storage == LOCALHOST
+
+    @property
+    def kind(self) -> str:
+        """What starts a worker: ``'localhost'``, ``'functions'``,
+        ``'containers'`` or ``'machines'`` (see ``_deadlines.START_SECONDS``)."""
+        if self.compute == LOCALHOST:
+            return LOCALHOST
+        if self.compute in _CONTAINER_BACKENDS:
+            return "containers"
+        if self.compute in _MACHINE_BACKENDS:
+            return "machines"
+        return "functions"
+
+    def deadlines(self, timeout: float) -> Deadlines:
+        """Every limit of a fit on this site, from ``timeout``."""
+        return Deadlines.from_timeout(timeout, self.kind)
+
+
+def site_of(backend) -> Site:
+    """The :class:`Site` of a backend name or complete Lithops config."""
+    if isinstance(backend, dict):
+        settings = backend.get("lithops", {})
+        compute = settings.get("backend", LOCALHOST)
+        default_storage = LOCALHOST if compute == LOCALHOST else "cloud"
+        return Site(compute, settings.get("storage", default_storage))
+    # A cloud name takes its storage from the user's Lithops config: not this machine's.
+    return Site(backend, LOCALHOST if backend == LOCALHOST else "cloud")
+
+
+def check_backend(backend) -> None:
+    """ValueError for a backend that is neither a known name nor a config dict."""
+    if isinstance(backend, dict):
+        if "lithops" not in backend:
+            raise ValueError("a backend given as a dict must be a complete Lithops config")
+        site = site_of(backend)
+        if not site.local_compute and site.storage == LOCALHOST:
+            raise ValueError(
+                f"compute backend {site.compute!r} cannot reach storage 'localhost': "
+                "give the Lithops config an object storage its functions can reach"
+            )
+        return
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be a Lithops config dict or one of {BACKENDS}; "
+                         f"got {backend!r}")
+
+
+def check_state_store(state_store, backend) -> None:
+    """ValueError for a store the backend's workers could not reach."""
+    if state_store is None:
+        site = site_of(backend)
+        if not site.local:
+            raise ValueError(
+                f"with Lithops compute {site.compute!r} and storage {site.storage!r} the "
+                "workers do not share this machine's files, so the embedded state store "
+                "cannot work: pass a Redis server every function can reach, "
+                "state_store='redis://[user:password@]host:port/db' (or 'rediss://' for TLS)"
+            )
+        return
+    if not isinstance(state_store, str) or not state_store.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ValueError(
+            "state_store must be None or a redis URL (redis://, rediss://), got "
+            f"{_redacted(state_store)!r}"
+        )
+
+
+def _redacted(value):
+    if isinstance(value, str):
+        from .._state._redis_url import redacted
+
+        return redacted(value)
+    return value
+
+
+def lithops_config(backend, n_workers: int = 1) -> dict:
+    """The Lithops config of a fit. localhost is built here and never read
+    from a file; a cloud name takes the user's Lithops config for credentials."""
+    if isinstance(backend, dict):
+        config = {key: dict(value) if isinstance(value, dict) else value
+                  for key, value in backend.items()}
+    elif backend == LOCALHOST:
+        config = {"lithops": {"backend": LOCALHOST, "storage": LOCALHOST}}
+    else:
+        from lithops.config import load_config
+
+        config = load_config(log=False) or {}
+        config = {key: dict(value) if isinstance(value, dict) else value
+                  for key, value in config.items()}
+        config.setdefault("lithops", {})["backend"] = backend
+    site = site_of(config)
+    settings = config.setdefault("lithops", {})
+    settings.update(data_limit=False, data_cleaner=False, log_level=None)
+    # Remote storage is polled for the workers' status: often, a fit waits on it.
+    # Local status files cost a directory listing: poll them often (a small
+    # fit lasts ~0.1 s); remote storage costs a request per poll.
+    settings.setdefault("monitoring_interval", 0.005 if site.storage == LOCALHOST else 0.2)
+    if site.local_compute:
+        local = config.setdefault(LOCALHOST, {})
+        # This interpreter (it has this package), warm: a server of this process
+        # forks each job with everything imported (see _warm.py); engine v1 (v2
+        # was seen to hang).
+        if "runtime" not in local:
+            from ._warm import warm_runtime
+
+            local["runtime"] = warm_runtime()
+        local.setdefault("version", 1)
+        # Workers live for the whole fit and wait for each other: all must run at
+        # once. A limit the user set is kept (it is theirs): the start check reports it.
+        local.setdefault("worker_processes", n_workers)
+    return config
+
+
+def open_storage(backend):
+    """The Lithops ``Storage`` of a backend's config; None for localhost
+    storage (there a dataset's path names local files)."""
+    config = lithops_config(backend)
+    if site_of(config).storage == LOCALHOST:
+        return None
+    quiet_lithops()
+    from lithops import Storage
+
+    return Storage(config=config)
+
+
+def default_n_workers(backend, n_samples: int) -> int:
+    by_size = max(1, n_samples // MIN_ROWS_PER_WORKER)
+    if site_of(backend).local_compute:
+        return max(1, min(os.cpu_count() or 1, by_size))
+    return min(MAX_CLOUD_WORKERS, by_size)
+
+
+def delete_lithops_job(fexec) -> None:
+    """Delete the executor's Lithops files now, on this machine and in its
+    storage (its data cleaner would leave a detached process running for
+    minutes). The local files go first: the storage may be what failed."""
+    from lithops import constants
+
+    executor = fexec.executor_id
+    bucket = fexec.internal_storage.bucket
+    # Written on the machine that ran the workers (this one, for localhost compute),
+    # whatever the storage: job files, task logs and stats, shipped modules.
+    temp = constants.LITHOPS_TEMP_DIR
+    folders = (
+        os.path.join(temp, bucket, constants.JOBS_PREFIX),
+        os.path.join(temp, "storage", bucket, constants.JOBS_PREFIX),
+        constants.JOBS_DIR, constants.LOGS_DIR, constants.MODULES_DIR,
+    )
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if name == executor or name.startswith(f"{executor}-"):
+                path = os.path.join(folder, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        os.remove(path)
+                    except FileNotFoundError:
+                        pass
+    prefix = f"{constants.JOBS_PREFIX}/{executor}"
+    storage = fexec.storage
+    # "<id>/" or "<id>-": executor "ab-1" must not take the files of "ab-12".
+    keys = [key for key in storage.list_keys(bucket, prefix) if key[len(prefix)] in "-/"]
+    delete_storage_objects(storage, bucket, keys)
+
+
+#: Lithops' Redis storage keeps a set per folder and drops a deleted object
+#: from its own folder only: the folders above stay. Given a folder chain
+#: (deepest first), unlink each folder from its parent once it is empty
+#: (Redis deletes an empty set), atomically, so a concurrent put is kept.
+_PRUNE_FOLDERS = """
+for i = 1, #KEYS - 1 do
+  if redis.call('exists', KEYS[i]) == 1 then return i end
+  redis.call('srem', KEYS[i + 1], string.sub(KEYS[i], #KEYS[i + 1] + 1))
+end
+return 0
+"""
+
+
+def delete_storage_objects(storage, bucket: str, keys: list[str]) -> None:
+    """Delete ``keys`` from a Lithops ``Storage``, and on Redis storage the
+    folder sets they leave empty."""
+    if not keys:
+        return
+    storage.delete_objects(bucket, keys)
+    if storage.backend != "redis":
+        return
+    client = storage.get_client()
+    folders = {f"{bucket}/{key}".rsplit("/", 1)[0] + "/" for key in keys}
+    pipe = client.pipeline(transaction=False)
+    for folder in folders:
+        parts = folder.rstrip("/").split("/")
+        chain = ["/".join(parts[:i]) + "/" for i in range(len(parts), 0, -1)]
+        pipe.eval(_PRUNE_FOLDERS, len(chain), *chain)
+    pipe.execute()
+
+
+def own_lithops_session() -> None:
+    """Give this process a Lithops session of its own.
+
+    Lithops exports its session id and executor count to child processes, so
+    that they join the parent's session; two siblings (joblib workers, two
+    scripts started by one shell session of Python) then create the same
+    executor id and overwrite each other's job files: one fit runs the other's
+    tasks. A session this process did not create is dropped before use.
+    """
+    try:
+        from lithops import constants, utils
+
+        with utils._SESSION_LOCK:
+            inherited = os.environ.get(constants.SESSION_ID_ENV)
+            if inherited and inherited != utils._SESSION_ID:
+                os.environ.pop(constants.SESSION_ID_ENV, None)
+                os.environ.pop(constants.TOTAL_EXECUTORS_ENV, None)
+    except Exception:  # noqa: BLE001 - other Lithops internals: nothing to fix
+        logging.getLogger(__name__).debug("could not check the Lithops session", exc_info=True)
+
+
+def reuse_lithops_copy() -> None:
+    """Keep this process from replacing Lithops' shared package copy.
+
+    Lithops' localhost engine copies its package into a temporary folder shared
+    by all processes, once per process, and its job runners import from there.
+    A copy made while another process's runner starts breaks that runner
+    ("No module named 'lithops.worker.invoker'") and its job never runs. When
+    the copy there is already current, mark it as copied by this process.
+    Best effort: with other Lithops internals the copy simply happens.
+    """
+    try:
+        from lithops import constants
+        from lithops.localhost import utils
+        from lithops.localhost.v1.localhost import LITHOPS_LOCATION
+
+        source = utils._source_fingerprint(LITHOPS_LOCATION)
+        copy = os.path.join(constants.LITHOPS_TEMP_DIR, "lithops")
+        if os.path.isdir(copy) and utils._source_fingerprint(copy) == source:
+            utils._COPIED_PACKAGES.add((LITHOPS_LOCATION, constants.LITHOPS_TEMP_DIR, source))
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).debug("could not reuse Lithops' package copy", exc_info=True)
+
+
+def quiet_lithops() -> None:
+    """Lithops logs worker exceptions as warnings; we re-raise them ourselves.
+    A NullHandler keeps Python's last-resort handler from printing them when
+    the user has configured no logging."""
+    logger = logging.getLogger("lithops")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())

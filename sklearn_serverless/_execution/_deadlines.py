@@ -1,0 +1,62 @@
+"""Every limit of a fit, derived from its one ``timeout`` parameter.
+
+``timeout`` is how long any single wait may last. The other limits follow
+from it so that the error a user sees names the first cause: a worker's
+own wait fails first and reports what it waited for; the driver's checks
+come later and catch what no worker can report (workers that never
+started, a stuck process, a dead storage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Seconds within which every worker must have started, by kind of backend:
+#: what a cold start costs there, with room for a slow one. Function services
+#: start a Python container in 0.2-3 s (10 s for a large image); container
+#: services and Kubernetes pull and schedule a pod in 5-60 s; virtual machines
+#: boot in minutes. A fit whose workers do not all start in time fails at once
+#: instead of waiting ``timeout`` at its first barrier (the usual cause: a
+#: concurrency limit below ``n_workers``).
+START_SECONDS = {"localhost": 30.0, "functions": 60.0, "containers": 120.0,
+                 "machines": 600.0}
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """The limits of one fit (seconds)."""
+
+    #: Any single wait of a worker: barrier, lock, message, its data file.
+    wait: float
+    #: Every worker checked in: the backend's start time, at most half of
+    #: ``wait`` (at least 5 s: a later start is reported by its peers' waits).
+    start: float
+    #: No round advanced and no worker reported an error: the driver stops
+    #: the fit. Later than ``wait``, so that a worker's own error comes first.
+    stall: float
+    #: After a worker failed: how long the driver waits for the others.
+    stragglers: float
+    #: A call applying a model to its rows (Lithops' per-call limit), and the
+    #: driver's wait for all of them (a call whose process died gives no status).
+    apply_call: int
+    apply_all: float
+    #: A worker renews its lease five times per lease: one that stops for a
+    #: lease is lost (its function died) and is replaced.
+    lease: float
+    #: The Redis client's socket reads outlast a blocking wait of ``wait``.
+    socket: float
+    connect: float
+
+    @classmethod
+    def from_timeout(cls, timeout: float, backend_kind: str = "localhost") -> Deadlines:
+        return cls(
+            wait=timeout,
+            start=min(START_SECONDS[backend_kind], max(timeout / 2, 5.0)),
+            stall=1.5 * timeout + 5,
+            stragglers=timeout,
+            apply_call=max(1, int(timeout)),
+            apply_all=timeout + 30,
+            lease=min(10.0, max(5.0, timeout / 12)),
+            socket=timeout + 10,
+            connect=min(timeout, 10),
+        )

@@ -1,0 +1,219 @@
+"""Running an algorithm: :func:`run`, the public entry point, and what it
+returns."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass, fields
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from ._algorithm import Algorithm
+from ._worker_loop import PHASES
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns.
+
+    Its parameters are also its attributes.
+
+    Parameters
+    ----------
+    result : dict
+        What the algorithm's ``coordinate`` returned, updated with worker 0's
+        ``result()``.
+    worker_results : list of dict
+        Every worker's ``result()``, in worker order (worker 0's entry is
+        ``result``).
+    timings : dict
+        Where the time went: ``'fit'`` (seconds, client side), ``'upload'``,
+        ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
+        ``'compute'``, ``'publish'``, ``'barrier'``, ``'aggregate'`` and
+        ``'helped'`` (see the estimators' ``timings_``).
+    n_workers : int
+        Number of workers the run used.
+    """
+
+    result: dict
+    worker_results: list
+    timings: dict
+    n_workers: int
+
+
+def run(algorithm: Algorithm, data, *, params: Any = None, backend="localhost",
+        n_workers: int | None = None, state_store: str | None = None,
+        state_mode: str = "lock_free", timeout: float = 120.0,
+        verbose: bool = False) -> RunResult:
+    """Run ``algorithm`` over ``data`` across serverless functions.
+
+    One Lithops map starts ``n_workers`` long-lived workers, each owning a
+    contiguous block of rows; worker 0 runs ``algorithm.coordinate``, whose
+    every :class:`Rounds` call is one round of the workers.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        What to run.
+    data : dict or dataset
+        A dict of row-aligned arrays (dense or CSR, the same number of rows),
+        or a dataset from :func:`~sklearn_serverless.read_csv`,
+        :func:`~sklearn_serverless.read_parquet` or
+        :func:`~sklearn_serverless.read_npy`, read by the workers where it
+        lies: its rows reach each worker as ``data['X']``, and ``data['y']``
+        when it has a label column.
+    params : object, default=None
+        Given as it is to every worker and to ``coordinate``.
+    backend : str or dict, default='localhost'
+        Where the workers run: a Lithops backend name or a complete Lithops
+        config dict, as for the estimators (see
+        :class:`~sklearn_serverless.ServerlessKMeans`).
+    n_workers : int, default=None
+        Number of workers; None chooses from the backend and the number of
+        rows. Never more than the number of rows.
+    state_store : str, default=None
+        Where the workers meet: None for the embedded SQLite store (workers
+        that share this machine's files), or a Redis URL
+        (``'redis://...'``, ``'rediss://...'``) every worker can reach.
+    state_mode : {'lock_free', 'locked'}, default='lock_free'
+        How partials are combined: ``'lock_free'`` sums per-worker slots in
+        worker order (reproducible bit for bit); ``'locked'`` adds them into
+        one shared accumulator under a lock, in the order the workers take
+        it. ``gather`` keeps per-worker slots in both modes.
+    timeout : float, default=120.0
+        Seconds any wait of the run may last: a round's barrier, a worker
+        waiting for the coordinator's next command.
+    verbose : bool, default=False
+        Print the coordinator's :meth:`Rounds.log` lines as they come.
+
+    Returns
+    -------
+    RunResult
+        The coordinator's dict, the per-worker results and the time
+        breakdown.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_serverless.distributed import Algorithm, run
+    >>> class Sums:
+    ...     def __init__(self, data, params, context):
+    ...         self.X = data["X"]
+    ...     def handle(self, command, arrays):
+    ...         return self.X.sum(axis=0)
+    >>> def coordinate(rounds, params):
+    ...     return {"total": rounds.allreduce("sum")}
+    >>> out = run(Algorithm("sums", Sums, coordinate), {"X": np.ones((10, 2))},
+    ...           n_workers=2)
+    >>> out.result["total"]
+    array([10., 10.])
+    """
+    from .._datasets import Dataset
+    from .._execution._backends import check_backend, check_state_store, open_storage
+    from .._execution._fit import run_distributed
+    from .._state import STATE_MODES
+
+    if not isinstance(algorithm, Algorithm):
+        raise TypeError(f"algorithm must be an Algorithm, got {type(algorithm).__name__}")
+    if state_mode not in STATE_MODES:
+        raise ValueError(f"state_mode must be one of {STATE_MODES}, got {state_mode!r}")
+    if not isinstance(timeout, Real) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if n_workers is not None and (not isinstance(n_workers, Integral) or n_workers < 1):
+        raise ValueError(f"n_workers must be a positive integer or None, got {n_workers!r}")
+    check_backend(backend)
+    check_state_store(state_store, backend)
+    if isinstance(data, Dataset):
+        columns = data.resolve(open_storage(backend))
+    else:
+        columns = _checked_columns(data)
+    outcome = run_distributed(
+        algorithm, params, columns, backend=backend, state_store=state_store,
+        state_mode=state_mode, n_workers=n_workers, timeout=timeout,
+        progress=_print_line if verbose else None,
+    )
+    results = [dict(r) for r in outcome.results]
+    for r in results:
+        r.pop("timings", None)
+    return RunResult(results[0], results, timings_of(outcome), outcome.n_workers)
+
+
+def _checked_columns(data) -> dict:
+    if not isinstance(data, dict) or not data:
+        raise TypeError("data must be a non-empty dict of row-aligned arrays, or a dataset "
+                        "from read_csv, read_parquet or read_npy")
+    columns = {}
+    for name, array in data.items():
+        if not hasattr(array, "shape"):
+            array = np.asarray(array)
+        if array.dtype.hasobject:
+            raise TypeError(f"data[{name!r}] has dtype object: only numeric arrays travel")
+        columns[name] = array
+    lengths = {name: array.shape[0] for name, array in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"the arrays of data must have the same number of rows, got {lengths}")
+    return columns
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def timings_of(outcome) -> dict:
+    """The time breakdown: the run's wall time, each worker's load time, and
+    one (n_rounds, n_workers) table per phase of a round."""
+    tables = [result["timings"]["rounds"] for result in outcome.results]
+    n_rounds = min(len(table) for table in tables)
+    stacked = np.stack([table[:n_rounds] for table in tables], axis=1)
+    timings = {phase: stacked[:, :, i] for i, phase in enumerate(PHASES)}
+    timings["helped"] = np.stack(
+        [result["timings"]["helped"][:n_rounds] for result in outcome.results], axis=1)
+    timings["load"] = np.array([result["timings"]["load"] for result in outcome.results])
+    timings["fit"] = outcome.seconds
+    timings["upload"] = outcome.upload
+    timings["n_rounds"] = n_rounds
+    generations = outcome.generations
+    # Generations of workers the run had (more than 1 after a lost worker or a
+    # hand-over before the function time limit), and each end: why, and the
+    # seconds from it to the next generation's first round.
+    timings["generations"] = 1 if generations is None else generations.number + 1
+    timings["generation_ends"] = [] if generations is None else list(generations.ends)
+    return timings
+
+
+_INSTALLED = tuple(os.path.realpath(sysconfig.get_paths()[key]) + os.sep
+                   for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+
+
+def ship_by_value(algorithm: Algorithm) -> None:
+    """Send the code of the algorithm's own modules with it: a module that is
+    neither installed nor this package's (a user's script or project) cannot
+    be imported by a function in the cloud, nor always by a local worker."""
+    import cloudpickle
+
+    for value in _parts(algorithm):
+        module = sys.modules.get(getattr(value, "__module__", None) or "")
+        if module is None or module.__name__ == "__main__":
+            continue  # __main__ travels by value anyway
+        if module.__name__.split(".")[0] == __name__.split(".")[0]:
+            continue
+        path = getattr(module, "__file__", None)
+        if path is None or os.path.realpath(path).startswith(_INSTALLED):
+            continue
+        cloudpickle.register_pickle_by_value(module)
+
+
+def _parts(algorithm: Algorithm):
+    for field in fields(algorithm):
+        value = getattr(algorithm, field.name)
+        values = list(value.values()) if isinstance(value, dict) else [value]
+        for item in values:
+            if item is None or isinstance(item, (str, bool)):
+                continue
+            yield item
+            if not isinstance(item, type) and not callable(getattr(item, "__module__", None)):
+                yield type(item)

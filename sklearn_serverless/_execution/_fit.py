@@ -148,6 +148,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                     generations.lost(lost)  # raises once a slot was lost too often
                     # The others wake with an error, and on this machine their
                     # processes are stopped when the executor closes.
+                    pids = [pid for generation, pid in store.leases().values()
+                            if generation == generations.number - 1 and pid]
                     _best_effort(store.abort, "a new generation replaces this one")
                     results = None
                 finally:
@@ -157,6 +159,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                 break
             if results is not None:
                 generations.handed_over()
+            elif site.local_compute:
+                _await_gone(pids, deadlines.wait)
             store.new_generation(generations.number)
     finally:
         _release(store, executors, partitions, folder)
@@ -274,7 +278,7 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
             shown += _show_log(store, shown, progress)
         if failed_at is None and any(f.error for f in futures):
             lost = next(w for w, f in enumerate(futures) if f.error)
-            if store.failure() is None:  # no error of the worker's own: its function died
+            if _no_failure(store):  # no error of the worker's own: its function died
                 raise WorkerLost(lost, f"its call failed: {_call_error(futures[lost], fexec)}")
             failed_at = time.monotonic()
             _best_effort(store.abort, "another worker failed")
@@ -286,12 +290,15 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
         if failed_at is None and time.monotonic() - checked > _LOSS_SECONDS:
             checked = time.monotonic()
             finished = {w for w, f in enumerate(futures) if _finished(f)}
-            lost = losses.check(finished)
-            if lost is not None and store.failure() is None:
+            try:
+                lost = losses.check(finished)
+                if resume is not None and store.progress() >= resume:
+                    generations.resumed()
+                    resume = None
+            except Exception:  # noqa: BLE001 - a failing store: the workers report it
+                lost = None
+            if lost is not None and _no_failure(store):
                 raise lost
-            if resume is not None and store.progress() >= resume:
-                generations.resumed()
-                resume = None
         if failed_at is None:
             problem = watchdog.check()
             if problem is not None:
@@ -349,6 +356,22 @@ def _show_log(store: StateStore, start: int, progress: Callable[[str], None]) ->
 def _finished(future) -> bool:
     """The worker has stopped: its status is in, result fetched or not."""
     return future.ready or future.success or future.done
+
+
+def _await_gone(pids: list[int], seconds: float) -> None:
+    """Wait (bounded) until a replaced generation's processes on this machine
+    have ended: none may write into the next generation's rounds."""
+    deadline = time.monotonic() + seconds
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _no_failure(store: StateStore) -> bool:
+    """The store holds no worker's error (and answers)."""
+    try:
+        return store.failure() is None
+    except Exception:  # noqa: BLE001 - unreachable: the workers report what failed
+        return False
 
 
 def _call_error(future, fexec) -> str:

@@ -300,6 +300,8 @@ class RedisStore(StateStore):
             if reply[1] == _ABORT:
                 raise FitAborted(self._failure())
             got, worker, count, state = reply[1].split(b":", 3)
+            if int(got) < round_:
+                continue  # a replaced worker's late arrival
             if int(got) != round_:
                 raise RuntimeError(f"round {int(got)} arrival while waiting for round {round_}")
             arrived.add(int(worker))

@@ -130,22 +130,29 @@ class SQLiteStore(StateStore):
     def contribute(self, round_: int, worker: int, partial: np.ndarray,
                    slots: bool = False) -> None:
         if slots or self.spec.mode == "lock_free":
+            # OR REPLACE: a replaced worker's late contribution is the same partial.
             self._db.execute(
-                "INSERT INTO slot VALUES (?, ?, ?)", (round_, worker, encode_array(partial))
+                "INSERT OR REPLACE INTO slot VALUES (?, ?, ?)",
+                (round_, worker, encode_array(partial))
             )
             self._ring_coordinator(worker)
             return
         # BEGIN IMMEDIATE takes the database's write lock, waiting at most `timeout`.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            row = self._db.execute(
-                "SELECT body FROM accumulator WHERE round = ?", (round_,)
-            ).fetchone()
-            total = partial if row is None else decode_array(row[0]) + partial
-            self._db.execute(
-                "INSERT OR REPLACE INTO accumulator VALUES (?, ?)", (round_, encode_array(total))
-            )
-            self._db.execute("INSERT INTO slot VALUES (?, ?, NULL)", (round_, worker))
+            # A worker's partial is added once, even if a replaced call of its
+            # slot contributed too (the marker row is in the same transaction).
+            added = self._db.execute("INSERT OR IGNORE INTO slot VALUES (?, ?, NULL)",
+                                     (round_, worker)).rowcount
+            if added:
+                row = self._db.execute(
+                    "SELECT body FROM accumulator WHERE round = ?", (round_,)
+                ).fetchone()
+                total = partial if row is None else decode_array(row[0]) + partial
+                self._db.execute(
+                    "INSERT OR REPLACE INTO accumulator VALUES (?, ?)",
+                    (round_, encode_array(total))
+                )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

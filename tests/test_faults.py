@@ -140,7 +140,7 @@ def test_a_slot_lost_every_time_ends_the_fit_naming_it(blobs, kill_worker, leave
     kill_worker("kmeans", 1, at=3, every=True)
     started = time.monotonic()
     with pytest.raises(RuntimeError, match=r"worker 1 of 2 was lost 3 time\(s\), more than "
-                                           r"max_replacements=2: .*(gone|lease|call)"):
+                                           r"max_replacements=2: .*(gone|lease|killed)"):
         with config_context(max_replacements=2):
             ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
                              timeout=30).fit(X)

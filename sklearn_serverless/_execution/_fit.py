@@ -277,9 +277,13 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
         if progress is not None:
             shown += _show_log(store, shown, progress)
         if failed_at is None and any(f.error for f in futures):
-            lost = next(w for w, f in enumerate(futures) if f.error)
-            if _no_failure(store):  # no error of the worker's own: its function died
-                raise WorkerLost(lost, f"its call failed: {_call_error(futures[lost], fexec)}")
+            # A call that failed is the fit's error (the worker's own, or the
+            # platform's: a storage gone, ...), unless its function was lost:
+            # its process killed (Lithops says so) before it could report.
+            worker = next(w for w, f in enumerate(futures) if f.error)
+            cause = _call_error(futures[worker], fexec)
+            if _no_failure(store) and _function_lost(cause):
+                raise WorkerLost(worker, cause)
             failed_at = time.monotonic()
             _best_effort(store.abort, "another worker failed")
         if all(_finished(f) for f in futures):
@@ -309,6 +313,8 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
         if failed_at is not None and time.monotonic() - failed_at > stragglers:
             break
         time.sleep(_POLL_SECONDS)
+    if resume is not None:
+        generations.resumed()  # at the latest: the generation has ended
     errors = []
     results = []
     for worker, future in enumerate(futures):
@@ -374,12 +380,18 @@ def _no_failure(store: StateStore) -> bool:
         return False
 
 
-def _call_error(future, fexec) -> str:
+def _call_error(future, fexec) -> BaseException | None:
     try:
         future.result(throw_except=True, internal_storage=fexec.internal_storage)
-    except BaseException as exc:  # noqa: BLE001 - described, not raised
-        return f"{type(exc).__name__}: {exc}"
-    return "no result"
+    except BaseException as exc:  # noqa: BLE001 - examined, not raised
+        return exc
+    return None
+
+
+def _function_lost(error: BaseException | None) -> bool:
+    """Lithops' word for a call whose process died (killed, out of memory)."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "sigkill" in text or "was killed" in text
 
 
 def _named(exc: BaseException, worker: int, n_workers: int) -> BaseException:

@@ -1,11 +1,11 @@
 """Generations of workers: a fit outlives its functions.
 
 A worker is lost when its function dies (killed, out of memory, a host
-failure: its lease in the store lapses, or on this machine its process is
-gone) or its Lithops call fails without the worker reporting an error of
-its own. The driver then ends that generation and starts the next one,
-which claims every slot, rebuilds each worker's state and goes on from the
-rounds the store recorded (see :mod:`sklearn_serverless.distributed._worker_loop`).
+failure): Lithops reports its process killed, its lease in the store
+lapses, or on this machine its process is gone. The driver then ends that
+generation and starts the next one, which claims every slot, rebuilds each
+worker's state and goes on from the rounds the store recorded (see
+:mod:`sklearn_serverless.distributed._worker_loop`).
 Before the platform's function time limit the coordinator hands the run over
 to a next generation in the same way. An error a worker raises itself (bad
 data, a bug) ends the fit at once: a new generation would raise it again.

@@ -234,3 +234,33 @@ def test_fit_through_workers_as_sklearn(dtype):
     rtol = 1e-9 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_, rtol=rtol,
                                atol=rtol * np.abs(reference.cluster_centers_).max())
+
+
+def _double(x):
+    return 2 * x
+
+
+@needs_numba
+def test_cache_under_the_temp_dir_when_package_and_home_are_read_only(tmp_path, monkeypatch):
+    """As in a cloud function whose package and home are read-only (numba
+    finds no writable ``__pycache__`` nor user cache: simulated, since root
+    writes anywhere): the kernels cache under the temporary directory, and
+    a new dispatcher (a new process) loads from there instead of compiling."""
+    import tempfile
+
+    import numba
+    from numba.core import caching
+
+    from sklearn_serverless._algorithms.kmeans import _compiled
+
+    for locator in (caching.InTreeCacheLocator, caching.UserWideCacheLocator):
+        monkeypatch.setattr(locator, "from_function", classmethod(lambda *args: None))
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first = _compiled._enable_cache(numba.njit(_double))
+    assert first(21) == 42
+    assert first.stats.cache_path.startswith(str(tmp_path))
+    assert first.stats.cache_misses.total() == 1
+    second = _compiled._enable_cache(numba.njit(_double))
+    assert second(21) == 42
+    assert second.stats.cache_hits.total() == 1

@@ -37,13 +37,17 @@ def _enable_cache(dispatcher):
     should numba's caching internals change, the kernel compiles in every
     process."""
     try:
-        from numba.core.caching import CompileResultCacheImpl, FunctionCache, \
-            UserProvidedCacheLocator
+        from numba.core.caching import (
+            CompileResultCacheImpl,
+            FunctionCache,
+            UserProvidedCacheLocator,
+        )
 
         class TempDirLocator(UserProvidedCacheLocator):
             def __init__(self, py_func, py_file):
                 super().__init__(py_func, py_file)
-                root = os.path.join(tempfile.gettempdir(), f"sklearn-serverless-numba-{os.getuid()}")
+                root = os.path.join(tempfile.gettempdir(),
+                                    f"sklearn-serverless-numba-{os.getuid()}")
                 self._cache_path = os.path.join(root, self.get_suitable_cache_subpath(py_file))
 
             @classmethod

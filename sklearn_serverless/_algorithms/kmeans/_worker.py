@@ -84,6 +84,11 @@ class Worker:
         # test can take it away): a full sum costs it little, so no chunk_sums.
         self.compiled = None if self.sparse else _kernels.compiled
         self.chunk_sums = None if self.compiled else self._chunk_sums_store(team, n_chunks)
+        if self.chunk_sums is not None:
+            # Nothing is known of this worker's chunks yet (a replacement may
+            # find a predecessor's file): their first round sums in full.
+            first = int(self.first_chunk[team.rank])
+            self.chunk_sums[first:first + n_chunks[team.rank], -1] = np.inf
         self.workspace = self.chunk_offsets = None
         if self.compiled is None:  # the numpy kernel's buffers
             workspace_rows = max(n, self.chunk_rows)
@@ -92,7 +97,9 @@ class Worker:
             self.chunk_offsets = (np.arange(workspace_rows) // self.chunk_rows * self.k).astype(
                 self.workspace.row_pointers.dtype)
         self.borrowed: dict[tuple[int, int], dict] = {}
-        self.final_labels = self.best_labels = self.labels
+        # Labels of the last final E-step, and of the best run so far (None:
+        # not seen by this worker, which then computes them from the centres).
+        self.final_labels = self.best_labels = None
         self.x_squared_norms = None
         self.epoch = 0
 
@@ -107,8 +114,12 @@ class Worker:
         if command == "final":
             return self._final(arrays[0])
         if command == "stop":
-            if arrays and arrays[0][0]:
+            keep, best_centers = arrays
+            if keep[0]:
                 self.best_labels = self.final_labels
+            if self.best_labels is None:  # a replacement that did not see the best run end
+                self.best_labels, _ = labels_inertia(self.X, self.sample_weight, best_centers,
+                                                     self.block)
             return None
         raise ValueError(f"unknown k-means command {command!r}")
 

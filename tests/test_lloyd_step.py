@@ -1,6 +1,7 @@
 """One worker's Lloyd round, in process: the cluster sums it reports are the
 sums of its rows by label, whether a chunk's sums were updated with its
-changed rows only or summed in full."""
+changed rows only or summed in full. The numpy kernel's (the compiled one
+sums in full every round: tests/test_kmeans_kernel.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_blobs
 
+from sklearn_serverless._algorithms.kmeans import _kernels
 from sklearn_serverless._algorithms.kmeans._kernels import block_size, with_ones_column
 from sklearn_serverless._algorithms.kmeans._params import KMeansParams
 from sklearn_serverless._algorithms.kmeans._worker import Worker, chunk_rows
 from sklearn_serverless.distributed._sharing import Team
 
 K = 4
+
+
+@pytest.fixture(autouse=True)
+def numpy_kernel(monkeypatch):
+    monkeypatch.setattr(_kernels, "compiled", None)
 
 
 def _worker(X, sample_weight):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..._messages import too_few_samples
 from ...distributed import _prologue
+from . import _kernels
 from ._kernels import squared_distances, with_ones_column
 from ._params import KMeansParams
 from ._worker import Worker
@@ -102,12 +103,7 @@ class DatasetWorker(_prologue.DatasetWorker):
     def _weights(self, arrays) -> np.ndarray:
         """Rows nearest to each candidate."""
         candidates = arrays[0]
-        X = self.inner.X
-        nearest = np.empty(X.shape[0], dtype=np.int64)
-        step = _block_rows(candidates.shape[0])
-        for start in range(0, X.shape[0], step):
-            rows = X[start:start + step]
-            nearest[start:start + step] = np.argmin(squared_distances(rows, candidates), axis=1)
+        nearest = _nearest_index(self.inner.X, candidates)
         self.state.pop("closest", None)
         return np.bincount(nearest, minlength=candidates.shape[0]).astype(np.float64)
 
@@ -146,11 +142,26 @@ def _block_rows(n_centers: int) -> int:
 
 
 def _nearest_squared(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Squared distance of every row to its nearest centre."""
+    if _kernels.compiled is not None:
+        return _kernels.compiled.nearest(X, centers)[0]
     out = np.empty(X.shape[0])
     step = _block_rows(centers.shape[0])
     for start in range(0, X.shape[0], step):
         out[start:start + step] = squared_distances(X[start:start + step], centers).min(axis=1)
     return out
+
+
+def _nearest_index(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of every row's nearest centre (the first of equals)."""
+    if _kernels.compiled is not None:
+        return _kernels.compiled.nearest(X, centers)[1]
+    nearest = np.empty(X.shape[0], dtype=np.int64)
+    step = _block_rows(centers.shape[0])
+    for start in range(0, X.shape[0], step):
+        rows = X[start:start + step]
+        nearest[start:start + step] = np.argmin(squared_distances(rows, centers), axis=1)
+    return nearest
 
 
 def _weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int,

@@ -1,11 +1,22 @@
 """The Lloyd step's kernels on a block of rows: squared distances as
 ``||c||^2 - 2 x.c`` from a GEMM over row blocks, the first minimum as
-scikit-learn picks it, and the exact inertia. numpy and scipy only."""
+scikit-learn picks it, and the exact inertia. numpy and scipy only.
+
+Dense rows take the compiled kernel of :mod:`._compiled` (assignment, sums,
+changed labels and inertia in one pass) when numba is installed: chosen
+here, once, at import; ``compiled`` is None without numba, and callers read
+it at the time of the call (tests set it to None to take the numpy path).
+Sparse rows always take the numpy path."""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+try:
+    from . import _compiled as compiled
+except ImportError:  # numba not installed (or not importable): numpy only
+    compiled = None
 
 #: Elements of one block of the distance matrix: small enough to stay in cache.
 _BLOCK_ELEMENTS = 1 << 17
@@ -133,6 +144,8 @@ def labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
                    block: int | None = None) -> tuple[np.ndarray, float]:
     """Labels and ``sum_i w_i ||x_i - c_label||^2``, computed directly for
     dense data as sklearn's ``_inertia`` does."""
+    if compiled is not None and not sp.issparse(X):
+        return compiled_labels_inertia(X, sample_weight, centers)
     labels = np.empty(X.shape[0], dtype=np.int32)
     best = np.empty(X.shape[0], dtype=centers.dtype)
     block = block or block_size(centers.shape[0])
@@ -145,6 +158,16 @@ def labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
             diff = X[start:stop] - centers[labels[start:stop]]
             distances[start:stop] = np.einsum("ij,ij->i", diff, diff)
     return labels, float(distances @ sample_weight)
+
+
+def compiled_labels_inertia(X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray,
+                            augmented: bool = False) -> tuple[np.ndarray, float]:
+    """:func:`labels_inertia` by the compiled kernel, for dense ``X`` (with
+    ``augmented``, ending with a column of ones that is not a feature)."""
+    labels = np.full(X.shape[0], -1, dtype=np.int32)
+    out = compiled.lloyd(X, sample_weight, centers, labels, max(1, X.shape[0]),
+                         augmented=augmented, sums=False, inertia=True)
+    return labels, float(out[0, -1])
 
 
 def squared_distances(rows: np.ndarray, centers: np.ndarray) -> np.ndarray:

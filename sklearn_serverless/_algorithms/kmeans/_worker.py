@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...distributed._sharing import Chunks, Team, partial_table, shared_array
+from . import _kernels
 from ._kernels import Workspace, assign, block_size, labels_inertia, row_norms, row_range
 from ._params import KMeansParams
 
@@ -79,17 +80,22 @@ class Worker:
             self.first_chunk = np.r_[0, np.cumsum(n_chunks)]
         else:  # its own only, from 0
             self.first_chunk = np.r_[np.zeros(team.n_workers, dtype=int), n_chunks[team.rank]]
-        self.chunk_sums = self._chunk_sums_store(team, n_chunks)
+        # Dense rows take the compiled kernel when there is one (read now, so a
+        # test can take it away): a full sum costs it little, so no chunk_sums.
+        self.compiled = None if self.sparse else _kernels.compiled
+        self.chunk_sums = None if self.compiled else self._chunk_sums_store(team, n_chunks)
         if self.chunk_sums is not None:
             # Nothing is known of this worker's chunks yet (a replacement may
             # find a predecessor's file): their first round sums in full.
             first = int(self.first_chunk[team.rank])
             self.chunk_sums[first:first + n_chunks[team.rank], -1] = np.inf
-        workspace_rows = max(n, self.chunk_rows)
-        self.workspace = Workspace(workspace_rows, self.k, self.X.dtype, self.block)
-        # Row i of a run of whole chunks goes to one-hot row (i // chunk_rows) * k + label.
-        self.chunk_offsets = (np.arange(workspace_rows) // self.chunk_rows * self.k).astype(
-            self.workspace.row_pointers.dtype)
+        self.workspace = self.chunk_offsets = None
+        if self.compiled is None:  # the numpy kernel's buffers
+            workspace_rows = max(n, self.chunk_rows)
+            self.workspace = Workspace(workspace_rows, self.k, self.X.dtype, self.block)
+            # Row i of a run of whole chunks goes to one-hot row (i // chunk_rows) * k + label.
+            self.chunk_offsets = (np.arange(workspace_rows) // self.chunk_rows * self.k).astype(
+                self.workspace.row_pointers.dtype)
         self.borrowed: dict[tuple[int, int], dict] = {}
         # Labels of the last final E-step, and of the best run so far (None:
         # not seen by this worker, which then computes them from the centres).
@@ -160,6 +166,8 @@ class Worker:
         once, so that little is left to do when the chunks run out."""
         self.epoch += 1
         self.chunks.open_round(self.epoch)
+        if self.compiled is not None:
+            return self._compiled_step(centers, new_run, inertia)
         X = self.X if self.sparse else self.X_ones
         new, maxima = self.workspace.labels, self.workspace.maxima
         own = np.zeros(self.k * (self.X.shape[1] + 1) + 2)
@@ -185,6 +193,30 @@ class Worker:
                                         self.all_labels[start:start + n], new_run,
                                         maxima[:n], rows.get("norms"),
                                         int(self.first_chunk[owner]) + chunk)
+            taken.append((owner, chunk, partial))
+        return partial_table(own, self.team.rank, taken)
+
+    def _compiled_step(self, centers: np.ndarray, new_run: bool, inertia: bool) -> np.ndarray:
+        """:meth:`_lloyd_step` by the compiled kernel: each run of chunks in
+        one call that labels, sums and counts; full sums every round."""
+        lloyd = self.compiled.lloyd
+        own = np.zeros(self.k * (self.X.shape[1] + 1) + 2)
+        while (run := self.chunks.take()) is not None:
+            start = run[0] * self.chunk_rows
+            stop = min(run[1] * self.chunk_rows, self.X_ones.shape[0])
+            for chunk in lloyd(self.X_ones[start:stop], self.sample_weight[start:stop], centers,
+                               self.labels[start:stop], self.chunk_rows, new_run=new_run,
+                               inertia=inertia):
+                own += chunk
+        taken = []
+        while (got := self.chunks.steal()) is not None:
+            owner, chunk = got
+            rows = self._borrow(owner, chunk, False)
+            n = rows["sample_weight"].shape[0]
+            start = self.team.peers[owner].start + chunk * self.chunk_rows
+            (partial,) = lloyd(rows["X"], rows["sample_weight"], centers,
+                               self.all_labels[start:start + n], self.chunk_rows,
+                               new_run=new_run, inertia=inertia)
             taken.append((owner, chunk, partial))
         return partial_table(own, self.team.rank, taken)
 
@@ -317,6 +349,10 @@ class Worker:
 
     def _final(self, centers: np.ndarray) -> np.ndarray:
         """Final E-step: labels for the final centres and the exact inertia."""
+        if self.compiled is not None:
+            self.final_labels, inertia = _kernels.compiled_labels_inertia(
+                self.X_ones, self.sample_weight, centers, augmented=True)
+            return np.array([inertia])
         self.final_labels, inertia = labels_inertia(
             self.X, self.sample_weight, centers, self.block
         )

@@ -1,0 +1,242 @@
+"""k-means speed against scikit-learn, side by side in one run: the Lloyd
+round's kernel (compiled vs numpy vs scikit-learn's Cython, one thread, one
+worker's rows), a cold worker's start with and without numba, and whole fits
+(n_workers=2, embedded store) at the issue's shapes.
+
+    python benchmarks/kmeans_kernel.py --repeat 3 --json docs/img/kmeans-kernel.json
+    python benchmarks/kmeans_kernel.py --shapes pp10 d50 --repeat 3    # skip the 1M fit
+
+Shapes: ``pp10`` 300,000 x 10, k=16, k-means++ from one seed to convergence
+(default tol); ``d50`` 300,000 x 50, k=20, 30 iterations (given init, tol=0);
+``big`` 1,000,000 x 50, k=20, 50 iterations. Arms are interleaved; medians
+and the range of the repeats are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = {
+    "pp10": dict(n=300_000, d=10, k=16, max_iter=300, init="k-means++", tol=1e-4),
+    "d50": dict(n=300_000, d=50, k=20, max_iter=30, init="given", tol=0.0),
+    "big": dict(n=1_000_000, d=50, k=20, max_iter=50, init="given", tol=0.0),
+}
+
+
+def _stats(times: list[float]) -> dict:
+    return {"median": float(np.median(times)), "min": float(min(times)),
+            "max": float(max(times)), "times": [float(t) for t in times]}
+
+
+def _data(shape: dict, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if shape["init"] == "k-means++":  # noise, as kmeans_plusplus.py: ~100-200 iterations
+        return rng.normal(size=(shape["n"], shape["d"]))
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(shape["n"], shape["d"], centers=shape["k"], cluster_std=5.0,
+                      random_state=seed)
+    return X
+
+
+# the kernel, one thread -----------------------------------------------------------------------
+
+def kernel_round(shape: dict, dtype, repeat: int) -> dict:
+    """One Lloyd round on half the rows (one of two workers' share), one
+    thread: the worker's round with the compiled kernel and with the numpy
+    kernel (labels, sums, changed; the incremental sums of later rounds
+    included), and scikit-learn's ``lloyd_iter_chunked_dense`` (labels and
+    sums, no inertia)."""
+    from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense
+    from threadpoolctl import threadpool_limits
+
+    from sklearn_serverless._algorithms.kmeans import _kernels
+    from sklearn_serverless._algorithms.kmeans._kernels import with_ones_column
+    from sklearn_serverless._algorithms.kmeans._params import KMeansParams
+    from sklearn_serverless._algorithms.kmeans._worker import Worker
+    from sklearn_serverless.distributed._sharing import Team
+
+    n, d, k = shape["n"] // 2, shape["d"], shape["k"]
+    X = _data(dict(shape, n=n)).astype(dtype)
+    centers = X[np.random.RandomState(0).choice(n, k, replace=False)].copy()
+    weights = np.ones(n, dtype=dtype)
+    params = KMeansParams(k, max_iter=1, tol=0.0, verbose=0, n_features=d, dtype=X.dtype.str)
+    compiled = _kernels.compiled
+    workers = {}
+    for name, module in (("compiled", compiled), ("numpy", None)):
+        _kernels.compiled = module
+        workers[name] = Worker({"X": with_ones_column(X), "sample_weight": weights}, params,
+                               Team(0, 1))
+    _kernels.compiled = compiled
+    new_centers, in_cluster = np.empty_like(centers), np.empty(k, dtype=dtype)
+    labels, shift = np.empty(n, dtype=np.int32), np.empty(k, dtype=dtype)
+
+    def sklearn_round():
+        lloyd_iter_chunked_dense(X, weights, centers, new_centers, in_cluster, labels, shift,
+                                 1, True)
+
+    def ours(worker):
+        def round_():
+            worker.handle("lloyd", [centers, np.array([0, 0, 0])])
+        return round_
+
+    arms = {"sklearn": sklearn_round}
+    arms.update({name: ours(worker) for name, worker in workers.items() if
+                 name == "numpy" or compiled is not None})
+    times = {name: [] for name in arms}
+    with threadpool_limits(1):
+        for arm in arms.values():  # warm-up: compile, first round from new centres
+            arm()
+        for _ in range(repeat):
+            for name, arm in arms.items():
+                started = time.perf_counter()
+                arm()
+                times[name].append(time.perf_counter() - started)
+    return {name: _stats(t) for name, t in times.items()}
+
+
+# a cold worker's start ------------------------------------------------------------------------
+
+_COLD = r"""
+import sys, time, tempfile, os
+if sys.argv[1] == "without":
+    sys.modules["numba"] = None  # as a runtime without numba
+started = time.perf_counter()
+import numpy as np
+from sklearn_serverless._algorithms.kmeans import _kernels
+from sklearn_serverless._algorithms.kmeans._kernels import with_ones_column
+imported = time.perf_counter()
+X = with_ones_column(np.random.rand(5000, 10))
+labels = np.full(5000, -1, np.int32)
+if _kernels.compiled is not None:
+    _kernels.compiled.lloyd(X, np.ones(5000), X[:16, :-1], labels, 4096)
+else:
+    _kernels.assign(X, X[:16, :-1], labels, np.empty(5000), augmented=True)
+print(imported - started, time.perf_counter() - imported)
+"""
+
+
+def cold_start(repeat: int) -> dict:
+    """Fresh interpreters: importing the k-means modules and the first call
+    of the kernel (float64), without numba, with numba from its on-disk cache,
+    and with an empty cache (JIT compilation)."""
+    import os
+    import tempfile
+
+    out = {}
+    for arm in ("without", "cached", "compile"):
+        imports, calls = [], []
+        for _ in range(repeat):
+            env = dict(os.environ)
+            with tempfile.TemporaryDirectory() as empty:
+                if arm == "compile":
+                    env["NUMBA_CACHE_DIR"] = empty  # numba's own variable: nothing cached there
+                result = subprocess.run([sys.executable, "-c", _COLD, arm], env=env,
+                                        capture_output=True, text=True, check=True)
+            imported, call = map(float, result.stdout.split())
+            imports.append(imported)
+            calls.append(call)
+        out[arm] = {"import": _stats(imports), "first_call": _stats(calls)}
+    return out
+
+
+# whole fits -----------------------------------------------------------------------------------
+
+def fits(name: str, shape: dict, repeat: int, n_workers: int) -> dict:
+    from sklearn.cluster import KMeans
+
+    from sklearn_serverless import ServerlessKMeans
+
+    X = _data(shape)
+    if shape["init"] == "given":
+        init = X[np.random.RandomState(0).choice(shape["n"], shape["k"], replace=False)]
+        common = dict(init=init, n_init=1, tol=shape["tol"], max_iter=shape["max_iter"])
+    else:
+        common = dict(init="k-means++", n_init=1, tol=shape["tol"],
+                      max_iter=shape["max_iter"], random_state=0)
+    arms = {"sklearn": lambda: KMeans(shape["k"], **common),
+            "ours": lambda: ServerlessKMeans(shape["k"], n_workers=n_workers, **common)}
+    for make in arms.values():  # warm-up (the warm server, the cache)
+        make().fit(X[:20_000] if shape["n"] > 300_000 else X)
+    times = {arm: [] for arm in arms}
+    models = {}
+    for _ in range(repeat):
+        for arm, make in arms.items():
+            model = make()
+            started = time.perf_counter()
+            model.fit(X)
+            times[arm].append(time.perf_counter() - started)
+            models[arm] = model
+    ours, theirs = models["ours"], models["sklearn"]
+    timings = ours.timings_
+    compute = np.asarray(timings["compute"])[:ours.n_iter_]
+    phases = {p: float(np.median(np.asarray(timings[p])[:ours.n_iter_, 0]))
+              for p in ("compute", "publish", "barrier", "aggregate")}
+    row = {"shape": name, **shape, "n_workers": n_workers,
+           "sklearn": _stats(times["sklearn"]), "ours": _stats(times["ours"]),
+           "ratio": float(np.median(times["ours"]) / np.median(times["sklearn"])),
+           "n_iter": [int(ours.n_iter_), int(theirs.n_iter_)],
+           "same_labels": bool(np.array_equal(ours.labels_, theirs.labels_)),
+           "max_centre_diff": float(np.abs(ours.cluster_centers_
+                                           - theirs.cluster_centers_).max()),
+           "rounds_ms": {p: 1e3 * v for p, v in phases.items()},
+           "slowest_compute_ms": float(1e3 * np.median(compute.max(axis=1))),
+           "rounds_total_s": float(sum(np.asarray(timings[p])[:, 0].sum()
+                                       for p in phases)),
+           "load_s": float(np.max(timings["load"])), "fit_s": float(timings["fit"])}
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--kernel-repeat", type=int, default=7)
+    parser.add_argument("--n-workers", type=int, default=2)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["kernel", "cold", "fits"])
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    out = {"args": vars(args), "kernel": {}, "fits": []}
+    if "kernel" not in args.skip:
+        for name in args.shapes:
+            for dtype in (np.float64, np.float32):
+                result = kernel_round(SHAPES[name], dtype, args.kernel_repeat)
+                out["kernel"][f"{name}-{np.dtype(dtype).name}"] = result
+                print(f"kernel {name} {np.dtype(dtype).name} (one thread, "
+                      f"{SHAPES[name]['n'] // 2:,} rows): " + ", ".join(
+                          f"{arm} {1e3 * s['median']:.1f} ms ({1e3 * s['min']:.1f}-"
+                          f"{1e3 * s['max']:.1f})" for arm, s in result.items()), flush=True)
+    if "cold" not in args.skip:
+        out["cold_start"] = cold_start(args.repeat)
+        for arm, s in out["cold_start"].items():
+            print(f"cold start {arm}: import {1e3 * s['import']['median']:.0f} ms, first call "
+                  f"{1e3 * s['first_call']['median']:.0f} ms", flush=True)
+    if "fits" not in args.skip:
+        for name in args.shapes:
+            row = fits(name, SHAPES[name], args.repeat, args.n_workers)
+            out["fits"].append(row)
+            s, o = row["sklearn"], row["ours"]
+            print(f"fit {name}: sklearn {s['median']:.2f} s ({s['min']:.2f}-{s['max']:.2f}), "
+                  f"ours {o['median']:.2f} s ({o['min']:.2f}-{o['max']:.2f}): "
+                  f"{row['ratio']:.2f}x; n_iter {row['n_iter']}, same labels "
+                  f"{row['same_labels']}, centre diff {row['max_centre_diff']:.1e}; per round "
+                  f"{row['rounds_ms']}, slowest compute {row['slowest_compute_ms']:.1f} ms, "
+                  f"load {row['load_s']:.2f} s", flush=True)
+    if args.json:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _common import machine
+
+        out["machine"] = machine()
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The Lloyd step compiled with numba: in one pass over a block of rows,
+the nearest centre (the first maximum of ``x.c - ||c||^2 / 2``, as numpy's
+argmax and scikit-learn pick it), the per-cluster weighted sums and weights,
+the rows whose label changed and (on request) the exact inertia.
+
+The scores of a block of 256 rows come from one BLAS GEMM (numba calls
+scipy's BLAS), as in scikit-learn's ``lloyd_iter_chunked_dense``; the rest
+is one loop over the block's rows while they are in cache. Sums accumulate
+per chunk, row after row, in the rows' dtype (as the numpy kernel's one-hot
+product and scikit-learn's Cython do), then go out as float64 rows, one per
+chunk: a chunk gives the same bits whichever worker computes it. No
+``fastmath``: the arithmetic is IEEE's, in a fixed order, on every CPU.
+
+Importing this module imports numba (and compiles nothing: each kernel is
+compiled on its first call for the dtypes it meets, or loaded from numba's
+on-disk cache, see :func:`_enable_cache`). :mod:`._kernels` imports it when
+numba is installed and falls back to numpy otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numba
+import numpy as np
+
+#: Rows per GEMM block, counted from the start of each chunk.
+BLOCK = 256
+
+
+def _enable_cache(dispatcher):
+    """numba's on-disk cache, wherever a directory is writable: the user's
+    ``NUMBA_CACHE_DIR``, the package's ``__pycache__``, the user's cache
+    directory, then (a read-only package in a cloud function whose home is
+    read-only too) a folder under the temporary directory. Without any, or
+    should numba's caching internals change, the kernel compiles in every
+    process."""
+    try:
+        from numba.core.caching import (
+            CompileResultCacheImpl,
+            FunctionCache,
+            UserProvidedCacheLocator,
+        )
+
+        class TempDirLocator(UserProvidedCacheLocator):
+            def __init__(self, py_func, py_file):
+                super().__init__(py_func, py_file)
+                root = os.path.join(tempfile.gettempdir(),
+                                    f"sklearn-serverless-numba-{os.getuid()}")
+                self._cache_path = os.path.join(root, self.get_suitable_cache_subpath(py_file))
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                return super(UserProvidedCacheLocator, cls).from_function(py_func, py_file)
+
+        class Impl(CompileResultCacheImpl):
+            _locator_classes = [*CompileResultCacheImpl._locator_classes, TempDirLocator]
+
+        class Cache(FunctionCache):
+            _impl_class = Impl
+
+        dispatcher._cache = Cache(dispatcher.py_func)
+    except Exception:  # noqa: BLE001 - no cache is slower, never wrong
+        pass
+    return dispatcher
+
+
+def _jit(function):
+    return _enable_cache(numba.njit(nogil=True)(function))
+
+
+@_jit
+def _lloyd(X, sample_weight, model_t, shift, centers, labels, out, chunk_rows, new_run,
+           sums_wanted, inertia_wanted, scores, accumulator):
+    """Chunk by chunk of ``chunk_rows`` rows: scores ``X @ model_t + shift``
+    by GEMM blocks, the first maximum into ``labels`` (counting changes),
+    the weighted sums of the rows by label, the inertia. ``out`` row per
+    chunk: ``k x m`` sums, changed (every row with ``new_run``), inertia."""
+    n, m = X.shape
+    k = model_t.shape[1]
+    d = centers.shape[1]
+    n_chunks = out.shape[0]
+    for chunk in range(n_chunks):
+        first = chunk * chunk_rows
+        last = min(first + chunk_rows, n)
+        accumulator[:, :] = 0
+        changed = 0
+        inertia = 0.0
+        for start in range(first, last, BLOCK):
+            stop = min(start + BLOCK, last)
+            rows = stop - start
+            block = scores[:rows]
+            np.dot(X[start:stop], model_t, block)
+            for r in range(rows):
+                i = start + r
+                best = 0
+                top = block[r, 0] + shift[0]
+                for c in range(1, k):
+                    score = block[r, c] + shift[c]
+                    if score > top:
+                        top = score
+                        best = c
+                if labels[i] != best or new_run:
+                    changed += 1
+                    labels[i] = best
+                weight = sample_weight[i]
+                if sums_wanted:
+                    for j in range(m):
+                        accumulator[best, j] += weight * X[i, j]
+                if inertia_wanted:
+                    distance = 0.0
+                    for j in range(d):
+                        diff = X[i, j] - centers[best, j]
+                        distance += diff * diff
+                    inertia += distance * weight
+        if sums_wanted:
+            for c in range(k):
+                for j in range(m):
+                    out[chunk, c * m + j] = accumulator[c, j]
+        out[chunk, k * m] = changed
+        out[chunk, k * m + 1] = inertia
+
+
+def lloyd(X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray, labels: np.ndarray,
+          chunk_rows: int, *, new_run: bool = False, augmented: bool = True,
+          sums: bool = True, inertia: bool = False) -> np.ndarray:
+    """One Lloyd pass over dense rows ``X`` (C-contiguous), chunk by chunk.
+
+    ``augmented``: ``X`` ends with a column of ones, so one GEMM with the
+    model ``[C, -||c||^2 / 2]`` gives the scores and the ones' sums are the
+    weights. ``labels`` (int32) holds the last labels and gets the new ones.
+    Returns one float64 row per chunk: the ``k x X.shape[1]`` sums (with
+    ``augmented``, ``k x (d+1)`` sums and weights), the count of changed
+    labels (every row with ``new_run``: the first round from new centres),
+    and the inertia (0 unless ``inertia``)."""
+    X = np.ascontiguousarray(X)
+    dtype = X.dtype
+    centers = np.ascontiguousarray(centers, dtype=dtype)
+    k, m = centers.shape[0], X.shape[1]
+    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
+    if augmented:
+        model_t = np.ascontiguousarray(np.hstack([centers, -half_sq[:, None]]).T)
+        shift = np.zeros(k, dtype=dtype)
+    else:
+        model_t = np.ascontiguousarray(centers.T)
+        shift = (-half_sq).astype(dtype)
+    n_chunks = max(1, -(-X.shape[0] // chunk_rows))
+    out = np.zeros((n_chunks, k * m + 2))
+    scores = np.empty((BLOCK, k), dtype=dtype)
+    accumulator = np.empty((k, m), dtype=dtype)
+    _lloyd(X, np.ascontiguousarray(sample_weight, dtype=dtype), model_t, shift, centers, labels,
+           out, chunk_rows, new_run, sums, inertia, scores, accumulator)
+    return out
+
+
+@_jit
+def _nearest(X, centers_t, center_norms, row_norms, closest, nearest, scores, rows):
+    """scikit-learn's ``euclidean_distances(squared=True)`` to every centre,
+    ``(-2 x.c + ||x||^2) + ||c||^2`` clipped at 0, its minimum and first
+    argmin per row, without the (n, k) matrix. ``X`` may be strided (a
+    view without the ones column): each block is copied into ``rows``."""
+    n = X.shape[0]
+    k = centers_t.shape[1]
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        block = scores[:stop - start]
+        rows[:stop - start] = X[start:stop]
+        np.dot(rows[:stop - start], centers_t, block)
+        for r in range(stop - start):
+            i = start + r
+            best = 0
+            low = np.inf
+            for c in range(k):
+                distance = max(-2.0 * block[r, c] + row_norms[i] + center_norms[c], 0.0)
+                if distance < low:
+                    low = distance
+                    best = c
+            closest[i] = low
+            nearest[i] = best
+
+
+def nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distance to the nearest centre and its index, for dense rows
+    (k-means|| on a dataset), in float64 as :func:`._kernels.squared_distances`."""
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    closest = np.empty(X.shape[0])
+    found = np.empty(X.shape[0], dtype=np.int64)
+    scores = np.empty((BLOCK, centers.shape[0]))
+    rows = np.empty((BLOCK, X.shape[1]))
+    _nearest(X, np.ascontiguousarray(centers.T), np.einsum("ij,ij->i", centers, centers),
+             np.einsum("ij,ij->i", X, X), closest, found, scores, rows)
+    return closest, found
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) the kernels for the types a fit
+    passes them, float64 and float32: a process that forks workers (the
+    warm server) calls this once, so that no worker pays for it."""
+    for dtype in (np.float64, np.float32):
+        X = np.ones((4, 3), dtype=dtype)
+        labels = np.full(4, -1, dtype=np.int32)
+        lloyd(X, np.ones(4, dtype=dtype), X[:2, :-1], labels, 2, inertia=True)
+        nearest(X[:, :-1], X[:2, :-1])

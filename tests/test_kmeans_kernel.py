@@ -1,0 +1,266 @@
+"""The compiled Lloyd kernel (numba) against the numpy kernel it replaces and
+against scikit-learn: the same labels, centres to 1e-9 and the same n_iter_
+from the same initial centres, in float64 and float32, with sample weights,
+empty clusters and sparse rows (which keep the numpy kernel).
+
+The fits here run workers in this process (:class:`_InProcessRounds`), so
+that taking the compiled kernel away (``_kernels.compiled = None``) reaches
+them; ``test_fit_through_workers_*`` runs a real fit with worker processes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+
+from sklearn_serverless import ServerlessKMeans
+from sklearn_serverless._algorithms.kmeans import _apply, _dataset, _kernels
+from sklearn_serverless._algorithms.kmeans._coordinator import coordinate
+from sklearn_serverless._algorithms.kmeans._kernels import with_ones_column
+from sklearn_serverless._algorithms.kmeans._params import KMeansParams
+from sklearn_serverless._algorithms.kmeans._worker import Worker
+from sklearn_serverless.distributed._sharing import Team, fold_partials
+
+compiled = _kernels.compiled
+needs_numba = pytest.mark.skipif(compiled is None, reason="numba is not installed")
+KERNELS = [pytest.param("compiled", marks=needs_numba), "numpy"]
+
+
+@pytest.fixture
+def kernel(request, monkeypatch):
+    """``'compiled'`` or ``'numpy'``: the numpy fallback is forced in this
+    process by taking the compiled module away, as a runtime without numba."""
+    if request.param == "numpy":
+        monkeypatch.setattr(_kernels, "compiled", None)
+    return request.param
+
+
+class _InProcessRounds:
+    """The coordinator's side of :class:`~sklearn_serverless.distributed.Rounds`
+    with every worker in this process, partial results folded as the runtime
+    folds them (:func:`fold_partials`)."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def allreduce(self, command, *arrays):
+        return fold_partials([w.handle(command, list(arrays)) for w in self.workers])
+
+    def gather(self, command, *arrays):
+        return [w.handle(command, list(arrays)) for w in self.workers]
+
+    def log(self, line):
+        pass
+
+    def finish(self, *arrays):
+        for w in self.workers:
+            w.handle("stop", list(arrays))
+
+
+def _fit(X, sample_weight, init, n_workers=2, max_iter=300, tol=0.0):
+    """Lloyd's k-means with ``n_workers`` in-process workers, as the
+    estimator runs it on data in memory (centred on the mean, with sklearn's
+    relative tol). Returns centres, labels, inertia and n_iter_."""
+    sparse = sp.issparse(X)
+    mean = np.zeros(X.shape[1]) if sparse else X.mean(axis=0)
+    centred = X if sparse else X - mean
+    params = KMeansParams(init.shape[0], max_iter=max_iter, tol=tol, verbose=0,
+                          n_features=X.shape[1], dtype=X.dtype.str,
+                          mean_variance=np.mean(_variances(X)),
+                          inits=((init - mean).astype(X.dtype),))
+    bounds = np.linspace(0, X.shape[0], n_workers + 1).astype(int)
+    workers = []
+    for rank in range(n_workers):
+        rows = centred[bounds[rank]:bounds[rank + 1]]
+        workers.append(Worker({"X": rows if sparse else with_ones_column(rows),
+                               "sample_weight": sample_weight[bounds[rank]:bounds[rank + 1]]},
+                              params, Team(rank, n_workers)))
+    best = coordinate(_InProcessRounds(workers), params)
+    labels = np.concatenate([w.result()["labels"] for w in workers])
+    return best["centers"] + mean, labels, best["inertia"], best["n_iter"]
+
+
+def _variances(X):
+    if sp.issparse(X):
+        mean = np.asarray(X.mean(axis=0)).ravel()
+        return np.asarray(X.multiply(X).mean(axis=0)).ravel() - mean ** 2
+    return X.var(axis=0)
+
+
+def _data(dtype=np.float64, n=5000, d=6, k=5, seed=0):
+    X, _ = make_blobs(n, d, centers=k, cluster_std=3.0, random_state=seed)
+    X = X.astype(dtype)
+    init = X[np.random.RandomState(seed).choice(n, k, replace=False)].copy()
+    return X, init
+
+
+def _assert_as_sklearn(X, sample_weight, init, tol, rtol, n_workers=2):
+    reference = KMeans(init.shape[0], init=init, n_init=1, tol=tol).fit(
+        X, sample_weight=sample_weight)
+    centers, labels, inertia, n_iter = _fit(X, sample_weight, init, n_workers, tol=tol)
+    np.testing.assert_array_equal(labels, reference.labels_)
+    assert n_iter == reference.n_iter_
+    np.testing.assert_allclose(centers, reference.cluster_centers_, rtol=rtol,
+                               atol=rtol * np.abs(reference.cluster_centers_).max())
+    assert inertia == pytest.approx(reference.inertia_, rel=max(rtol, 1e-12))
+    return centers, labels, n_iter
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("tol", [0.0, 1e-4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_same_model_as_sklearn(kernel, tol, dtype):
+    X, init = _data(dtype)
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    _assert_as_sklearn(X, np.ones(X.shape[0], dtype=dtype), init, tol, rtol)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_sample_weights_as_sklearn(kernel):
+    X, init = _data(n=4000, k=6, seed=1)
+    weights = np.random.RandomState(2).uniform(0.2, 3.0, X.shape[0])
+    _assert_as_sklearn(X, weights, init, 0.0, 1e-9, n_workers=3)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_empty_cluster_relocated_as_sklearn(kernel):
+    X, init = _data(n=3000, k=4, seed=3)
+    init = np.vstack([init, X.max(axis=0) + 100.0])  # far from every row: empty at once
+    _assert_as_sklearn(X, np.ones(X.shape[0]), init, 0.0, 1e-9)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_sparse_as_sklearn(kernel):
+    X, init = _data(n=3000, d=8, k=4, seed=4)
+    X[np.abs(X) < 2] = 0
+    X = sp.csr_matrix(X)
+    init = X[np.random.RandomState(4).choice(X.shape[0], 4, replace=False)].toarray()
+    reference = KMeans(4, init=init, n_init=1, tol=0.0).fit(X)
+    centers, labels, inertia, n_iter = _fit(X, np.ones(X.shape[0]), init)
+    np.testing.assert_array_equal(labels, reference.labels_)
+    assert n_iter == reference.n_iter_
+    np.testing.assert_allclose(centers, reference.cluster_centers_, rtol=1e-9, atol=1e-9)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_and_numpy_kernels_give_the_same_model(dtype, monkeypatch):
+    X, init = _data(dtype, n=20_000, d=12, k=16, seed=5)
+    weights = np.random.RandomState(5).uniform(0.5, 2.0, X.shape[0]).astype(dtype)
+    fast = _fit(X, weights, init, n_workers=2)
+    monkeypatch.setattr(_kernels, "compiled", None)
+    slow = _fit(X, weights, init, n_workers=2)
+    np.testing.assert_array_equal(fast[1], slow[1])
+    assert fast[3] == slow[3]
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(fast[0], slow[0], rtol=rtol, atol=rtol * np.abs(slow[0]).max())
+    assert fast[2] == pytest.approx(slow[2], rel=rtol)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_pass_gives_labels_sums_changes_and_inertia(dtype):
+    rng = np.random.RandomState(6)
+    n, d, k, chunk = 3000, 5, 7, 512
+    X = rng.normal(size=(n, d)).astype(dtype)
+    weights = rng.uniform(0.5, 2.0, n).astype(dtype)
+    centers = X[rng.choice(n, k, replace=False)]
+    scores = X.astype(np.float64) @ centers.T.astype(np.float64) \
+        - 0.5 * (centers.astype(np.float64) ** 2).sum(axis=1)
+    expected = scores.argmax(axis=1)
+    old = rng.randint(0, k, n).astype(np.int32)
+    labels = old.copy()
+    out = compiled.lloyd(with_ones_column(X), weights, centers, labels, chunk, inertia=True)
+    np.testing.assert_array_equal(labels, expected)
+    assert out.shape == (-(-n // chunk), k * (d + 1) + 2)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for c, start in enumerate(range(0, n, chunk)):
+        rows = slice(start, start + chunk)
+        sums = np.zeros((k, d + 1))
+        np.add.at(sums[:, :-1], expected[rows],
+                  X[rows].astype(np.float64) * weights[rows, None])
+        np.add.at(sums[:, -1], expected[rows], weights[rows])
+        np.testing.assert_allclose(out[c, :-2].reshape(k, d + 1), sums, rtol=rtol,
+                                   atol=rtol * np.abs(sums).max())
+        assert out[c, -2] == (old[rows] != expected[rows]).sum()
+        diff = X[rows].astype(np.float64) - centers[expected[rows]]
+        assert out[c, -1] == pytest.approx(((diff ** 2).sum(axis=1) * weights[rows]).sum(),
+                                           rel=rtol)
+    again = compiled.lloyd(with_ones_column(X), weights, centers, labels, chunk, new_run=True)
+    assert again[:, -2].sum() == n  # a new run counts every row as changed
+
+
+@needs_numba
+def test_ties_go_to_the_first_centre():
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    centers = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])  # equidistant from every row
+    labels = np.full(3, -1, dtype=np.int32)
+    compiled.lloyd(with_ones_column(X), np.ones(3), centers, labels, 2)
+    np.testing.assert_array_equal(labels, [0, 0, 0])
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_apply_labels_and_inertia_as_sklearn(kernel, dtype):
+    X, init = _data(dtype, n=3000, seed=7)
+    reference = KMeans(init.shape[0], init=init, n_init=1, max_iter=5).fit(X)
+    out = _apply.labels({"X": X}, {"centers": reference.cluster_centers_})
+    np.testing.assert_array_equal(out["labels"], reference.predict(X))
+    assert out["inertia"] == pytest.approx(-reference.score(X), rel=1e-5)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_kmeans_parallel_helpers(kernel):
+    rng = np.random.RandomState(8)
+    X = rng.normal(size=(10_000, 4))
+    candidates = X[rng.choice(X.shape[0], 37, replace=False)]
+    squared = _kernels.squared_distances(X, candidates)
+    np.testing.assert_allclose(_dataset._nearest_squared(X, candidates), squared.min(axis=1),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(_dataset._nearest_index(X, candidates), squared.argmin(axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_through_workers_as_sklearn(dtype):
+    """Worker processes take whichever kernel their interpreter has."""
+    X, init = _data(dtype, n=6000, d=5, k=6, seed=9)
+    reference = KMeans(6, init=init, n_init=1, tol=0.0).fit(X)
+    model = ServerlessKMeans(6, init=init, n_init=1, tol=0.0, n_workers=2).fit(X)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    assert model.n_iter_ == reference.n_iter_
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_, rtol=rtol,
+                               atol=rtol * np.abs(reference.cluster_centers_).max())
+
+
+def _double(x):
+    return 2 * x
+
+
+@needs_numba
+def test_cache_under_the_temp_dir_when_package_and_home_are_read_only(tmp_path, monkeypatch):
+    """As in a cloud function whose package and home are read-only (numba
+    finds no writable ``__pycache__`` nor user cache: simulated, since root
+    writes anywhere): the kernels cache under the temporary directory, and
+    a new dispatcher (a new process) loads from there instead of compiling."""
+    import tempfile
+
+    import numba
+    from numba.core import caching
+
+    from sklearn_serverless._algorithms.kmeans import _compiled
+
+    for locator in (caching.InTreeCacheLocator, caching.UserWideCacheLocator):
+        monkeypatch.setattr(locator, "from_function", classmethod(lambda *args: None))
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first = _compiled._enable_cache(numba.njit(_double))
+    assert first(21) == 42
+    assert first.stats.cache_path.startswith(str(tmp_path))
+    assert first.stats.cache_misses.total() == 1
+    second = _compiled._enable_cache(numba.njit(_double))
+    assert second(21) == 42
+    assert second.stats.cache_hits.total() == 1

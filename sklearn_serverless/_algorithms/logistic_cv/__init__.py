@@ -1,0 +1,16 @@
+"""Cross-validated logistic regression in one run: every (fold, C,
+l1_ratio) model is fitted side by side, each round evaluating all of them
+in one pass over the rows (:mod:`._kernels`), their solvers driven in
+lockstep (:mod:`._lockstep`, :mod:`._coordinator`); the test folds are
+scored on the workers and the best model refitted on every row, in the
+same run. The objective, its penalty and the solvers are those of
+:mod:`..logistic`. Nothing here imports scikit-learn.
+"""
+
+from ...distributed import Algorithm
+from ._coordinator import coordinate
+from ._worker import Worker
+
+LOGISTIC_CV = Algorithm("logistic_cv", worker=Worker, coordinate=coordinate)
+
+__all__ = ["LOGISTIC_CV"]

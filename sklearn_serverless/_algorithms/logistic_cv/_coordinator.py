@@ -1,0 +1,128 @@
+"""The coordinator of a cross-validated logistic regression: every (fold,
+l1_ratio, C) model's solver runs in lockstep with the others (see
+:mod:`._lockstep`); each round evaluates every running model in one pass
+of the workers over their rows. Then, in the same run, the test folds are
+scored on the workers and the best model is refitted on every row."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from ...distributed import Rounds
+from ..logistic._coordinator import SOLVERS
+from ..logistic._objective import DistributedObjective
+from ..logistic._params import LogisticParams
+from ._kernels import score_of
+from ._lockstep import Lockstep
+from ._params import LogisticCVParams
+
+
+class ModelObjective(DistributedObjective):
+    """One model's penalised objective; its evaluations go through the
+    lockstep's batch (one round for every running model)."""
+
+    def __init__(self, params: LogisticParams, fold: int, ask):
+        super().__init__(None, params)
+        self.fold, self.ask = fold, ask
+
+    def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
+        self.n_evaluations += 1
+        coef = np.ascontiguousarray(coef, dtype=np.float64)
+        return self._finish(self.ask((self.fold, coef)), coef)
+
+    def hessian_product(self, coef, vector):  # pragma: no cover - L-BFGS and OWL-QN only
+        raise NotImplementedError
+
+
+def _model_params(params: LogisticCVParams, fold: int, C: float, l1_ratio: float
+                  ) -> LogisticParams:
+    return LogisticParams(
+        solver=params.solver, n_features=params.n_features,
+        fit_intercept=params.fit_intercept, C=float(C), l1_ratio=float(l1_ratio),
+        max_iter=params.max_iter, tol=params.tol, verbose=params.verbose,
+        dtype=params.dtype, intercept_scaling=params.intercept_scaling,
+        liblinear=params.intercept_scaling is not None, n_outputs=params.n_outputs,
+        sw_sum=float(params.sw_sums[fold]))
+
+
+def _solve(params: LogisticCVParams, fold: int, C: float, l1_ratio: float,
+           coef: np.ndarray, ask, log) -> dict:
+    """One model fitted from ``coef`` by the solver's own module."""
+    module = importlib.import_module(f"..logistic.{SOLVERS[params.solver]}", __package__)
+    model = _model_params(params, fold, C, l1_ratio)
+    out = {"warnings": [], "lbfgs": None}
+    out.update(module.solve(ModelObjective(model, fold, ask), coef, model, log))
+    out["coef"] = np.asarray(out["coef"], dtype=np.float64)
+    return out
+
+
+def _evaluate(rounds: Rounds, params: LogisticCVParams):
+    def evaluate(requests: list) -> list:
+        folds = np.array([fold for fold, _ in requests], dtype=np.int64)
+        coefs = np.stack([coef for _, coef in requests])
+        return list(rounds.allreduce("loss_gradient", folds, coefs))
+    return evaluate
+
+
+def coordinate(rounds: Rounds, params: LogisticCVParams) -> dict:
+    """Fit every fold's path, score the test folds, refit the best (see module doc)."""
+    lockstep = Lockstep(_evaluate(rounds, params))
+    log = rounds.log if params.verbose else _no_log
+    K, width = params.n_folds, params.width
+    if params.refit_coef is not None:
+        refit = lockstep.run([lambda ask: _solve(
+            params, K, params.refit_C, params.refit_l1_ratio, params.refit_coef, ask, log)])[0]
+        return {"refit": refit, "n_batches": lockstep.n_batches}
+    Cs, l1_ratios = np.asarray(params.Cs, dtype=float), np.asarray(params.l1_ratios, dtype=float)
+    nl, nC = l1_ratios.size, Cs.size
+    zeros = np.zeros(width)
+
+    def path(k: int, li: int):
+        def task(ask):
+            coef, fits = zeros, []
+            for C in Cs:  # scikit-learn's warm start along Cs, in their order
+                fits.append(_solve(params, k, C, l1_ratios[li], coef, ask, log))
+                coef = fits[-1]["coef"]
+            log(f"fold {k}, l1_ratio {l1_ratios[li]:g}: path of {nC} Cs done")
+            return fits
+        return task
+
+    def single(k: int, li: int, ci: int):
+        return lambda ask: [_solve(params, k, Cs[ci], l1_ratios[li], zeros, ask, log)]
+
+    if params.strategy == "path":
+        runs = lockstep.run([path(k, li) for k in range(K) for li in range(nl)])
+    else:
+        runs = lockstep.run([single(k, li, ci) for k in range(K) for li in range(nl)
+                             for ci in range(nC)])
+    fits = [fit for run in runs for fit in run]  # (K, nl, nC) in C order
+    coefs = np.stack([fit["coef"] for fit in fits]).reshape(K, nl, nC, width)
+    out = {
+        "coefs": coefs,
+        "n_iter": np.array([fit["n_iter"] for fit in fits]).reshape(K, nl, nC),
+        "lbfgs": [fit["lbfgs"] for fit in fits],
+        "warnings": [w for fit in fits for w in fit["warnings"]],
+    }
+    if params.scoring is not None:
+        folds = np.repeat(np.arange(K, dtype=np.int64), nl * nC)
+        stats = rounds.allreduce("score", folds, coefs.reshape(-1, width))
+        scores = score_of(stats, params.scoring).reshape(K, nl, nC)
+        out["scores"] = scores
+        if params.refit:
+            # scikit-learn's choice: the first best of the fold sums, C before l1_ratio.
+            summed = scores.sum(axis=0).T  # (nC, nl)
+            ci, li = np.unravel_index(np.argmax(summed), summed.shape)
+            start = np.mean(coefs[:, li, ci], axis=0)
+            log(f"refit at C={Cs[ci]:g}, l1_ratio={l1_ratios[li]:g}")
+            out["refit"] = lockstep.run([lambda ask: _solve(
+                params, K, Cs[ci], l1_ratios[li], start, ask, log)])[0]
+            out["best"] = (int(ci), int(li))
+    out["n_batches"] = lockstep.n_batches
+    out["n_evaluations"] = lockstep.n_evaluations
+    return out
+
+
+def _no_log(line: str) -> None:
+    """Where progress goes when nobody prints it."""

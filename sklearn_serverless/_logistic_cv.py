@@ -17,10 +17,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
 from sklearn.model_selection import check_cv
+from sklearn.utils import metadata_routing
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import softmax
-from sklearn.utils import metadata_routing
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
     MethodMapping,
@@ -353,10 +353,9 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
         if penalty == "elasticnet":
             if (l1_ratios is None or len(l1_ratios) == 0 or any(
                     not isinstance(r, numbers.Number) or r < 0 or r > 1 for r in l1_ratios)):
-                raise ValueError(
-                    "l1_ratios must be an array-like of numbers between "
-                    "0 and 1; got (l1_ratios=%r)" % l1_ratios  # noqa: UP031 - sklearn's, tuples too
-                )
+                message = ("l1_ratios must be an array-like of numbers between "  # sklearn's
+                           "0 and 1; got (l1_ratios=%r)")
+                raise ValueError(message % l1_ratios)
             l1_ratios_ = l1_ratios
         else:
             if l1_ratios is not None and self.penalty != "deprecated":

@@ -353,9 +353,9 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
         if penalty == "elasticnet":
             if (l1_ratios is None or len(l1_ratios) == 0 or any(
                     not isinstance(r, numbers.Number) or r < 0 or r > 1 for r in l1_ratios)):
-                message = ("l1_ratios must be an array-like of numbers between "  # sklearn's
-                           "0 and 1; got (l1_ratios=%r)")
-                raise ValueError(message % l1_ratios)
+                # sklearn formats with ``% l1_ratios``, a TypeError for a tuple of two.
+                raise ValueError("l1_ratios must be an array-like of numbers between "
+                                 f"0 and 1; got (l1_ratios={l1_ratios!r})")
             l1_ratios_ = l1_ratios
         else:
             if l1_ratios is not None and self.penalty != "deprecated":

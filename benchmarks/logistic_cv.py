@@ -60,10 +60,11 @@ def run(problems=("breast_cancer", "large"), strategies=("path",), n_samples: in
     _fit(LogisticRegressionCV(Cs=[1.0], cv=2, **COMMON), Xw, yw)
     for name in problems:
         X, y, grid, n_jobs = _problem(name, n_samples, n_features)
-        arms = {"sklearn": lambda: LogisticRegressionCV(**grid, **COMMON, n_jobs=n_jobs)}
+        arms = {"sklearn": lambda g=grid, j=n_jobs: LogisticRegressionCV(**g, **COMMON,
+                                                                          n_jobs=j)}
         for strategy in strategies:
-            arms[strategy] = (lambda s=strategy: ServerlessLogisticRegressionCV(
-                **grid, **COMMON, strategy=s, n_workers=n_workers))
+            arms[strategy] = (lambda s=strategy, g=grid: ServerlessLogisticRegressionCV(
+                **g, **COMMON, strategy=s, n_workers=n_workers))
         times: dict[str, list[float]] = {arm: [] for arm in arms}
         models = {}
         for _ in range(repeat):

@@ -63,15 +63,23 @@ def batch_loss_gradient(X, y: np.ndarray, S: np.ndarray, folds: np.ndarray,
         weights = S[start:stop][:, folds]  # (nb, M)
         target = y[start:stop]
         if m == 1:
-            e = np.exp(-np.abs(raw))
-            pointwise = np.maximum(raw, 0.0)
-            pointwise += np.log1p(e)
-            pointwise -= target[:, None] * raw
-            loss += np.einsum("ij,ij->j", pointwise, weights)
-            G = np.where(raw >= 0, 1.0, e)
-            G /= 1.0 + e
-            G -= target[:, None]
+            # With y in {0, 1} and sign = 1 - 2y, z = sign * r: the loss is
+            # softplus(z) = max(z, 0) + log1p(exp(-|z|)) and the gradient
+            # expit(r) - y = sign * expit(z) = -sign * expm1(-softplus(z)):
+            # a dozen in-place passes over the (rows, models) block.
+            sign = (1.0 - 2.0 * target)[:, None]
+            z = raw * sign
+            e = np.abs(z)
+            np.negative(e, out=e)
+            np.exp(e, out=e)
+            np.log1p(e, out=e)
+            np.maximum(z, 0.0, out=z)
+            z += e
+            loss += np.einsum("ij,ij->j", z, weights)
+            np.negative(z, out=z)
+            G = np.expm1(z, out=z)
             G *= weights
+            G *= -sign
         else:
             raw = raw.reshape(-1, M, m)
             raw -= raw.max(axis=2, keepdims=True)

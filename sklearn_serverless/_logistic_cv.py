@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
-from sklearn.model_selection import check_cv
+from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils import metadata_routing
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -395,14 +395,10 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
             Fitted estimator.
         """
         _raise_for_params(params, self, "fit")
-        if isinstance(X, Dataset):
-            raise NotImplementedError(
-                f"{type(self).__name__} does not fit datasets (read_csv, read_parquet, "
-                "read_npy) yet: fold membership is resolved on the driver, which needs "
-                "the labels in memory. Load the data, or tune ServerlessLogisticRegression "
-                "on the dataset with one fit per C."
-            )
         l1_ratios, l1_ratios_, penalty, scoring, legacy = self._resolve()
+        if isinstance(X, Dataset):
+            return self._fit_dataset(X, y, sample_weight, l1_ratios, l1_ratios_, penalty,
+                                     scoring, legacy)
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64, order="C",
                              accept_large_sparse=self.solver not in ["liblinear", "sag", "saga"])
         n_samples, n_features = X.shape
@@ -453,36 +449,92 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
         sw_sums = np.r_[[float(sw[train[:, k] == 1].sum()) for k in range(n_folds)],
                         float(sw.sum())]
 
+        worker_scoring = self._worker_scoring(scoring, score_params)
+        n_outputs = 1 if is_binary else n_classes
+        cv_params = self._cv_params(penalty, l1_ratios_, n_features, n_folds, worker_scoring,
+                                    n_outputs=n_outputs, n_classes=n_classes, sw_sums=sw_sums)
+        columns = {"X": X, "y": (encoded == 1 if is_binary else encoded).astype(np.float64),
+                   "sample_weight": sw, "score_weight": score_weight,
+                   "train": train, "test": test}
+        result = self._run_distributed("logistic_cv", cv_params, columns)[0]
+
+        def driver_scores(paths):
+            return self._driver_scores(X, y, folds, paths, scoring, score_params)
+
+        scores = driver_scores if worker_scoring is None else result["scores"]
+        return self._finish(result, cv_params, scores, columns, l1_ratios,
+                            l1_ratios_, penalty, legacy, n_features)
+
+    def _cv_params(self, penalty, l1_ratios_, n_features, n_folds, worker_scoring, **data
+                   ) -> LogisticCVParams:
+        """The run's parameters, for data in memory and for a dataset alike."""
         Cs = np.logspace(-4, 4, self.Cs) if isinstance(self.Cs, Integral) else self.Cs
         self.Cs_ = np.asarray(Cs)
         share = {"l2": 0.0, "l1": 1.0}
         shares = np.array([share.get(penalty, r) for r in l1_ratios_], dtype=np.float64)
         l1_part = penalty in ("l1", "elasticnet") and np.any(shares > 0)
-        worker_scoring = self._worker_scoring(scoring, score_params)
-        n_outputs = 1 if is_binary else n_classes
-        cv_params = LogisticCVParams(
+        return LogisticCVParams(
             solver="owlqn" if l1_part else "lbfgs", n_features=n_features,
-            fit_intercept=bool(self.fit_intercept), n_outputs=n_outputs, n_classes=n_classes,
-            Cs=self.Cs_.astype(np.float64), l1_ratios=shares, n_folds=n_folds,
-            sw_sums=sw_sums, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose,
-            dtype=np.dtype(np.float64).str,
+            fit_intercept=bool(self.fit_intercept), Cs=self.Cs_.astype(np.float64),
+            l1_ratios=shares, n_folds=n_folds, max_iter=self.max_iter, tol=self.tol,
+            verbose=self.verbose, dtype=np.dtype(np.float64).str,
             intercept_scaling=(float(self.intercept_scaling)
                                if self.solver == "liblinear" and self.fit_intercept else None),
-            scoring=worker_scoring, refit=bool(self.refit), strategy=self.strategy,
+            scoring=worker_scoring, refit=bool(self.refit), strategy=self.strategy, **data,
         )
-        columns = {"X": X, "y": (encoded == 1 if is_binary else encoded).astype(np.float64),
-                   "sample_weight": sw, "score_weight": score_weight,
-                   "train": train, "test": test}
-        result = self._run_distributed("logistic_cv", cv_params, columns)[0]
+
+    def _fit_dataset(self, dataset, y, sample_weight, l1_ratios, l1_ratios_, penalty, scoring,
+                     legacy):
+        """Fit on a labelled dataset the workers read: the folds are
+        scikit-learn's KFold or StratifiedKFold without shuffling, computed
+        from the workers' class counts; the workers score the test folds."""
+        resolved = self._resolve_dataset(dataset, y, sample_weight)
+        if not resolved.has_label:
+            raise ValueError("the dataset has no label column: name it, e.g. "
+                             "read_csv(path, label='target')")
+        cv = 5 if self.cv is None else self.cv
+        if isinstance(cv, Integral):
+            splitter, n_folds = "stratified", int(cv)
+        elif isinstance(cv, (KFold, StratifiedKFold)) and not cv.shuffle:
+            splitter = "stratified" if isinstance(cv, StratifiedKFold) else "kfold"
+            n_folds = cv.n_splits
+        else:
+            raise ValueError(
+                "a dataset's folds are computed where its rows lie: cv must be None, an "
+                f"int, KFold or StratifiedKFold without shuffling, got {cv!r}")
+        worker_scoring = self._worker_scoring(scoring, {})
+        if worker_scoring is None:
+            raise ValueError(
+                f"scoring={scoring!r} is computed on the driver, which does not hold a "
+                f"dataset's rows: use one of {sorted(WORKER_SCORERS)} (or None)")
+        if n_folds < 2:
+            raise ValueError(f"k-fold cross-validation requires at least one train/test "
+                             f"split by setting n_splits=2 or more, got n_splits={n_folds}.")
+        cv_params = self._cv_params(penalty, l1_ratios_, resolved.n_features, n_folds,
+                                    worker_scoring, n_outputs=None, n_classes=None,
+                                    sw_sums=None, splitter=splitter,
+                                    class_weight=self.class_weight)
+        result = self._run_distributed("logistic_cv", cv_params, resolved)[0]
+        self.classes_ = result["classes"]
+        n_classes = self.classes_.size
+        cv_params = _replace(cv_params, n_outputs=1 if n_classes == 2 else n_classes,
+                             n_classes=n_classes)
+        return self._finish(result, cv_params, result["scores"], None, l1_ratios, l1_ratios_,
+                            penalty, legacy, resolved.n_features)
+
+    def _finish(self, result, cv_params, scores, columns, l1_ratios, l1_ratios_, penalty,
+                legacy, n_features):
+        """Warnings, the driver's scores and refit where needed, the attributes."""
         self._warn(result)
+        n_outputs, n_folds = cv_params.n_outputs, cv_params.n_folds
+        shares = cv_params.l1_ratios
+        is_binary = n_outputs == 1
         d = n_features + int(self.fit_intercept)
         # (n_folds, n_l1, n_cs, m, d): each model's (m, d) rows, sklearn's layout.
         paths = result["coefs"].reshape(n_folds, len(l1_ratios_), self.Cs_.size, d, n_outputs)
         paths = np.swapaxes(paths, 3, 4)
-        if worker_scoring is not None:
-            scores = result["scores"]
-        else:
-            scores = self._driver_scores(X, y, folds, paths, scoring, score_params)
+        if callable(scores):
+            scores = scores(paths)
         refit_coef = None
         if self.refit:
             summed = scores.sum(axis=0).T  # (n_cs, n_l1): sklearn's tie order

@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_serverless import ServerlessLogisticRegressionCV, read_npy
+from sklearn_serverless import ServerlessLogisticRegressionCV, read_csv, read_npy
 from sklearn_serverless._algorithms.logistic._kernels import loss_gradient_sum
 from sklearn_serverless._algorithms.logistic_cv._kernels import batch_loss_gradient
 from sklearn_serverless._algorithms.logistic_cv._lockstep import Lockstep
@@ -222,8 +222,52 @@ def test_errors(binary, multinomial, tmp_path):
     with pytest.warns(FutureWarning, match="'penalty' was deprecated"):
         ServerlessLogisticRegressionCV(**base, Cs=[1.0], cv=2, penalty="l2").fit(X, y)
     np.save(tmp_path / "X.npy", X)
-    with pytest.raises(NotImplementedError, match="does not fit datasets"):
+    with pytest.raises(ValueError, match="no label column"):
         ServerlessLogisticRegressionCV(**base).fit(read_npy(str(tmp_path / "X.npy")))
+
+
+def _csv_dataset(folder, X, labels):
+    """Two CSV files of the rows (exact round trip), labels in column 't'."""
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    frame["t"] = labels
+    folder.mkdir()
+    frame[:100].to_csv(folder / "1.csv", index=False, float_format="%.17g")
+    frame[100:].to_csv(folder / "2.csv", index=False, float_format="%.17g")
+    return read_csv(str(folder), label="t")
+
+
+@pytest.mark.parametrize("cv", [None, KFold(3)], ids=["stratified", "kfold"])
+def test_dataset_folds_are_sklearns(binary, multinomial, tmp_path, cv):
+    """A dataset's folds, computed where the rows lie from class counts, are
+    scikit-learn's: the same fit as from memory."""
+    for name, (X, y) in {"binary": binary, "multinomial": multinomial}.items():
+        if cv is not None and name == "multinomial":
+            continue  # wine is sorted by class: KFold's folds lack classes
+        labels = np.array(["ant", "bee", "cat"])[y]
+        data = _csv_dataset(tmp_path / name, X, labels)
+        params = dict(NEW, Cs=[0.1, 1.0], cv=cv, scoring="neg_log_loss", tol=1e-8,
+                      max_iter=300, class_weight="balanced", n_workers=2)
+        ours = ServerlessLogisticRegressionCV(**params).fit(data)
+        memory = ServerlessLogisticRegressionCV(**params).fit(X, labels)
+        np.testing.assert_array_equal(ours.classes_, memory.classes_)
+        assert ours.C_ == memory.C_
+        np.testing.assert_allclose(ours.scores_, memory.scores_, rtol=1e-9)
+        np.testing.assert_allclose(ours.coef_, memory.coef_, atol=1e-7)
+        assert ours.n_features_in_ == X.shape[1]
+
+
+def test_dataset_errors(binary, tmp_path):
+    X, y = binary
+    data = _csv_dataset(tmp_path / "d", X, y)
+    base = dict(NEW, scoring="accuracy", n_workers=2)
+    with pytest.raises(ValueError, match="cv must be None, an int, KFold or StratifiedKFold"):
+        ServerlessLogisticRegressionCV(**base, cv=KFold(3, shuffle=True)).fit(data)
+    with pytest.raises(ValueError, match="computed on the driver"):
+        ServerlessLogisticRegressionCV(**(base | {"scoring": "roc_auc"})).fit(data)
+    with pytest.raises(ValueError, match="y must be None"):
+        ServerlessLogisticRegressionCV(**base).fit(data, y)
 
 
 # the pieces --------------------------------------------------------------------------

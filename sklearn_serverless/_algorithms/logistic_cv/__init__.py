@@ -9,8 +9,10 @@ same run. The objective, its penalty and the solvers are those of
 
 from ...distributed import Algorithm
 from ._coordinator import coordinate
+from ._dataset import DatasetWorker, dataset_prologue
 from ._worker import Worker
 
-LOGISTIC_CV = Algorithm("logistic_cv", worker=Worker, coordinate=coordinate)
+LOGISTIC_CV = Algorithm("logistic_cv", worker=Worker, coordinate=coordinate,
+                        dataset_worker=DatasetWorker, dataset_prologue=dataset_prologue)
 
 __all__ = ["LOGISTIC_CV"]

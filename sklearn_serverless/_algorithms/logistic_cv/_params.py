@@ -49,6 +49,11 @@ class LogisticCVParams:
     refit_coef: np.ndarray | None = None
     refit_C: float | None = None
     refit_l1_ratio: float | None = None
+    #: A dataset's folds, computed where the rows lie: 'kfold' or 'stratified'
+    #: (scikit-learn's KFold and StratifiedKFold without shuffling).
+    splitter: str | None = None
+    #: A dataset's class weights (in memory they are in the sample weights).
+    class_weight: object = None
 
     @property
     def width(self) -> int:

@@ -104,7 +104,8 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
         :func:`~sklearn.model_selection.check_cv` (None is a 5-fold
         :class:`~sklearn.model_selection.StratifiedKFold`). Each worker
         receives, for its rows, their membership of every fold's training
-        and test sets.
+        and test sets. For a dataset: None, an int, or KFold or
+        StratifiedKFold without shuffling, computed where the rows lie.
 
     dual : bool, default=False
         Only ``False``, except with 'liblinear' and an L2 penalty (the
@@ -375,11 +376,15 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training vectors. Sparse input is converted to CSR.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or dataset
+            Training vectors (sparse input is converted to CSR), or a
+            labelled dataset (``read_csv(..., label=...)`` & co.) the workers
+            read where it lies; its folds are then KFold's or
+            StratifiedKFold's without shuffling (``cv`` None, an int, or one
+            of those) and its scorer one the workers compute.
 
         y : array-like of shape (n_samples,)
-            Target labels.
+            Target labels; None for a dataset (its label column).
 
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each sample, in the objective (times the class weights)

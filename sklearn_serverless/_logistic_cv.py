@@ -63,8 +63,10 @@ _WARNING_CATEGORIES = {
 
 
 class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, BaseEstimator):
-    __doc__ = f"""Logistic regression with built-in cross-validation of ``C`` (and
-    ``l1_ratio``), every model fitted in one run of serverless workers.
+    __doc__ = f"""Logistic regression cross-validated over ``C`` in one serverless run.
+
+    ``C`` and ``l1_ratio`` are chosen by cross-validation; every model is
+    fitted in one run of serverless workers.
 
     A drop-in replacement for :class:`sklearn.linear_model.LogisticRegressionCV`:
     the same parameters, defaults, warnings and fitted attributes, and the
@@ -371,8 +373,9 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None, **params):
-        """Fit every fold, ``C`` and ``l1_ratio`` in one serverless run, then
-        the best model on every row.
+        """Fit every fold, ``C`` and ``l1_ratio``, then the best on every row.
+
+        One serverless run does it all (two when the driver scores).
 
         Parameters
         ----------
@@ -758,8 +761,7 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
         return scorer(self, X, y, **params)
 
     def get_metadata_routing(self):
-        """Get metadata routing of this object (splitter and scorer), as
-        scikit-learn's LogisticRegressionCV.
+        """Get metadata routing of this object: its splitter and scorer.
 
         Returns
         -------

@@ -314,3 +314,37 @@ def test_lockstep_batches_and_errors():
 
     with pytest.raises(RuntimeError, match="boom"):
         Lockstep(evaluate).run([task(5, 0), failing])
+
+
+@pytest.mark.parametrize("max_iter, tol", [(100, 1e-4), (7, 1e-4), (500, 1e-12)])
+def test_lbfgs_steps_are_scipys(binary, max_iter, tol):
+    """The generator form of L-BFGS-B gives scipy's iterates bit for bit."""
+    import scipy.optimize
+
+    from sklearn_serverless._algorithms.logistic._lbfgs import _lbfgs_options
+    from sklearn_serverless._algorithms.logistic_cv._lbfgs_steps import AVAILABLE, lbfgs_steps
+
+    if not AVAILABLE:
+        pytest.skip("this scipy has no setulb of the 1.15 form: threads are used instead")
+    X, y = binary
+    y = y.astype(float)
+    penalty = np.r_[np.ones(X.shape[1]), 0.0] / (10.0 * y.size)
+
+    def loss_gradient(w):
+        total = loss_gradient_sum(X, y, np.ones(y.size), w, True)
+        return total[0] / y.size + 0.5 * (penalty * w) @ w, total[1:] / y.size + penalty * w
+
+    reference = scipy.optimize.minimize(loss_gradient, np.zeros(X.shape[1] + 1),
+                                        method="L-BFGS-B", jac=True,
+                                        options=_lbfgs_options(max_iter, tol, 0))
+    steps = lbfgs_steps(np.zeros(X.shape[1] + 1), max_iter, tol)
+    point, n_evaluations = next(steps), 0
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            n_evaluations += 1
+            point = steps.send(loss_gradient(point))
+    x, info = stop.value.value
+    np.testing.assert_array_equal(x, reference.x)
+    assert (info["nit"], info["status"], info["message"]) == (
+        reference.nit, reference.status, reference.message)
+    assert n_evaluations == reference.nfev

@@ -15,6 +15,7 @@ from ..logistic._coordinator import SOLVERS
 from ..logistic._objective import DistributedObjective
 from ..logistic._params import LogisticParams
 from ._kernels import score_of
+from ._lbfgs_steps import AVAILABLE, lbfgs_steps
 from ._lockstep import Lockstep
 from ._params import LogisticCVParams
 
@@ -58,6 +59,89 @@ def _solve(params: LogisticCVParams, fold: int, C: float, l1_ratio: float,
     return out
 
 
+def _lbfgs_model(params: LogisticCVParams, fold: int, C: float, l1_ratio: float,
+                 coef: np.ndarray):
+    """One model's L-BFGS-B as a generator (:mod:`._lbfgs_steps`): yields
+    ``(fold, point)``, receives the workers' unpenalised sums there, returns
+    what :func:`_solve` returns."""
+    model = _model_params(params, fold, C, l1_ratio)
+    objective = ModelObjective(model, fold, None)
+    steps = lbfgs_steps(coef, params.max_iter, params.tol)
+    point = next(steps)
+    try:
+        while True:
+            total = yield (fold, point)
+            objective.n_evaluations += 1
+            point = steps.send(objective._finish(total, point))
+    except StopIteration as stop:
+        x, info = stop.value
+    info["max_iter"] = params.max_iter
+    return {"coef": x, "lbfgs": info, "n_iter": min(info["nit"], params.max_iter),
+            "warnings": []}
+
+
+def _drive(generators: list, evaluate) -> tuple[list, int, int]:
+    """Run generators in lockstep from this thread: each round evaluates the
+    request of every one still running (in generator order) and sends each
+    its answer. Returns their return values, the rounds and the evaluations."""
+    pending = {i: next(gen) for i, gen in enumerate(generators)}
+    results: list = [None] * len(generators)
+    n_batches = n_evaluations = 0
+    while pending:
+        order = sorted(pending)
+        answers = evaluate([pending[i] for i in order])
+        n_batches += 1
+        n_evaluations += len(order)
+        for i, answer in zip(order, answers, strict=True):
+            try:
+                pending[i] = generators[i].send(answer)
+            except StopIteration as stop:
+                results[i] = stop.value
+                del pending[i]
+    return results, n_batches, n_evaluations
+
+
+class _Driver:
+    """Runs solvers in lockstep: scipy's L-BFGS-B as generators in this
+    thread when scipy allows (:data:`._lbfgs_steps.AVAILABLE`), else (and
+    for OWL-QN) each solver in its own thread (:class:`._lockstep.Lockstep`)."""
+
+    def __init__(self, rounds: Rounds, params: LogisticCVParams, log):
+        self.params, self.log = params, log
+        self.evaluate = _evaluate(rounds, params)
+        self.generators = params.solver == "lbfgs" and AVAILABLE
+        self.n_batches = self.n_evaluations = 0
+
+    def run(self, models: list[list[tuple]]) -> list[list[dict]]:
+        """Each entry is a warm-started sequence of ``(fold, C, l1_ratio)``
+        (its first from ``start``, or zeros): every model's fit, in order."""
+        params, log = self.params, self.log
+        if self.generators:
+            def sequence(chain):
+                fits, coef = [], chain[0][3]
+                for fold, C, l1_ratio, _ in chain:
+                    fits.append((yield from _lbfgs_model(params, fold, C, l1_ratio, coef)))
+                    coef = fits[-1]["coef"]
+                return fits
+            results, batches, evaluations = _drive([sequence(c) for c in models],
+                                                   self.evaluate)
+        else:
+            def task(chain):
+                def run(ask):
+                    fits, coef = [], chain[0][3]
+                    for fold, C, l1_ratio, _ in chain:
+                        fits.append(_solve(params, fold, C, l1_ratio, coef, ask, log))
+                        coef = fits[-1]["coef"]
+                    return fits
+                return run
+            lockstep = Lockstep(self.evaluate)
+            results = lockstep.run([task(c) for c in models])
+            batches, evaluations = lockstep.n_batches, lockstep.n_evaluations
+        self.n_batches += batches
+        self.n_evaluations += evaluations
+        return results
+
+
 def _evaluate(rounds: Rounds, params: LogisticCVParams):
     def evaluate(requests: list) -> list:
         folds = np.array([fold for fold, _ in requests], dtype=np.int64)
@@ -68,36 +152,25 @@ def _evaluate(rounds: Rounds, params: LogisticCVParams):
 
 def coordinate(rounds: Rounds, params: LogisticCVParams) -> dict:
     """Fit every fold's path, score the test folds, refit the best (see module doc)."""
-    lockstep = Lockstep(_evaluate(rounds, params))
     log = rounds.log if params.verbose else _no_log
+    driver = _Driver(rounds, params, log)
     K, width = params.n_folds, params.width
     if params.refit_coef is not None:
-        refit = lockstep.run([lambda ask: _solve(
-            params, K, params.refit_C, params.refit_l1_ratio, params.refit_coef, ask, log)])[0]
-        return {"refit": refit, "n_batches": lockstep.n_batches}
+        refit = driver.run([[(K, params.refit_C, params.refit_l1_ratio,
+                              params.refit_coef)]])[0][0]
+        return {"refit": refit, "n_batches": driver.n_batches}
     Cs, l1_ratios = np.asarray(params.Cs, dtype=float), np.asarray(params.l1_ratios, dtype=float)
     nl, nC = l1_ratios.size, Cs.size
     zeros = np.zeros(width)
-
-    def path(k: int, li: int):
-        def task(ask):
-            coef, fits = zeros, []
-            for C in Cs:  # scikit-learn's warm start along Cs, in their order
-                fits.append(_solve(params, k, C, l1_ratios[li], coef, ask, log))
-                coef = fits[-1]["coef"]
-            log(f"fold {k}, l1_ratio {l1_ratios[li]:g}: path of {nC} Cs done")
-            return fits
-        return task
-
-    def single(k: int, li: int, ci: int):
-        return lambda ask: [_solve(params, k, Cs[ci], l1_ratios[li], zeros, ask, log)]
-
     if params.strategy == "path":
-        runs = lockstep.run([path(k, li) for k in range(K) for li in range(nl)])
+        # scikit-learn's warm start along Cs, in their order, per fold and l1_ratio.
+        chains = [[(k, C, l1_ratios[li], zeros) for C in Cs]
+                  for k in range(K) for li in range(nl)]
     else:
-        runs = lockstep.run([single(k, li, ci) for k in range(K) for li in range(nl)
-                             for ci in range(nC)])
-    fits = [fit for run in runs for fit in run]  # (K, nl, nC) in C order
+        chains = [[(k, Cs[ci], l1_ratios[li], zeros)]
+                  for k in range(K) for li in range(nl) for ci in range(nC)]
+    fits = [fit for run in driver.run(chains) for fit in run]  # (K, nl, nC) in C order
+    log(f"{len(fits)} fold models fitted in {driver.n_batches} rounds")
     coefs = np.stack([fit["coef"] for fit in fits]).reshape(K, nl, nC, width)
     out = {
         "coefs": coefs,
@@ -116,11 +189,10 @@ def coordinate(rounds: Rounds, params: LogisticCVParams) -> dict:
             ci, li = np.unravel_index(np.argmax(summed), summed.shape)
             start = np.mean(coefs[:, li, ci], axis=0)
             log(f"refit at C={Cs[ci]:g}, l1_ratio={l1_ratios[li]:g}")
-            out["refit"] = lockstep.run([lambda ask: _solve(
-                params, K, Cs[ci], l1_ratios[li], start, ask, log)])[0]
+            out["refit"] = driver.run([[(K, Cs[ci], l1_ratios[li], start)]])[0][0]
             out["best"] = (int(ci), int(li))
-    out["n_batches"] = lockstep.n_batches
-    out["n_evaluations"] = lockstep.n_evaluations
+    out["n_batches"] = driver.n_batches
+    out["n_evaluations"] = driver.n_evaluations
     return out
 
 

@@ -322,9 +322,9 @@ def test_lbfgs_steps_are_scipys(binary, max_iter, tol):
     import scipy.optimize
 
     from sklearn_serverless._algorithms.logistic._lbfgs import _lbfgs_options
-    from sklearn_serverless._algorithms.logistic_cv._lbfgs_steps import AVAILABLE, lbfgs_steps
+    from sklearn_serverless._algorithms.logistic_cv._lbfgs_steps import available, lbfgs_steps
 
-    if not AVAILABLE:
+    if not available():
         pytest.skip("this scipy has no setulb of the 1.15 form: threads are used instead")
     X, y = binary
     y = y.astype(float)

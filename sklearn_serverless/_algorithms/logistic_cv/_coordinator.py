@@ -15,7 +15,7 @@ from ..logistic._coordinator import SOLVERS
 from ..logistic._objective import DistributedObjective
 from ..logistic._params import LogisticParams
 from ._kernels import score_of
-from ._lbfgs_steps import AVAILABLE, lbfgs_steps
+from ._lbfgs_steps import available, lbfgs_steps
 from ._lockstep import Lockstep
 from ._params import LogisticCVParams
 
@@ -103,13 +103,13 @@ def _drive(generators: list, evaluate) -> tuple[list, int, int]:
 
 class _Driver:
     """Runs solvers in lockstep: scipy's L-BFGS-B as generators in this
-    thread when scipy allows (:data:`._lbfgs_steps.AVAILABLE`), else (and
+    thread when scipy allows (:func:`._lbfgs_steps.available`), else (and
     for OWL-QN) each solver in its own thread (:class:`._lockstep.Lockstep`)."""
 
     def __init__(self, rounds: Rounds, params: LogisticCVParams, log):
         self.params, self.log = params, log
         self.evaluate = _evaluate(rounds, params)
-        self.generators = params.solver == "lbfgs" and AVAILABLE
+        self.generators = params.solver == "lbfgs" and available()
         self.n_batches = self.n_evaluations = 0
 
     def run(self, models: list[list[tuple]]) -> list[list[dict]]:

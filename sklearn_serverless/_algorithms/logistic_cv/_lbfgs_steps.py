@@ -6,7 +6,7 @@ objective at a new point. :func:`lbfgs_steps` runs the same loop with
 scikit-learn's options but *yields* each point and receives its
 ``(loss, gradient)``, so that the coordinator can drive hundreds of models
 in lockstep from one thread and evaluate them in one round. The loop is
-scipy's own (``_minimize_lbfgsb``, scipy >= 1.15); :data:`AVAILABLE` is
+scipy's own (``_minimize_lbfgsb``, scipy >= 1.15); :func:`available` is
 False on other versions, where the solvers run in threads instead.
 """
 
@@ -16,15 +16,20 @@ from collections.abc import Generator
 
 import numpy as np
 
-try:  # private: the C rewrite of scipy 1.15 (task codes as int32 pairs)
-    import scipy
-    from scipy.optimize import _lbfgsb
-    from scipy.optimize._lbfgsb_py import status_messages, task_messages
 
-    _VERSION = tuple(int(part) for part in scipy.__version__.split(".")[:2])
-    AVAILABLE = _VERSION >= (1, 15) and hasattr(_lbfgsb, "setulb")
-except (ImportError, ValueError):  # pragma: no cover - other scipy versions
-    AVAILABLE = False
+def available() -> bool:
+    """Whether this scipy has the reverse-communication ``setulb`` of scipy
+    1.15+ (private; task codes as int32 pairs). Imported on first use, on
+    the coordinator only: scipy.optimize costs a worker ~0.3 s to import."""
+    try:
+        import scipy
+        from scipy.optimize import _lbfgsb
+        from scipy.optimize._lbfgsb_py import status_messages, task_messages  # noqa: F401
+    except ImportError:  # pragma: no cover - other scipy versions
+        return False
+    version = tuple(int(part) for part in scipy.__version__.split(".")[:2])
+    return version >= (1, 15) and hasattr(_lbfgsb, "setulb")
+
 
 #: setulb's task codes.
 _FG, _NEW_X, _CONVERGED, _STOP = 3, 1, 4, 5
@@ -40,6 +45,9 @@ def lbfgs_steps(x0: np.ndarray, max_iter: int, tol: float
     Yields each point to evaluate and expects ``(loss, gradient)`` back;
     returns the solution and ``{'status', 'nit', 'message'}`` as
     :func:`scipy.optimize.minimize` reports them."""
+    from scipy.optimize import _lbfgsb
+    from scipy.optimize._lbfgsb_py import status_messages, task_messages
+
     x = np.array(x0, dtype=np.float64).ravel()
     n = x.size
     m = _MAXCOR

@@ -80,7 +80,9 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
 
     Each model's solver is scipy's L-BFGS-B with scikit-learn's options (or
     OWL-QN with an L1 part), unchanged: the solvers of all models run in
-    lockstep, one thread each, fed by the shared rounds. By default each
+    lockstep on the coordinator, fed by the shared rounds (L-BFGS-B as
+    generators over scipy's own reverse-communication routine, OWL-QN one
+    thread each). By default each
     fold's models are warm-started along ``Cs`` in their order, as
     scikit-learn does (``strategy='path'``), which gives scikit-learn's
     iterates and ``n_iter_``; ``strategy='grid'`` starts every model from

@@ -1,9 +1,10 @@
 """Cross-validated logistic regression in one run: every (fold, C,
 l1_ratio) model is fitted side by side, each round evaluating all of them
 in one pass over the rows (:mod:`._kernels`), their solvers driven in
-lockstep (:mod:`._lockstep`, :mod:`._coordinator`); the test folds are
-scored on the workers and the best model refitted on every row, in the
-same run. The objective, its penalty and the solvers are those of
+lockstep (:mod:`._lbfgs_steps`, :mod:`._lockstep`, :mod:`._coordinator`);
+the test folds are scored on the workers and the best model refitted on
+every row, in the same run; a dataset's folds are computed where its rows
+lie (:mod:`._dataset`). The objective, its penalty and the solvers are those of
 :mod:`..logistic`. Nothing here imports scikit-learn.
 """
 

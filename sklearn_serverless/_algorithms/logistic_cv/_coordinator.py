@@ -1,8 +1,9 @@
 """The coordinator of a cross-validated logistic regression: every (fold,
 l1_ratio, C) model's solver runs in lockstep with the others (L-BFGS-B as
-generators, :mod:`._lbfgs_steps`; OWL-QN in threads, :mod:`._lockstep`); each round evaluates every running model in one pass
-of the workers over their rows. Then, in the same run, the test folds are
-scored on the workers and the best model is refitted on every row."""
+generators, :mod:`._lbfgs_steps`; OWL-QN in threads, :mod:`._lockstep`);
+each round evaluates every running model in one pass of the workers over
+their rows. Then, in the same run, the test folds are scored on the
+workers and the best model is refitted on every row."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ and must not pay for importing scikit-learn (about one second each).
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression",
-           "ServerlessLogisticRegressionCV", "read_csv", "read_npy", "read_parquet"]
+__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression", "ServerlessLogisticRegressionCV",
+           "config_context", "get_config", "read_csv", "read_npy", "read_parquet", "set_config"]
 
 _ESTIMATORS = {
     "ServerlessKMeans": "._kmeans",
@@ -18,6 +18,10 @@ _ESTIMATORS = {
     "read_csv": "._datasets",
     "read_npy": "._datasets",
     "read_parquet": "._datasets",
+    # Package-wide settings (replacement of lost workers).
+    "config_context": "._config",
+    "get_config": "._config",
+    "set_config": "._config",
 }
 
 

@@ -16,13 +16,19 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.cluster import kmeans_plusplus
+from sklearn.cluster._kmeans import _BaseKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import row_norms
 from sklearn.utils.sparsefuncs import mean_variance_axis
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _is_arraylike_not_scalar,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._algorithms.kmeans._kernels import labels_inertia, with_ones_column
 from ._algorithms.kmeans._params import KMeansParams
@@ -34,7 +40,6 @@ from ._estimator import (
     ServerlessMixin,
 )
 from ._execution._placement import DerivedRows
-from ._messages import too_few_samples
 
 
 class ServerlessKMeans(
@@ -176,19 +181,14 @@ class ServerlessKMeans(
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
                           order="C", accept_large_sparse=False)
         self._check_execution_params()
-        n_samples = X.shape[0]
-        if n_samples < self.n_clusters:
-            raise too_few_samples(n_samples, self.n_clusters)
+        # scikit-learn's checks, in its order and words (sets _n_init and _tol).
+        self._check_params_vs_input(X)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-        n_init = self._n_init()
         init = self.init
-        if _is_array_like(init):
+        init_is_array_like = _is_arraylike_not_scalar(init)
+        if init_is_array_like:
             init = check_array(init, dtype=X.dtype, copy=True, order="C")
-            if init.shape != (self.n_clusters, X.shape[1]):
-                raise ValueError(
-                    f"The shape of the initial centers {init.shape} does not match "
-                    f"the number of clusters {self.n_clusters} and features {X.shape[1]}."
-                )
+            self._validate_center_shape(X, init)
         random_state = check_random_state(self.random_state)
         mean_variance = _mean_variance(X)  # of X before centring, as sklearn
         # Like sklearn, cluster centred dense data: distances lose less precision.
@@ -199,9 +199,21 @@ class ServerlessKMeans(
             x_mean = X.mean(axis=0)
             columns["X"] = DerivedRows(X, partial(with_ones_column, subtract=x_mean),
                                        X.shape[1] + 1, X.dtype)
-            if _is_array_like(init):
+            if init_is_array_like:
                 init -= x_mean
-        inits = self._initial_centers(X, x_mean, init, random_state, sample_weight, n_init)
+        # The centred copy only for an initialisation that reads the data.
+        centred, x_squared_norms = X, None
+        if not init_is_array_like:
+            centred = X if x_mean is None else X - x_mean
+            x_squared_norms = row_norms(centred, squared=True)
+        inits = []
+        for _ in range(self._n_init):
+            # On the driver, before any worker starts: a bad callable fails here.
+            inits.append(np.ascontiguousarray(self._init_centroids(
+                centred, x_squared_norms=x_squared_norms, init=init,
+                random_state=random_state, sample_weight=sample_weight), dtype=X.dtype))
+            if self.verbose:
+                print("Initialization complete")
         params = self._params(X.shape[1], X.dtype, mean_variance=mean_variance,
                               inits=tuple(inits))
         results = self._run_distributed("kmeans", params, columns)
@@ -216,17 +228,12 @@ class ServerlessKMeans(
             raise ValueError("a callable init needs the data in memory; with a dataset use "
                              "'k-means++', 'random' or an array")
         init_array = None
-        if _is_array_like(init):
+        self._set_n_init()
+        if _is_arraylike_not_scalar(init):
             init_array = check_array(init, dtype=np.float64, copy=True, order="C")
-            if init_array.shape != (self.n_clusters, resolved.n_features):
-                raise ValueError(
-                    f"The shape of the initial centers {init_array.shape} does not match "
-                    f"the number of clusters {self.n_clusters} and features "
-                    f"{resolved.n_features}."
-                )
+            self._validate_center_shape(np.empty((0, resolved.n_features)), init_array)
             init = "array"
-        n_init = self._n_init()
-        seeds = check_random_state(self.random_state).randint(2**31 - 1, size=n_init)
+        seeds = check_random_state(self.random_state).randint(2**31 - 1, size=self._n_init)
         params = self._params(resolved.n_features, resolved.dtype, init=init,
                               init_array=init_array, seeds=tuple(seeds.tolist()))
         results = self._run_distributed("kmeans", params, resolved)
@@ -257,44 +264,43 @@ class ServerlessKMeans(
             )
         return self
 
-    def _n_init(self) -> int:
-        if _is_array_like(self.init):
-            if self.n_init != "auto" and self.n_init != 1:
-                warnings.warn(
-                    "Explicit initial center position passed: performing only one init in "
-                    f"{self.__class__.__name__} instead of n_init={self.n_init}.",
-                    RuntimeWarning, stacklevel=3,
-                )
-            return 1
-        if self.n_init == "auto":
-            return 1 if self.init == "k-means++" else 10
-        return self.n_init
+    def _check_params_vs_input(self, X):
+        """scikit-learn's ``KMeans._check_params_vs_input``: n_samples against
+        n_clusters, ``_tol``, ``_n_init`` (with its warning for an explicit init)
+        and ``_algorithm`` (with its warning for 'elkan' and one cluster)."""
+        _BaseKMeans._check_params_vs_input(self, X, default_n_init=10)
+        self._algorithm = self.algorithm
+        if self._algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' "
+                "instead.", RuntimeWarning, stacklevel=3,
+            )
+            self._algorithm = "lloyd"
 
-    def _initial_centers(self, X, x_mean, init, random_state, sample_weight,
-                         n_init: int) -> list[np.ndarray]:
-        """``n_init`` sets of initial centres for X centred on ``x_mean``."""
-        if x_mean is not None and (isinstance(init, str) or callable(init)):
-            X = X - x_mean
-        return [self._init_centroids(X, init, random_state, sample_weight)
-                for _ in range(n_init)]
-
-    def _init_centroids(self, X, init, random_state, sample_weight) -> np.ndarray:
-        """sklearn's ``KMeans._init_centroids``: same draws, same centres."""
-        if isinstance(init, str) and init == "k-means++":
-            centers, _ = kmeans_plusplus(X, self.n_clusters, sample_weight=sample_weight,
-                                         random_state=random_state)
-        elif isinstance(init, str) and init == "random":
-            seeds = random_state.choice(X.shape[0], size=self.n_clusters, replace=False,
-                                        p=sample_weight / sample_weight.sum())
-            centers = X[seeds]
-        elif callable(init):
-            centers = init(X, self.n_clusters, random_state=random_state)
-            centers = check_array(centers, dtype=X.dtype, copy=False, order="C")
+    def _set_n_init(self) -> None:
+        """``_n_init`` as scikit-learn resolves it, for a dataset the driver
+        never holds (no X to check; same rule and warning)."""
+        init = self.init
+        if self.n_init != "auto":
+            self._n_init = self.n_init
+        elif isinstance(init, str) and init == "k-means++":
+            self._n_init = 1
+        elif (isinstance(init, str) and init == "random") or callable(init):
+            self._n_init = 10
         else:
-            centers = init
-        if sp.issparse(centers):
-            centers = centers.toarray()
-        return np.ascontiguousarray(centers, dtype=X.dtype)
+            self._n_init = 1
+        if _is_arraylike_not_scalar(init) and self._n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{self.__class__.__name__} instead of n_init={self._n_init}.",
+                RuntimeWarning, stacklevel=3,
+            )
+            self._n_init = 1
+
+    # scikit-learn's own: same draws and centres as KMeans, same shape checks
+    # and messages (a callable's result is checked here, before the map).
+    _validate_center_shape = _BaseKMeans._validate_center_shape
+    _init_centroids = _BaseKMeans._init_centroids
 
     def _check_test_data(self, X):
         return validate_data(self, X, accept_sparse="csr", reset=False,
@@ -390,10 +396,6 @@ class ServerlessKMeans(
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-
-def _is_array_like(init) -> bool:
-    return hasattr(init, "__array__") or isinstance(init, (list, tuple))
 
 
 def _mean_variance(X):

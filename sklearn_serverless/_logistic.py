@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model._base import LinearClassifierMixin
+from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import softmax
@@ -38,6 +39,13 @@ _CONVERGENCE_ADVICE = (
     "#logistic-regression"
 )
 
+#: scikit-learn's warning when its stochastic or liblinear solver reaches max_iter.
+_MAX_ITER_MESSAGES = {
+    "liblinear": "Liblinear failed to converge, increase the number of iterations.",
+    "sag": "The max_iter was reached which means the coef_ did not converge",
+    "saga": "The max_iter was reached which means the coef_ did not converge",
+}
+
 _WARNING_CATEGORIES = {
     "ConvergenceWarning": ConvergenceWarning,
     "LinAlgWarning": scipy.linalg.LinAlgWarning,
@@ -46,7 +54,7 @@ _WARNING_CATEGORIES = {
 
 
 class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin,
-                                   ServerlessMixin, BaseEstimator):
+                                   SparseCoefMixin, ServerlessMixin, BaseEstimator):
     __doc__ = f"""Logistic regression (L2, L1 or elastic-net) fitted by serverless workers.
 
     A drop-in replacement for :class:`sklearn.linear_model.LogisticRegression`:
@@ -281,19 +289,38 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
                               coef=self._initial_coef(n_features, n_outputs))
         columns = {"X": X, "y": target.astype(np.float64), "sample_weight": sample_weight}
         result = self._run_distributed("logistic", params, columns)[0]
+        if self.max_iter == 0 and self.solver in _MAX_ITER_MESSAGES:
+            # scikit-learn's liblinear, sag and saga return their starting point
+            # (L-BFGS-B, which they run here, takes a step even with maxiter=0).
+            result = {**result, "coef": params["coef"], "n_iter": 0}
         return self._set_fitted(result, n_features, n_outputs, X.dtype)
 
     def _set_fitted(self, result: dict, n_features: int, n_outputs: int, dtype):
+        max_iter_message = _MAX_ITER_MESSAGES.get(self.solver)
+        capped = result["n_iter"] >= self.max_iter
         for category, message in result["warnings"]:
+            if (max_iter_message is not None and category == "ConvergenceWarning"
+                    and message.startswith("OWL-QN failed to converge")):
+                continue  # reaching max_iter: the solver's own warning, below
             warnings.warn(message, _WARNING_CATEGORIES[category], stacklevel=2)
         info = result["lbfgs"]
-        if info is not None:
+        if max_iter_message is not None:
+            # scikit-learn's words for the solver asked for, whatever ran it.
+            if capped:
+                warnings.warn(max_iter_message, ConvergenceWarning, stacklevel=2)
+            elif info is not None and info["status"] != 0:
+                _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
+                                       extra_warning_msg=_CONVERGENCE_ADVICE)
+        elif info is not None:
             # sklearn's warning (and iteration cap) for L-BFGS-B, raised here on the driver.
             _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
                                    extra_warning_msg=_CONVERGENCE_ADVICE)
         self.n_iter_ = np.asarray([result["n_iter"]], dtype=np.int32)
+        if self.solver == "liblinear":
+            dtype = np.float64  # scikit-learn's liblinear always returns float64
         # Back from the flat (d, m) C-order vector to sklearn's (m, d) rows.
-        coef = result["coef"].reshape(n_features + int(self.fit_intercept), n_outputs).T
+        coef = np.asarray(result["coef"])
+        coef = coef.reshape(n_features + int(self.fit_intercept), n_outputs).T
         coef = coef.astype(dtype)
         if self.fit_intercept:
             self.coef_, self.intercept_ = coef[:, :-1].copy(), coef[:, -1].copy()
@@ -321,6 +348,8 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
         coef = np.zeros((n_outputs, d))
         previous = getattr(self, "coef_", None) if self.warm_start else None
         if previous is not None:
+            if sp.issparse(previous):  # after sparsify()
+                previous = previous.toarray()
             if self.fit_intercept:
                 previous = np.concatenate([previous, self.intercept_[:, None]], axis=1)
             if previous.shape != coef.shape:

@@ -5,6 +5,7 @@ functions where it lies."""
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from ._datasets import Dataset
@@ -32,8 +33,9 @@ class DatasetClassifierMixin:
 
     def _dataset_scores(self, dataset) -> tuple[np.ndarray, list[dict]]:
         """Decision scores of a dataset, computed where it lies."""
+        coef = self.coef_.toarray() if sp.issparse(self.coef_) else self.coef_  # sparsify()
         parts = self._apply_dataset("logistic", "scores", dataset, {
-            "coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_})
+            "coef": coef, "intercept": self.intercept_, "classes": self.classes_})
         return np.vstack([part["scores"] for part in parts]), parts
 
     def decision_function(self, X):

@@ -184,9 +184,23 @@ def _wait_for_rounds(redis_client, count: int = 3) -> None:
     raise AssertionError("the fit did not start its rounds")
 
 
-def test_killed_worker_on_the_cloud_path(cloud, long_fit_data, leaves_nothing):
+def test_killed_worker_on_the_cloud_path_without_replacements(cloud, long_fit_data,
+                                                              leaves_nothing):
+    # Replacement off: the lost worker ends the fit, named, within seconds
+    # (tests/test_faults.py has fits that survive it).
+    from sklearn_serverless import config_context
+
     X, y = long_fit_data
-    thread, outcome = _start_long_fit(cloud, X, y, cloud.redis.url)
+    model = ServerlessLogisticRegression(solver="gd", tol=0, max_iter=10**7, n_workers=2,
+                                         backend=cloud.config, state_store=cloud.redis.url,
+                                         timeout=20)
+
+    class WithoutReplacements:
+        def fit(self, X, y):
+            with config_context(max_replacements=0):
+                model.fit(X, y)
+
+    thread, outcome = _fit_in_thread(WithoutReplacements(), X, y)
     _wait_for_rounds(cloud.redis.client)
     victims = _worker_pids(os.getpid())
     assert len(victims) == 2, victims
@@ -195,7 +209,7 @@ def test_killed_worker_on_the_cloud_path(cloud, long_fit_data, leaves_nothing):
     thread.join(40)
     assert not thread.is_alive()
     assert time.monotonic() - killed_at < 25
-    assert "worker" in str(outcome["error"]) and "failed" in str(outcome["error"])
+    assert "was lost 1 time(s), more than max_replacements=0" in str(outcome["error"])
 
 
 def _stop_during_a_fit(cloud: Cloud, state, server) -> BaseException:

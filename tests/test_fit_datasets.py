@@ -25,6 +25,7 @@ from sklearn_serverless import (
     read_npy,
     read_parquet,
 )
+from sklearn_serverless._datasets import DataError
 
 pytestmark = pytest.mark.redis
 
@@ -172,9 +173,12 @@ def test_bad_data_fails_the_fit_naming_object_and_row(store, blobs, leaves_nothi
     text[201] = text[201].replace(text[201].split(",")[2], "oops", 1)
     path = store.put("bad/x.csv", "\n".join(text).encode())
     started = time.monotonic()
-    with pytest.raises(ValueError, match=r"bad/x\.csv.*(line|row) 202"):
+    with pytest.raises(DataError) as error:
         ServerlessKMeans(6, init=init, n_workers=2, backend=store.config,
                          state_store=store.redis, timeout=30).fit(read_csv(path))
+    # About the data, not a worker failure: the object, the line, the column.
+    assert str(error.value) == (f"{BUCKET}/bad/x.csv, line 202: the cell 'oops' in "
+                                "column 'c' is not a number.")
     assert time.monotonic() - started < 20
     gz = store.put("bad/x.csv.gz", gzip.compress(b"a,b\n1,2\n"))
     with pytest.raises(ValueError, match=r"x\.csv\.gz is compressed"):
@@ -191,7 +195,7 @@ def test_dataset_argument_errors(store, blobs, leaves_nothing):
     with pytest.raises(ValueError, match="n_samples=10 should be >= n_clusters=11"):
         ServerlessKMeans(11, n_workers=2, backend=store.config,
                          state_store=store.redis, timeout=30).fit(data)
-    with pytest.raises(ValueError, match="does not match the number of clusters"):
+    with pytest.raises(ValueError, match="does not match the number of features of the data"):
         ServerlessKMeans(6, init=init[:, :3], backend=store.config,
                          state_store=store.redis).fit(data)
     fitted = ServerlessKMeans(2, n_workers=2, backend=store.config,
@@ -292,6 +296,26 @@ def test_logistic_from_csv_and_parquet(store, labelled, n_classes, leaves_nothin
         assert model.score(data) == pytest.approx(reference.score(X, labels))
 
 
+@pytest.mark.parametrize("values", [[0, 1], [3, 7, 9]])
+def test_logistic_integer_labels_stay_integers(store, labelled, values, leaves_nothing):
+    from sklearn.linear_model import LogisticRegression
+
+    X, labels = labelled
+    y = np.array(values)[np.unique(labels, return_inverse=True)[1] % len(values)]
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    frame["late"] = y
+    data = read_csv(store.put(f"lr-int{len(values)}/x.csv", _csv(frame)), label="late")
+    reference = LogisticRegression(tol=1e-10, max_iter=1000).fit(X, y)
+    model = ServerlessLogisticRegression(tol=1e-10, max_iter=1000, n_workers=2,
+                                         backend=store.config, state_store=store.redis,
+                                         timeout=60).fit(data)
+    assert model.classes_.dtype == reference.classes_.dtype == np.int64
+    np.testing.assert_array_equal(model.classes_, reference.classes_)
+    predicted = model.predict(data)
+    assert predicted.dtype == reference.predict(X).dtype
+    np.testing.assert_array_equal(predicted, reference.predict(X))
+
+
 def test_logistic_dataset_errors(store, labelled, tmp_path, leaves_nothing):
     X, labels = labelled
     frame = pd.DataFrame(X[:50], columns=list("abcde"))
@@ -304,6 +328,8 @@ def test_logistic_dataset_errors(store, labelled, tmp_path, leaves_nothing):
     with pytest.raises(ValueError, match="y must be None when fitting a dataset"):
         model.fit(one_class, labels[:50])
     with pytest.raises(ValueError, match="no label column"):
+        model.fit(read_csv(f"{BUCKET}/lr-err/one.csv", columns=list("abcde")))
+    with pytest.raises(ValueError, match="the column 'late' holds text .* make it the label"):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv"))
     with pytest.raises(ValueError, match="'nope'"):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv", label="nope"))

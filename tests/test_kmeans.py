@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -358,11 +359,13 @@ def long_fit_data():
 
 
 @pytest.mark.parametrize("state_store", ["sqlite", "redis"])
-def test_killed_worker_fails_within_timeout(long_fit_data, state_store, request,
-                                            leaves_nothing):
+def test_a_killed_worker_is_replaced_and_the_model_does_not_change(long_fit_data, state_store,
+                                                                   request, leaves_nothing):
+    # An outside SIGKILL of one worker's process mid-fit: a new generation of
+    # workers goes on from the rounds the store recorded.
     X, init = long_fit_data
     url = request.getfixturevalue("redis_server").url if state_store == "redis" else None
-    model = ServerlessKMeans(50, init=init, tol=0, max_iter=10_000, n_workers=2,
+    model = ServerlessKMeans(50, init=init, tol=0, max_iter=40, n_workers=2,
                              state_store=url, timeout=20)
     thread, outcome = _fit_in_thread(model, X)
     deadline = time.monotonic() + 30
@@ -371,15 +374,42 @@ def test_killed_worker_fails_within_timeout(long_fit_data, state_store, request,
     time.sleep(1.0)  # well inside the Lloyd iterations
     victims = _worker_pids(os.getpid())
     assert len(victims) == 2, victims
-    killed_at = time.monotonic()
     os.kill(max(victims), signal.SIGKILL)
-    thread.join(30)
+    thread.join(120)
     assert not thread.is_alive()
-    assert time.monotonic() - killed_at < 20
-    error = outcome["error"]
-    assert "worker" in str(error) and "failed" in str(error)
+    assert outcome.get("error") is None, outcome["error"]
+    assert model.timings_["generations"] == 2
+    assert model.timings_["generation_ends"][0]["why"] == "lost"
+    reference = KMeans(50, init=init, n_init=1, tol=0, max_iter=40).fit(X)
+    _assert_same_model(model, reference)
     if url:
         assert request.getfixturevalue("redis_server").keys() == []
+
+
+def test_a_killed_worker_fails_the_fit_without_replacements(long_fit_data, leaves_nothing):
+    from sklearn_serverless import config_context
+
+    X, init = long_fit_data
+    model = ServerlessKMeans(50, init=init, tol=0, max_iter=10_000, n_workers=2, timeout=20)
+
+    class WithoutReplacements:
+        def fit(self, X):
+            with config_context(max_replacements=0):
+                model.fit(X)
+
+    thread, outcome = _fit_in_thread(WithoutReplacements(), X)
+    deadline = time.monotonic() + 30
+    while len(_worker_pids(os.getpid())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    victims = _worker_pids(os.getpid())
+    killed_at = time.monotonic()
+    os.kill(max(victims), signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert time.monotonic() - killed_at < 15  # noticed in seconds
+    assert re.search(r"worker \d of 2 was lost 1 time\(s\), more than max_replacements=0",
+                     str(outcome["error"])), outcome["error"]
 
 
 @pytest.mark.redis

@@ -4,10 +4,11 @@
 ``Dataset.resolve(storage)`` reads its metadata on the driver;
 ``ResolvedDataset.plan(n_workers)`` cuts it into ``ReadSpec`` s, and each
 worker calls ``read_rows(spec, storage)``. Importing this package imports
-numpy only (pyarrow is imported for Parquet datasets, when they are read).
+numpy only (pyarrow is imported by the workers, when they read).
 """
 
 from ._dataset import (
+    DataError,
     Dataset,
     ReadSpec,
     ResolvedDataset,
@@ -18,5 +19,5 @@ from ._dataset import (
 )
 from ._paths import LocalFiles
 
-__all__ = ["Dataset", "LocalFiles", "ReadSpec", "ResolvedDataset", "read_csv", "read_npy",
-           "read_parquet", "read_rows"]
+__all__ = ["DataError", "Dataset", "LocalFiles", "ReadSpec", "ResolvedDataset", "read_csv",
+           "read_npy", "read_parquet", "read_rows"]

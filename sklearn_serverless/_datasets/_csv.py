@@ -6,8 +6,13 @@ worker skips the end of a row begun before its range (one byte of look-back
 says whether its first byte starts a row) and reads past its range's end, in
 growing ranged GETs, until its last row ends, however long that row is.
 
-Worker side: numpy only. The fast path is ``numpy.loadtxt``; when it (or a
-check) fails, the block is scanned line by line to name the bad line.
+Worker side: pyarrow's CSV reader parses a worker's rows (imported there,
+lazily); without pyarrow, ``numpy.loadtxt`` does, with the same results. Where
+pyarrow refuses a block, numpy gives its opinion, and when both refuse, the
+block is scanned line by line to name the bad line and column.
+
+Labels keep their type: text as str; numbers as int64 when every label of a
+worker's rows is a decimal integer that int64 holds, else float64.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import warnings
 
 import numpy as np
 
-from ._dataset import DataObject, Piece, ReadSpec, ResolvedDataset
+from ._dataset import DataError, DataObject, Piece, ReadSpec, ResolvedDataset
 from ._paths import Source, display, list_dataset, map_objects, storage_for
 from ._plan import split_concatenation
 
@@ -32,6 +38,12 @@ _TAIL_BLOCK = 64 * 1024
 _HEAD_BLOCK = 64 * 1024
 #: Blocks in which the bytes before a bad row are scanned for its line number.
 _COUNT_BLOCK = 8 * 1024 * 1024
+#: Blocks in which pyarrow parses a worker's rows (faster than one block for
+#: all); rows longer than this are parsed again in one block of up to _MAX_BLOCK.
+_BLOCK = 1 << 20
+_MAX_BLOCK = (1 << 31) - 1
+#: A label that is an integer (after spaces and tabs are trimmed).
+_INTEGER = re.compile("^-?[0-9]+$")
 
 
 def _cells(line: str, delimiter: str) -> list[str]:
@@ -138,6 +150,14 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
         raise ValueError(f"The label column {dataset.label!r} is also a feature column.")
     if not columns:
         raise ValueError(f"{name} has no feature column besides the label.")
+    for j in columns:
+        cell = row_cells[j].strip() if j < len(row_cells) else ""
+        if cell and not _is_number(cell):
+            column = repr(names[j]) if names is not None else f"{j} (from 0)"
+            raise ValueError(
+                f"{row_obj.name}: the column {column} holds text ({cell!r} on the first "
+                "row), but feature columns must hold numbers: leave it out (columns=[...]) "
+                "or make it the label.")
     label_kind = None
     if label is not None:
         cell = row_cells[label] if label < len(row_cells) else ""
@@ -148,7 +168,8 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
         dataset=dataset, local=local, objects=objects, n_features=len(columns),
         feature_names=tuple(names[j] for j in columns) if names is not None else None,
         has_label=label is not None, label_kind=label_kind, dtype=dataset.dtype,
-        columns=columns, label=label, n_columns=n_columns, row_length=len(row) + 1)
+        columns=columns, label=label, n_columns=n_columns, row_length=len(row) + 1,
+        column_names=tuple(names) if names is not None else None)
 
 
 def plan(resolved: ResolvedDataset, n_workers: int) -> list[ReadSpec]:
@@ -187,6 +208,103 @@ def _rows_bytes(source: Source, piece: Piece) -> tuple[bytes, int]:
     return b"".join(parts), start
 
 
+def _arrow():
+    """pyarrow and its CSV module, or None when pyarrow cannot be imported
+    (then numpy parses; the results are the same)."""
+    try:
+        import pyarrow
+        import pyarrow.compute
+        import pyarrow.csv
+    except ImportError:
+        return None
+    return pyarrow
+
+
+def _numbers(column, dtype) -> np.ndarray:
+    """An arrow column of numbers without nulls as one numpy array, read from
+    its buffers (arrow's ``to_numpy`` imports pandas)."""
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    parts = [np.frombuffer(chunk.buffers()[1], dtype=dtype)[
+        chunk.offset:chunk.offset + len(chunk)] for chunk in chunks if len(chunk)]
+    if not parts:
+        return np.empty(0, dtype)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+
+def _parse_arrow(pa, data: bytes, spec: ReadSpec):
+    """pyarrow's CSV reader: arrays, or None when it refuses the block (then
+    numpy gives its opinion, and the line scan names the bad line)."""
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # the numpy path names the byte
+    if b"\r" in data:
+        raw = np.frombuffer(data, np.uint8)
+        after = np.flatnonzero(raw == 13) + 1
+        if after[-1] >= raw.size or np.any(raw[after] != 10):
+            return None  # a lone CR ends a row for pyarrow, not for the byte ranges
+    pcsv = pa.csv
+    names = [f"c{j}" for j in range(spec.n_columns)]  # header names may repeat
+    types = {names[j]: pa.float64() for j in spec.columns}
+    include = [names[j] for j in spec.columns]
+    if spec.label is not None:
+        include.append(names[spec.label])
+        types[names[spec.label]] = pa.string()
+    parse = pcsv.ParseOptions(delimiter=spec.delimiter, quote_char='"', double_quote=True,
+                              escape_char=False, newlines_in_values=False,
+                              ignore_empty_lines=True)
+    convert = pcsv.ConvertOptions(column_types=types, include_columns=include,
+                                  null_values=[], strings_can_be_null=False,
+                                  quoted_strings_can_be_null=False, check_utf8=True)
+    table = None
+    for block_size in (_BLOCK, min(len(data) + 1, _MAX_BLOCK)):
+        try:
+            table = pcsv.read_csv(pa.py_buffer(data), read_options=pcsv.ReadOptions(
+                column_names=names, use_threads=False, block_size=block_size),
+                parse_options=parse, convert_options=convert)
+            break
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # A row longer than a block fails too: try once more in one block.
+            if block_size > len(data):
+                return None
+    if table is None:
+        return None
+    X = np.empty((table.num_rows, len(spec.columns)), dtype=spec.dtype)
+    with np.errstate(over="ignore"):  # beyond float32: refused below
+        for k in range(len(spec.columns)):
+            X[:, k] = _numbers(table.column(k), np.float64)
+    if not np.isfinite(X).all():
+        return None
+    if spec.label is None:
+        return X, None
+    compute = pa.compute
+    cells = table.column(len(spec.columns))
+    if compute.any(compute.match_substring_regex(cells, "[\r\n]")).as_py():
+        return None  # a quoted line break: the byte ranges cut rows at every one
+    if spec.label_kind == "str":
+        y = np.array(cells.to_pylist(), dtype=str)
+        if y.size and np.any(np.char.str_len(np.char.strip(y)) == 0):
+            return None
+        return X, y
+    trimmed = compute.utf8_trim(cells, " \t")
+    y = None
+    if compute.all(compute.match_substring_regex(trimmed, _INTEGER.pattern)).as_py() \
+            is not False:
+        try:
+            y = _numbers(compute.cast(trimmed, pa.int64()), np.int64)
+        except pa.ArrowInvalid:
+            pass  # beyond int64
+    if y is None:
+        try:
+            y = _numbers(compute.cast(trimmed, pa.float64()), np.float64)
+        except pa.ArrowInvalid:
+            return None
+        if not np.isfinite(y).all():
+            return None
+    return X, y
+
+
 def _ragged_lines(data: bytes, delimiter: str, n_columns: int) -> bool:
     """Whether some non-empty line has another number of fields (quotes aside)."""
     raw = np.frombuffer(data, np.uint8)
@@ -202,8 +320,22 @@ def _ragged_lines(data: bytes, delimiter: str, n_columns: int) -> bool:
     return bool(np.any(filled & (counts != n_columns - 1)))
 
 
-def _parse(text: str, data: bytes, spec: ReadSpec):
-    """The fast path: arrays, or None when something is wrong."""
+def _integer_labels(cells: np.ndarray) -> np.ndarray | None:
+    """The labels as int64 when every one is a decimal integer that int64
+    holds (the rule of the pyarrow path), else None."""
+    values = []
+    for cell in cells.tolist():
+        if _INTEGER.fullmatch(cell.strip(" \t")) is None:
+            return None
+        value = int(cell)
+        if not -(1 << 63) <= value < (1 << 63):
+            return None
+        values.append(value)
+    return np.array(values, dtype=np.int64)
+
+
+def _parse_numpy(text: str, data: bytes, spec: ReadSpec):
+    """numpy's loadtxt: arrays, or None when something is wrong."""
     if '"' not in text:
         if _ragged_lines(data, spec.delimiter, spec.n_columns):
             return None
@@ -217,8 +349,8 @@ def _parse(text: str, data: bytes, spec: ReadSpec):
             warnings.simplefilter("ignore", UserWarning)
             if spec.label_kind == "str":
                 X = np.loadtxt(io.StringIO(text), usecols=spec.columns, **options)
-                y = np.loadtxt(io.StringIO(text), usecols=[spec.label], dtype=str, **options)
-                y = y.reshape(-1)
+                y = np.loadtxt(io.StringIO(text), usecols=[spec.label], dtype=str,
+                               **options).reshape(-1)
                 if np.any(np.char.str_len(np.char.strip(y)) == 0):
                     return None
             else:
@@ -226,16 +358,49 @@ def _parse(text: str, data: bytes, spec: ReadSpec):
                 table = np.loadtxt(io.StringIO(text), usecols=use, **options)
                 X, y = table[:, :len(spec.columns)], table[:, len(spec.columns):]
                 y = y[:, 0] if spec.label is not None else None
+                if y is not None and np.all(np.floor(y) == y):  # maybe integers
+                    cells = np.loadtxt(io.StringIO(text), usecols=[spec.label], dtype=str,
+                                       **options).reshape(-1)
+                    integers = _integer_labels(cells)
+                    y = y if integers is None else integers
     except ValueError:
         return None
-    X = np.ascontiguousarray(X, dtype=spec.dtype)
+    with np.errstate(over="ignore"):  # beyond float32: refused below
+        X = np.ascontiguousarray(X, dtype=spec.dtype)
     if not np.isfinite(X).all() or (spec.label_kind == "number" and not np.isfinite(y).all()):
         return None
     return X, y
 
 
+def parse(data: bytes, spec: ReadSpec, engine: str = "auto"):
+    """``(X, y)`` of whole rows, or None when something is wrong (the line
+    scan then names it). ``engine``: 'pyarrow', 'numpy', or 'auto' (pyarrow
+    when importable). pyarrow and numpy give the same arrays: where pyarrow
+    refuses a block, numpy gives its opinion."""
+    pa = _arrow() if engine in ("auto", "pyarrow") else None
+    if engine == "pyarrow" and pa is None:
+        raise ImportError("the pyarrow engine needs pyarrow")
+    if pa is not None:
+        parsed = _parse_arrow(pa, data, spec)
+        if parsed is not None:
+            return parsed
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return _parse_numpy(text, data, spec)
+
+
+def _column(j: int, spec: ReadSpec) -> str:
+    if spec.names is not None:
+        return f"column {spec.names[j]!r}"
+    return f"column {j} (from 0)"
+
+
 def _problem(line: str, spec: ReadSpec) -> str | None:
     """What is wrong with one line, or None."""
+    if "\r" in line:
+        return "a carriage return inside the line"
     cells = _cells(line, spec.delimiter)
     if len(cells) != spec.n_columns:
         return f"{len(cells)} fields where the first row has {spec.n_columns}"
@@ -243,17 +408,17 @@ def _problem(line: str, spec: ReadSpec) -> str | None:
         try:
             value = float(cells[j])
         except ValueError:
-            return f"the cell {cells[j]!r} (column {j}, from 0) is not a number"
+            return f"the cell {cells[j]!r} in {_column(j, spec)} is not a number"
         if not math.isfinite(value) or not np.isfinite(np.asarray(value, spec.dtype)):
-            return f"the cell {cells[j]!r} (column {j}, from 0) is NaN or infinite"
+            return f"the cell {cells[j]!r} in {_column(j, spec)} is NaN or infinite"
     if spec.label is not None:
         cell = cells[spec.label]
         if not cell.strip():
-            return f"the label (column {spec.label}, from 0) is missing"
+            return f"the label ({_column(spec.label, spec)}) is missing"
         if spec.label_kind == "number" and not (_is_number(cell) and
                                                 math.isfinite(float(cell))):
-            return (f"the label {cell!r} is not a finite number, while the first row's "
-                    "label is numeric")
+            return (f"the label {cell!r} ({_column(spec.label, spec)}) is not a finite "
+                    "number, while the first row's label is numeric")
     return None
 
 
@@ -267,19 +432,22 @@ def _line_number(source: Source, piece: Piece, offset: int) -> int:
     return count + 1
 
 
-def _fail(source: Source, piece: Piece, first: int, text: str, spec: ReadSpec,
-          reason: str):
-    """Raises the ValueError naming the bad line."""
+def _fail(source: Source, piece: Piece, first: int, data: bytes, spec: ReadSpec):
+    """Raises the DataError naming the bad line."""
     name = display(piece.bucket, piece.key)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{name}: byte {first + error.start} is not UTF-8 text.") from None
     position = first
     for line in text.split("\n"):
         stripped = line.rstrip("\r")
         problem = _problem(stripped, spec) if stripped else None
         if problem is not None:
             number = _line_number(source, piece, position)
-            raise ValueError(f"{name}, line {number}: {problem}.")
+            raise DataError(f"{name}, line {number}: {problem}.")
         position += len(line.encode("utf-8")) + 1
-    raise ValueError(f"{name}: rows from byte {first} could not be read ({reason}).")
+    raise DataError(f"{name}: the rows from byte {first} could not be read as numbers.")
 
 
 def read(spec: ReadSpec, source: Source) -> dict:
@@ -288,14 +456,9 @@ def read(spec: ReadSpec, source: Source) -> dict:
         data, first = _rows_bytes(source, piece)
         if not data.strip():
             continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{display(piece.bucket, piece.key)}: byte "
-                             f"{first + error.start} is not UTF-8 text.") from None
-        parsed = _parse(text, data, spec)
+        parsed = parse(data, spec)
         if parsed is None:
-            _fail(source, piece, first, text, spec, "numpy.loadtxt failed")
+            _fail(source, piece, first, data, spec)
         Xs.append(parsed[0])
         ys.append(parsed[1])
     rows = {"X": np.concatenate(Xs) if Xs else np.empty((0, len(spec.columns)), spec.dtype)}

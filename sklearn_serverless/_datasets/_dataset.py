@@ -6,7 +6,7 @@ metadata on the driver (listings, CSV header lines, Parquet footers, .npy
 headers) and gives a :class:`ResolvedDataset`, whose :meth:`~ResolvedDataset.plan`
 cuts the work into :class:`ReadSpec` s; :func:`read_rows` runs in a worker.
 
-Worker side: imports numpy only (pyarrow lazily, for Parquet).
+Worker side: imports numpy only (pyarrow lazily, for Parquet and CSV).
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ _FORMATS = {"csv": "._csv", "parquet": "._parquet", "npy": "._npy"}
 
 def _format_module(name: str):
     return importlib.import_module(_FORMATS[name], __package__)
+
+
+class DataError(ValueError):
+    """What a worker found wrong in a dataset's content (a cell that is not a
+    number, a ragged row, ...); the message names the object and the line or
+    row. A fit reports it as it is: the data's fault, not the worker's."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,8 @@ class ReadSpec:
     n_rows: int | None = None
     delimiter: str = ","
     n_columns: int = 0
+    #: Every column's name (CSV with a header), for messages.
+    names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,8 @@ class ResolvedDataset:
         From the CSV header or Parquet schema; None for .npy and headerless CSV.
     has_label : bool
     label_kind : {'number', 'str'} or None
-        Labels come back as float64 ('number') or str.
+        Labels come back as numbers ('number': int64 where every label a
+        worker reads is an integer, else float64) or str.
     n_rows : int or None
         Known for Parquet and .npy; None for CSV.
     """
@@ -183,6 +192,7 @@ class ResolvedDataset:
     label: str | int | None = None
     n_columns: int = 0
     row_length: int = field(default=1, repr=False)
+    column_names: tuple[str, ...] | None = field(default=None, repr=False)
 
     @property
     def total_bytes(self) -> int:
@@ -218,7 +228,8 @@ class ResolvedDataset:
             format=self.dataset.format, index=index, local=self.local, pieces=tuple(pieces),
             columns=self.columns, label=self.label, label_kind=self.label_kind,
             dtype=self.dtype, n_columns=self.n_columns,
-            delimiter=getattr(self.dataset, "delimiter", ","), **extra)
+            delimiter=getattr(self.dataset, "delimiter", ","), names=self.column_names,
+            **extra)
 
 
 def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
@@ -234,14 +245,15 @@ def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
     -------
     rows : dict
         ``'X'``: C-ordered 2-D array of the dataset's dtype; ``'y'`` (with a
-        label): 1-D float64 or str; ``'row_offset'`` (None for CSV) and
+        label): 1-D int64, float64 or str; ``'row_offset'`` (None for CSV) and
         ``'n_rows'``; ``'requests'`` and ``'bytes_fetched'``: the GETs made.
 
     Raises
     ------
-    ValueError
+    DataError
         A cell that is not a number, NaN or infinity, a ragged row or a missing
-        label: the message names the object and the row.
+        label: the message names the object, the row and the column
+        (a subclass of ValueError).
     """
     source = Source(storage_for(storage, spec.local))
     rows = _format_module(spec.format).read(spec, source)
@@ -278,7 +290,10 @@ def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
     """A dataset of delimited text objects of numbers (lazy: nothing is read).
 
     Workers split the objects by bytes: a row belongs to the worker whose byte
-    range it starts in, and rows of any length are read whole. Empty lines are
+    range it starts in, and rows of any length are read whole. Each worker
+    parses its rows with pyarrow's CSV reader (numpy's ``loadtxt`` where
+    pyarrow is not installed: the same results, slower). Feature columns must
+    hold numbers: a text column is refused, naming it. Empty lines are
     skipped; quoted cells are unquoted but may not hold line breaks.
     Gzip'd objects are refused (compressed bytes cannot be split).
 
@@ -291,8 +306,8 @@ def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
         folder.
     label : str or int, default=None
         The column of the targets (name, or index with ``header=False``).
-        Numeric labels are read as float64, others as str (decided by the first
-        row).
+        Numeric labels (decided by the first row) are read as int64 when they
+        are integers, else as float64; others as str.
     header : bool, default=True
         Whether every object starts with the same header line.
     delimiter : str, default=','

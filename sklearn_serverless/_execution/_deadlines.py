@@ -40,6 +40,9 @@ class Deadlines:
     #: driver's wait for all of them (a call whose process died gives no status).
     apply_call: int
     apply_all: float
+    #: A worker renews its lease five times per lease: one that stops for a
+    #: lease is lost (its function died) and is replaced.
+    lease: float
     #: The Redis client's socket reads outlast a blocking wait of ``wait``.
     socket: float
     connect: float
@@ -53,6 +56,7 @@ class Deadlines:
             stragglers=timeout,
             apply_call=max(1, int(timeout)),
             apply_all=timeout + 30,
+            lease=min(10.0, max(5.0, timeout / 12)),
             socket=timeout + 10,
             connect=min(timeout, 10),
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._datasets import DataError
 from .._state import FitAborted, StateStore, StoreSpec, open_store
 from .._state._redis_url import split_ca_bundle
 from ..distributed._algorithm import Algorithm
@@ -39,9 +41,12 @@ from ._backends import (
     site_of,
 )
 from ._deadlines import Deadlines
+from ._generations import Generations, LossWatch, WorkerLost, function_limit, process_alive
 from ._watch import JobFailures, Watchdog, storage_probe
 
 _POLL_SECONDS = 0.005
+#: How often the driver looks for lost workers (a store read).
+_LOSS_SECONDS = 0.25
 
 
 @dataclass
@@ -52,6 +57,7 @@ class FitOutcome:
     n_workers: int
     seconds: float
     upload: float = 0.0  # seconds the driver spent putting the data in storage
+    generations: Generations | None = None
 
 
 def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_store,
@@ -74,6 +80,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
     deadlines = site.deadlines(timeout)
     n_threads = max(1, (os.cpu_count() or 1) // n_workers) if site.local_compute else None
     scratch = _scratch_dir(columns) if site.local and dataset is None else None
+    _sweep_orphans()
     folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-{os.getpid()}-", dir=scratch)
     namespace = uuid.uuid4().hex
     if state_store is None:
@@ -83,56 +90,82 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         url, ca_data = split_ca_bundle(state_store)
         spec = StoreSpec("redis", url, namespace, n_workers, state_mode, deadlines.wait,
                          ca_data)
-    store = partitions = fexec = futures = None
+    store = partitions = None
+    executors: list = []
     upload = 0.0
+    generations = Generations(n_workers)
+    limit = function_limit(config)
     try:
         store = open_store(spec, create=True)
-        fexec = _executor(config, site)
-        with fexec:
-            if planned is not None:
-                partitions = planned  # read by the workers where it lies
-            elif site.local:
-                # Written after the map: the workers start while the driver writes.
-                partitions = _placement.plan_files(columns, n_workers, folder,
-                                                   deadlines.wait)
-            else:
-                partitions = _placement.plan_objects(
-                    columns, n_workers, fexec.internal_storage.bucket,
-                    f"sklearn-serverless/{namespace}",
-                )
-                upload = time.perf_counter()
-                _placement.write_objects(columns, partitions, fexec.storage)
-                upload = time.perf_counter() - upload
-            tasks = [
-                WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
-                           peers=tuple(partitions) if site.local and planned is None
-                           and algorithm.shares_work else ())
-                for i in range(n_workers)
-            ]
-            with JobFailures(fexec.executor_id) as failures:
-                # chunksize=1: one call per worker, never two in one sequential chunk.
-                # Workers that share this machine's files import this package from
-                # the interpreter that has it; others get it shipped (their
-                # runtime needs its dependencies).
-                futures = fexec.map(
-                    run_worker, [(task,) for task in tasks], chunksize=1,
-                    include_modules=None if site.local else ["sklearn_serverless"],
-                )
-                failures.watch(futures[0].job_id)
-                if site.local and planned is None:
-                    _placement.write_files(columns, folder)
-                watchdog = Watchdog(store, deadlines, site, config,
-                                     None if site.local else storage_probe(fexec))
+        while True:
+            fexec = _executor(config, site)
+            executors.append(fexec)
+            with fexec:
+                if partitions is None:
+                    if planned is not None:
+                        partitions = planned  # read by the workers where it lies
+                    elif site.local:
+                        # Written after the map: the workers start while the driver writes.
+                        partitions = _placement.plan_files(columns, n_workers, folder,
+                                                           deadlines.wait)
+                    else:
+                        partitions = _placement.plan_objects(
+                            columns, n_workers, fexec.internal_storage.bucket,
+                            f"sklearn-serverless/{namespace}",
+                        )
+                        upload = time.perf_counter()
+                        _placement.write_objects(columns, partitions, fexec.storage)
+                        upload = time.perf_counter() - upload
+                tasks = [
+                    WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
+                               peers=tuple(partitions) if site.local and planned is None
+                               and algorithm.shares_work else (),
+                               generation=generations.number, lease=deadlines.lease,
+                               limit=limit,
+                               driver_pid=os.getpid() if site.local_compute else None)
+                    for i in range(n_workers)
+                ]
+                futures = None
                 try:
-                    results = _collect(fexec, futures, store, deadlines.stragglers, progress,
-                                       failures,
-                                       watchdog)
+                    with JobFailures(fexec.executor_id) as failures:
+                        # chunksize=1: one call per worker, never two in one sequential
+                        # chunk. Workers that share this machine's files import this
+                        # package from the interpreter that has it; others get it
+                        # shipped (their runtime needs its dependencies).
+                        futures = fexec.map(
+                            run_worker, [(task,) for task in tasks], chunksize=1,
+                            include_modules=None if site.local else ["sklearn_serverless"],
+                        )
+                        failures.watch(futures[0].job_id)
+                        if site.local and planned is None and generations.number == 0:
+                            _placement.write_files(columns, folder)
+                        watchdog = Watchdog(store, deadlines, site, config,
+                                            None if site.local else storage_probe(fexec))
+                        losses = LossWatch(store, generations.number, site.local_compute)
+                        results = _collect(fexec, futures, store, deadlines.stragglers,
+                                           progress, failures, watchdog, losses, generations)
+                except WorkerLost as lost:
+                    generations.lost(lost)  # raises once a slot was lost too often
+                    # The others wake with an error, and on this machine their
+                    # processes are stopped when the executor closes.
+                    pids = [pid for generation, pid in store.leases().values()
+                            if generation == generations.number - 1 and pid]
+                    _best_effort(store.abort, "a new generation replaces this one")
+                    results = None
                 finally:
-                    if site.local_compute:
+                    if site.local_compute and futures is not None:
                         _await_job_end(futures)
+            if results is not None and not any(r.get("handed_over") for r in results):
+                break
+            if results is not None:
+                generations.handed_over()
+            elif site.local_compute:
+                _await_gone(pids, deadlines.wait)
+            store.new_generation(generations.number)
     finally:
-        _release(store, fexec, futures, partitions, folder)
-    return FitOutcome(results, n_workers, time.perf_counter() - started, upload)
+        _release(store, executors, partitions, folder)
+    return FitOutcome(results, n_workers, time.perf_counter() - started, upload,
+                      generations)
 
 
 def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend,
@@ -228,19 +261,29 @@ def _executor(config: dict, site: Site):
 
 def _collect(fexec, futures, store: StateStore, stragglers: float,
              progress: Callable[[str], None] | None, failures: JobFailures,
-             watchdog: Watchdog) -> list[dict]:
+             watchdog: Watchdog, losses: LossWatch, generations: Generations) -> list[dict]:
     """Wait for every worker; on the first failure wake the others, and raise
-    the root cause naming its worker. Never waits for ever: after a failure
-    stragglers get ``stragglers`` seconds."""
+    the root cause naming its worker; :class:`WorkerLost` for a worker whose
+    function is gone without an error of its own. Never waits for ever:
+    after a failure stragglers get ``stragglers`` seconds."""
     from lithops.wait import ALWAYS
 
     failed_at = None
     shown = 0
+    checked = time.monotonic()
+    resume = len(store.records()) if generations.number else None
     while True:
         fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
         if progress is not None:
             shown += _show_log(store, shown, progress)
         if failed_at is None and any(f.error for f in futures):
+            # A call that failed is the fit's error (the worker's own, or the
+            # platform's: a storage gone, ...), unless its function was lost:
+            # its process killed (Lithops says so) before it could report.
+            worker = next(w for w, f in enumerate(futures) if f.error)
+            cause = _call_error(futures[worker], fexec)
+            if _no_failure(store) and _function_lost(cause):
+                raise WorkerLost(worker, cause)
             failed_at = time.monotonic()
             _best_effort(store.abort, "another worker failed")
         if all(_finished(f) for f in futures):
@@ -248,6 +291,18 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
         if failed_at is None and failures.seen:
             _best_effort(store.abort, "the Lithops job failed")
             raise RuntimeError(f"the Lithops job running the workers failed: {failures.detail()}")
+        if failed_at is None and time.monotonic() - checked > _LOSS_SECONDS:
+            checked = time.monotonic()
+            finished = {w for w, f in enumerate(futures) if _finished(f)}
+            try:
+                lost = losses.check(finished)
+                if resume is not None and store.progress() >= resume:
+                    generations.resumed()
+                    resume = None
+            except Exception:  # noqa: BLE001 - a failing store: the workers report it
+                lost = None
+            if lost is not None and _no_failure(store):
+                raise lost
         if failed_at is None:
             problem = watchdog.check()
             if problem is not None:
@@ -258,6 +313,8 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
         if failed_at is not None and time.monotonic() - failed_at > stragglers:
             break
         time.sleep(_POLL_SECONDS)
+    if resume is not None:
+        generations.resumed()  # at the latest: the generation has ended
     errors = []
     results = []
     for worker, future in enumerate(futures):
@@ -307,7 +364,39 @@ def _finished(future) -> bool:
     return future.ready or future.success or future.done
 
 
+def _await_gone(pids: list[int], seconds: float) -> None:
+    """Wait (bounded) until a replaced generation's processes on this machine
+    have ended: none may write into the next generation's rounds."""
+    deadline = time.monotonic() + seconds
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _no_failure(store: StateStore) -> bool:
+    """The store holds no worker's error (and answers)."""
+    try:
+        return store.failure() is None
+    except Exception:  # noqa: BLE001 - unreachable: the workers report what failed
+        return False
+
+
+def _call_error(future, fexec) -> BaseException | None:
+    try:
+        future.result(throw_except=True, internal_storage=fexec.internal_storage)
+    except BaseException as exc:  # noqa: BLE001 - examined, not raised
+        return exc
+    return None
+
+
+def _function_lost(error: BaseException | None) -> bool:
+    """Lithops' word for a call whose process died (killed, out of memory)."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "sigkill" in text or "was killed" in text
+
+
 def _named(exc: BaseException, worker: int, n_workers: int) -> BaseException:
+    if isinstance(exc, DataError):  # the data's fault: the message names where
+        return DataError(*exc.args)
     message = f"worker {worker} of {n_workers} failed: {exc}"
     try:
         named = type(exc)(message)
@@ -316,15 +405,14 @@ def _named(exc: BaseException, worker: int, n_workers: int) -> BaseException:
     return named
 
 
-def _release(store, fexec, futures, partitions, folder: str) -> None:
+def _release(store, executors: list, partitions, folder: str) -> None:
     """Delete everything the fit wrote; each step runs even if one fails."""
     steps = []
     if store is not None:
         steps += [store.cleanup, store.close]
-    if fexec is not None:
-        if partitions and partitions[0].kind == "objects":
-            steps.append(lambda: _placement.delete_objects(partitions, fexec.storage))
-        steps.append(lambda: delete_lithops_job(fexec))
+    if executors and partitions and partitions[0].kind == "objects":
+        steps.append(lambda: _placement.delete_objects(partitions, executors[0].storage))
+    steps += [lambda fexec=fexec: delete_lithops_job(fexec) for fexec in executors]
     steps.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     for step in steps:
         _best_effort(step)
@@ -337,6 +425,25 @@ def _best_effort(step, *args) -> None:
         step(*args)
     except Exception:  # noqa: BLE001
         logging.getLogger(__name__).debug("best-effort step failed", exc_info=True)
+
+
+_FOLDER = re.compile(r"^sklearn-serverless-(\d+)-")
+
+
+def _sweep_orphans() -> None:
+    """Remove the fit folders of drivers that were killed (SIGKILL, a crash)
+    before they could: a folder's name holds its driver's pid."""
+    for base in ("/dev/shm", tempfile.gettempdir()):
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            match = _FOLDER.match(name)
+            if match is None or int(match.group(1)) == os.getpid():
+                continue
+            if not process_alive(int(match.group(1))):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
 def _scratch_dir(columns: dict) -> str | None:

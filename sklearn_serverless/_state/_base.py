@@ -83,8 +83,52 @@ class StateStore(ABC):
         """The workers that have checked in."""
 
     @abstractmethod
-    def publish(self, round_: int, message: bytes) -> None:
-        """Make ``message`` the message of ``round_`` for every worker."""
+    def publish(self, round_: int, message: bytes, record: bytes | None = None,
+                setup: bool = False) -> None:
+        """Make ``message`` the message of ``round_`` for every worker.
+        ``record``: the result of round ``round_ - 1`` (the log a replacement
+        coordinator replays); ``setup``: keep the message for the whole fit
+        (a replacement worker handles it again to rebuild its state)."""
+
+    @abstractmethod
+    def message(self, round_: int) -> bytes | None:
+        """The message of ``round_`` if it is still kept (this round and the
+        one before, and setup messages)."""
+
+    @abstractmethod
+    def records(self) -> list[bytes]:
+        """The recorded results of rounds 0, 1, ... (see :meth:`publish`)."""
+
+    @abstractmethod
+    def setup_rounds(self) -> list[int]:
+        """The rounds whose messages are kept for the whole fit, in order."""
+
+    @abstractmethod
+    def claim(self, worker: int, generation: int, token: str) -> bool:
+        """Atomically make ``token`` the owner of ``worker``'s slot in
+        ``generation``; False when another call owns it (a duplicate)."""
+
+    @abstractmethod
+    def beat(self, worker: int, generation: int, pid: int, lease: float) -> None:
+        """This worker is alive for the next ``lease`` seconds."""
+
+    @abstractmethod
+    def leases(self) -> dict[int, tuple[int, int]]:
+        """``worker -> (generation, pid)`` of every worker whose lease holds."""
+
+    @abstractmethod
+    def generation(self) -> int:
+        """The current generation of workers (0 until :meth:`new_generation`)."""
+
+    @abstractmethod
+    def failure(self) -> str | None:
+        """The message of the first :meth:`abort`, or None."""
+
+    @abstractmethod
+    def new_generation(self, generation: int) -> None:
+        """Driver side, once the previous generation of workers is gone:
+        drop every round's partial state, inboxes and the failure, keep the
+        messages, records, setup messages and log."""
 
     @abstractmethod
     def fetch(self, round_: int, worker: int) -> bytes:

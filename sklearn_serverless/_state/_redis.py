@@ -22,6 +22,8 @@ round's keys (and arrivals not waited for) go with the next publish.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -34,6 +36,8 @@ from ._codec import decode_array, decode_arrays, encode_array, encode_arrays
 from ._redis_url import connect, redacted
 
 _ABORT = b"abort"
+#: Fits in progress: namespace -> "host:pid" of their driver.
+_OWNERS = "sks:owners"
 #: Messages up to this size travel in the inboxes themselves.
 _INLINE_BYTES = 64 << 10
 #: Takes the lock (or finds it handed over) and reads the accumulator, or
@@ -109,10 +113,12 @@ class RedisStore(StateStore):
 
     def _create(self) -> None:
         """Check that the server takes us (clear errors, before any worker
-        starts) and mark the fit as running."""
+        starts), mark the fit as running and register its driver, and remove
+        the keys of fits whose driver on this machine was killed."""
         where = redacted(self.spec.location)
         try:
             self._redis.set(self._key("alive"), b"1", ex=KEY_TTL)
+            self._sweep_orphans()
         except (redis.AuthenticationError, redis.ResponseError) as exc:
             cause = redacted(str(exc))
             if not isinstance(exc, redis.AuthenticationError) and not any(
@@ -145,17 +151,22 @@ class RedisStore(StateStore):
     def started(self) -> set[int]:
         return {int(worker) for worker in self._redis.smembers(self._key("started"))}
 
-    def publish(self, round_: int, message: bytes) -> None:
+    def publish(self, round_: int, message: bytes, record: bytes | None = None,
+                setup: bool = False) -> None:
         # A small message rides in the inboxes (one round trip for a follower);
-        # a large one is written once and the inboxes get its round number (a
-        # 400 KB model pushed to W-1 inboxes cost W-1 copies per round).
+        # a large one is read from its key by the followers (a 400 KB model
+        # pushed to W-1 inboxes cost W-1 copies per round). Either way the key
+        # keeps it for a replacement worker, in the same round trip.
         header = round_.to_bytes(8, "little")
         pipe = self._redis.pipeline(transaction=False)
-        if len(message) <= _INLINE_BYTES:
-            note = b"M" + header + message
-        else:
-            note = b"R" + header
-            pipe.set(self._key("message", round_), message, ex=KEY_TTL)
+        note = b"M" + header + message if len(message) <= _INLINE_BYTES else b"R" + header
+        pipe.set(self._key("message", round_), message, ex=KEY_TTL)
+        if record is not None:
+            pipe.hset(self._key("records"), str(round_ - 1), record)
+            pipe.expire(self._key("records"), KEY_TTL)
+        if setup:
+            pipe.hset(self._key("setup"), str(round_), message)
+            pipe.expire(self._key("setup"), KEY_TTL)
         # Everyone has read the message before last: they contributed to it.
         pipe.delete(self._key("message", round_ - 2), *self._stale)
         self._stale = []
@@ -289,6 +300,8 @@ class RedisStore(StateStore):
             if reply[1] == _ABORT:
                 raise FitAborted(self._failure())
             got, worker, count, state = reply[1].split(b":", 3)
+            if int(got) < round_:
+                continue  # a replaced worker's late arrival
             if int(got) != round_:
                 raise RuntimeError(f"round {int(got)} arrival while waiting for round {round_}")
             arrived.add(int(worker))
@@ -347,6 +360,57 @@ class RedisStore(StateStore):
         latest = self._redis.get(self._key("round"))
         return -1 if latest is None else int(latest)
 
+    def message(self, round_: int) -> bytes | None:
+        body = self._redis.get(self._key("message", round_))
+        return body if body is not None else self._redis.hget(self._key("setup"), str(round_))
+
+    def records(self) -> list[bytes]:
+        found = self._redis.hgetall(self._key("records"))
+        return [found[str(r).encode()] for r in range(len(found))]
+
+    def setup_rounds(self) -> list[int]:
+        return sorted(int(r) for r in self._redis.hkeys(self._key("setup")))
+
+    def claim(self, worker: int, generation: int, token: str) -> bool:
+        key = self._key("claim", generation, worker)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, token, nx=True, ex=KEY_TTL)
+        pipe.get(key)
+        return pipe.execute()[1] == token.encode()
+
+    def beat(self, worker: int, generation: int, pid: int, lease: float) -> None:
+        self._redis.set(self._key("lease", worker), f"{generation}:{pid}",
+                        px=max(1, int(lease * 1000)))
+
+    def leases(self) -> dict[int, tuple[int, int]]:
+        values = self._redis.mget([self._key("lease", w) for w in range(self.n_workers)])
+        held = {}
+        for worker, value in enumerate(values):
+            if value is not None:
+                generation, pid = value.decode().split(":")
+                held[worker] = (int(generation), int(pid))
+        return held
+
+    def generation(self) -> int:
+        number = self._redis.get(self._key("generation"))
+        return 0 if number is None else int(number)
+
+    def failure(self) -> str | None:
+        message = self._redis.get(self._key("failure"))
+        return None if message is None else message.decode()
+
+    def new_generation(self, generation: int) -> None:
+        kept = {self._key(name) for name in ("records", "setup", "log", "round", "alive")}
+        kept_prefixes = (self._key("message", ""), self._key("claim", ""))
+        stale = [key for key in self._redis.scan_iter(match=self._prefix + "*", count=1000)
+                 if key.decode() not in kept and not key.decode().startswith(kept_prefixes)]
+        if stale:
+            self._redis.delete(*stale)
+        self._redis.set(self._key("generation"), generation, ex=KEY_TTL)
+        self._own.clear()
+        self._slots.clear()
+        self._stale, self._drop_arrivals, self._held = [], 0, None
+
     def post_log(self, line: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.rpush(self._key("log"), line)
@@ -370,10 +434,26 @@ class RedisStore(StateStore):
             pipe.expire(key, KEY_TTL)
         pipe.execute()
 
+    def _sweep_orphans(self) -> None:
+        here = socket.gethostname()
+        for namespace, owner in self._redis.hgetall(_OWNERS).items():
+            host, _, pid = owner.decode().rpartition(":")
+            if host == here and pid.isdigit() and not _process_alive(int(pid)):
+                prefix = f"sks:{{{namespace.decode()}}}:"
+                keys = list(self._redis.scan_iter(match=prefix + "*", count=1000))
+                if keys:
+                    self._redis.delete(*keys)
+                self._redis.hdel(_OWNERS, namespace)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(_OWNERS, self.spec.namespace, f"{here}:{os.getpid()}")
+        pipe.expire(_OWNERS, KEY_TTL)
+        pipe.execute()
+
     def cleanup(self) -> None:
         keys = list(self._redis.scan_iter(match=self._prefix + "*", count=1000))
         if keys:
             self._redis.delete(*keys)
+        self._redis.hdel(_OWNERS, self.spec.namespace)
 
     def close(self) -> None:
         self._redis.close()
@@ -381,3 +461,13 @@ class RedisStore(StateStore):
     def _failure(self) -> str:
         message = self._redis.get(self._key("failure"))
         return message.decode() if message else "the fit was aborted"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -25,7 +25,18 @@ CREATE TABLE IF NOT EXISTS accumulator (round INTEGER PRIMARY KEY, body BLOB NOT
 CREATE TABLE IF NOT EXISTS failure (id INTEGER PRIMARY KEY, message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, line TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS started (worker INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY, number INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS record (round INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS setup (round INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS claim (
+    worker INTEGER NOT NULL, generation INTEGER NOT NULL, token TEXT NOT NULL,
+    PRIMARY KEY (worker, generation));
+CREATE TABLE IF NOT EXISTS lease (
+    worker INTEGER PRIMARY KEY, generation INTEGER NOT NULL, pid INTEGER NOT NULL,
+    until REAL NOT NULL);
 """
+_TABLES = ("generation", "message", "slot", "accumulator", "failure", "log", "started",
+           "record", "setup", "claim", "lease")
 
 
 class SQLiteStore(StateStore):
@@ -52,12 +63,63 @@ class SQLiteStore(StateStore):
     def started(self) -> set[int]:
         return {worker for (worker,) in self._db.execute("SELECT worker FROM started")}
 
-    def publish(self, round_: int, message: bytes) -> None:
+    def publish(self, round_: int, message: bytes, record: bytes | None = None,
+                setup: bool = False) -> None:
         with self._db:
-            self._db.execute("INSERT INTO message VALUES (?, ?)", (round_, message))
+            # A replacement coordinator publishes again the round it resumes at.
+            self._db.execute("INSERT OR REPLACE INTO message VALUES (?, ?)", (round_, message))
             # Everyone has read the message before last: they contributed to it.
             self._db.execute("DELETE FROM message WHERE round < ?", (round_ - 1,))
+            if record is not None:
+                self._db.execute("INSERT OR REPLACE INTO record VALUES (?, ?)",
+                                 (round_ - 1, record))
+            if setup:
+                self._db.execute("INSERT OR REPLACE INTO setup VALUES (?, ?)", (round_, message))
         self._bells.ring(range(1, self.n_workers))
+
+    def message(self, round_: int) -> bytes | None:
+        for table in ("message", "setup"):
+            row = self._db.execute(f"SELECT body FROM {table} WHERE round = ?",
+                                   (round_,)).fetchone()
+            if row is not None:
+                return row[0]
+        return None
+
+    def records(self) -> list[bytes]:
+        return [body for (body,) in self._db.execute("SELECT body FROM record ORDER BY round")]
+
+    def setup_rounds(self) -> list[int]:
+        return [r for (r,) in self._db.execute("SELECT round FROM setup ORDER BY round")]
+
+    def claim(self, worker: int, generation: int, token: str) -> bool:
+        self._db.execute("INSERT OR IGNORE INTO claim VALUES (?, ?, ?)",
+                         (worker, generation, token))
+        (owner,) = self._db.execute("SELECT token FROM claim WHERE worker = ? AND generation = ?",
+                                    (worker, generation)).fetchone()
+        return owner == token
+
+    def beat(self, worker: int, generation: int, pid: int, lease: float) -> None:
+        self._db.execute("INSERT OR REPLACE INTO lease VALUES (?, ?, ?, ?)",
+                         (worker, generation, pid, time.time() + lease))
+
+    def leases(self) -> dict[int, tuple[int, int]]:
+        rows = self._db.execute("SELECT worker, generation, pid FROM lease WHERE until > ?",
+                                (time.time(),))
+        return {worker: (generation, pid) for worker, generation, pid in rows}
+
+    def generation(self) -> int:
+        row = self._db.execute("SELECT number FROM generation WHERE id = 0").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def failure(self) -> str | None:
+        row = self._db.execute("SELECT message FROM failure ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else row[0]
+
+    def new_generation(self, generation: int) -> None:
+        with self._db:
+            for table in ("slot", "accumulator", "failure", "started", "lease"):
+                self._db.execute(f"DELETE FROM {table}")
+            self._db.execute("INSERT OR REPLACE INTO generation VALUES (0, ?)", (generation,))
 
     def fetch(self, round_: int, worker: int) -> bytes:
         row = self._poll("SELECT body FROM message WHERE round = ?", (round_,), worker)
@@ -68,22 +130,29 @@ class SQLiteStore(StateStore):
     def contribute(self, round_: int, worker: int, partial: np.ndarray,
                    slots: bool = False) -> None:
         if slots or self.spec.mode == "lock_free":
+            # OR REPLACE: a replaced worker's late contribution is the same partial.
             self._db.execute(
-                "INSERT INTO slot VALUES (?, ?, ?)", (round_, worker, encode_array(partial))
+                "INSERT OR REPLACE INTO slot VALUES (?, ?, ?)",
+                (round_, worker, encode_array(partial))
             )
             self._ring_coordinator(worker)
             return
         # BEGIN IMMEDIATE takes the database's write lock, waiting at most `timeout`.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            row = self._db.execute(
-                "SELECT body FROM accumulator WHERE round = ?", (round_,)
-            ).fetchone()
-            total = partial if row is None else decode_array(row[0]) + partial
-            self._db.execute(
-                "INSERT OR REPLACE INTO accumulator VALUES (?, ?)", (round_, encode_array(total))
-            )
-            self._db.execute("INSERT INTO slot VALUES (?, ?, NULL)", (round_, worker))
+            # A worker's partial is added once, even if a replaced call of its
+            # slot contributed too (the marker row is in the same transaction).
+            added = self._db.execute("INSERT OR IGNORE INTO slot VALUES (?, ?, NULL)",
+                                     (round_, worker)).rowcount
+            if added:
+                row = self._db.execute(
+                    "SELECT body FROM accumulator WHERE round = ?", (round_,)
+                ).fetchone()
+                total = partial if row is None else decode_array(row[0]) + partial
+                self._db.execute(
+                    "INSERT OR REPLACE INTO accumulator VALUES (?, ?)",
+                    (round_, encode_array(total))
+                )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -137,7 +206,7 @@ class SQLiteStore(StateStore):
         # The database file goes with the fit's temporary folder; empty it first
         # so that a reader still attached sees nothing stale.
         with self._db:
-            for table in ("message", "slot", "accumulator", "failure", "log", "started"):
+            for table in _TABLES:
                 self._db.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:

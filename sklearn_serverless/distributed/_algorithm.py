@@ -79,6 +79,11 @@ class Algorithm:
     shares_work : bool, default=False
         Partials are chunk tables of the private work-sharing format, so that
         workers on one machine compute each other's rows (built-in k-means).
+    setup_commands : frozenset of str, default=frozenset()
+        Commands whose messages a replacement worker handles again, in
+        order, before the last round's message, to rebuild its state (see
+        the user guide's page on faults). A worker that keeps state between
+        rounds must be able to rebuild it from these and the last message.
     """
 
     name: str
@@ -88,6 +93,7 @@ class Algorithm:
     dataset_prologue: Callable[..., Any] | None = None
     outputs: Mapping[str, Callable[[dict, dict], dict]] = field(default_factory=dict)
     shares_work: bool = False
+    setup_commands: frozenset = frozenset()
 
     def build_worker(self, data: dict, params: Any, context: Context, dataset: bool):
         """Build one worker (called by the runtime, once per worker).

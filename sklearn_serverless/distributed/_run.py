@@ -176,6 +176,12 @@ def timings_of(outcome) -> dict:
     timings["fit"] = outcome.seconds
     timings["upload"] = outcome.upload
     timings["n_rounds"] = n_rounds
+    generations = outcome.generations
+    # Generations of workers the run had (more than 1 after a lost worker or a
+    # hand-over before the function time limit), and each end: why, and the
+    # seconds from it to the next generation's first round.
+    timings["generations"] = 1 if generations is None else generations.number + 1
+    timings["generation_ends"] = [] if generations is None else list(generations.ends)
     return timings
 
 

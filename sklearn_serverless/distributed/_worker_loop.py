@@ -7,6 +7,15 @@ computes its own share, waits at the barrier and reads the reduction. The
 other workers follow: fetch the command, compute, contribute, until
 ``'stop'``.
 
+The run's progress lives in the store, so that functions can come and go:
+each round's result is recorded with the next round's message, and a
+worker keeps a lease alive while it runs. A new generation of workers (after
+a worker was lost, or to hand over before the function time limit) claims
+the slots, rebuilds each worker's state by handling again the setup
+messages and the last message (answers discarded), and the coordinator runs
+``coordinate`` again from the start, answered from the records until they
+run out: the same model, whichever functions computed it.
+
 A message is ``[kind, command, *arrays]``: ``kind`` says how the round's
 partials are combined (summed, or gathered in worker order into slots
 whatever the state mode), ``command`` is the command's name as bytes.
@@ -14,7 +23,10 @@ whatever the state mode), ``command`` is the command's name as bytes.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +40,8 @@ from ._algorithm import Algorithm, Context
 from ._sharing import Team, fold_partials, fold_table
 
 STOP = "stop"
-#: Kinds of round: how the partials are combined.
-_SUM, _GATHER, _STOP = 0, 1, 2
+#: Kinds of round: how the partials are combined; a hand-over ends a generation.
+_SUM, _GATHER, _STOP, _HANDOVER = 0, 1, 2, 3
 
 #: Columns of the per-round time breakdown, as the paper measured it.
 PHASES = ("compute", "publish", "barrier", "aggregate")
@@ -47,25 +59,94 @@ class WorkerTask:
     n_threads: int | None = None
     #: Every worker's partition, when all can read every one (localhost files).
     peers: tuple[Partition, ...] = ()
+    #: Which generation of workers this call belongs to (0: the first).
+    generation: int = 0
+    #: Seconds a lease lasts; the worker renews it five times as often.
+    lease: float = 10.0
+    #: Seconds the platform lets a function run (None: no limit): the
+    #: coordinator hands the run over to a new generation before it.
+    limit: float | None = None
+    #: The driver's process, when the workers run on its machine: they end
+    #: with it (a killed driver leaves no workers behind).
+    driver_pid: int | None = None
+
+
+class HandedOver(Exception):
+    """The coordinator ended this generation at a round boundary."""
 
 
 def run_worker(task: WorkerTask, storage=None) -> dict:
     """Entry point of a Lithops call (``storage`` is injected by Lithops)."""
     started = time.perf_counter()
     store = open_store(task.store)
+    heart = None
     try:
+        if not store.claim(task.worker, task.generation, uuid.uuid4().hex):
+            # A duplicate of a running call (a platform retry): it writes nothing.
+            return {"duplicate": True}
+        heart = _Heartbeat(task, store)
         with threadpool_limits(limits=task.n_threads):
             return _run(task, store, storage, started)
     except FitAborted:
         raise
     except BaseException as exc:
         try:  # wake the others; the store itself may be what failed
-            store.abort(f"worker {task.worker} failed: {type(exc).__name__}: {exc}")
+            if store.generation() == task.generation:  # not a replaced generation's
+                store.abort(f"worker {task.worker} failed: {type(exc).__name__}: {exc}")
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
         raise
     finally:
+        if heart is not None:
+            heart.stop(store)
         store.close()
+
+
+class _Heartbeat:
+    """Renews this worker's lease in the store from a thread, so the driver
+    notices a lost function within a lease. The thread has a connection of
+    its own; a beat that fails is retried at the next one."""
+
+    def __init__(self, task: WorkerTask, store: StateStore):
+        self.task, self.done = task, threading.Event()
+        store.beat(task.worker, task.generation, os.getpid(), task.lease)
+        self.thread = threading.Thread(target=self._run, name="lease", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        task = self.task
+        store = open_store(task.store)
+        try:
+            while not self.done.wait(task.lease / 5):
+                if task.driver_pid is not None and not _driver_alive(task.driver_pid):
+                    os._exit(1)  # nobody will read what this worker computes
+                try:
+                    store.beat(task.worker, task.generation, os.getpid(), task.lease)
+                except Exception:  # noqa: BLE001 - the next beat tries again
+                    pass
+        finally:
+            store.close()
+
+    def stop(self, store: StateStore) -> None:
+        """The worker is done: its last lease says so (pid 0) for as long as
+        the fit may last, so the driver does not take its end for a loss."""
+        self.done.set()
+        self.thread.join(self.task.lease)
+        task = self.task
+        try:
+            store.beat(task.worker, task.generation, 0, task.lease + 2 * task.store.timeout)
+        except Exception:  # noqa: BLE001 - the driver then sees the call end instead
+            pass
+
+
+def _driver_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
@@ -79,10 +160,15 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
         context = Context(task.worker, n_workers)
     on_dataset = task.partition.kind == "dataset"
     worker = algorithm.build_worker(data, task.params, context, on_dataset)
+    records = store.records() if task.generation else []
+    if records:
+        _rejoin(store, worker, len(records))
     clock = _Clock(time.perf_counter() - started)
     try:
         if task.worker == 0:
-            rounds = Rounds(store, worker, clock, algorithm.shares_work)
+            rounds = Rounds(store, worker, clock, algorithm.shares_work, records,
+                            started=started, limit=task.limit,
+                            setup_commands=algorithm.setup_commands)
             params = task.params
             extra: dict = {}
             if on_dataset and algorithm.dataset_prologue is not None:
@@ -92,14 +178,32 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
             rounds.stop()
         else:
             result = {}
-            _follow(store, task.worker, worker, clock, algorithm.shares_work)
+            _follow(store, task.worker, worker, clock, algorithm.shares_work, len(records))
         if hasattr(worker, "result"):
             result.update(worker.result())
+    except HandedOver:
+        result = {"handed_over": True}
     finally:
         if hasattr(worker, "close"):
             worker.close()
     result["timings"] = clock.as_dict()
+    result["generation"] = task.generation
     return result
+
+
+def _rejoin(store: StateStore, worker, resume: int) -> None:
+    """A new worker's state as its predecessor had it when round ``resume``
+    began: the setup messages, then the last message, handled again with
+    their answers discarded (the algorithms' partials are deterministic)."""
+    rounds = [r for r in store.setup_rounds() if r < resume - 1] + [resume - 1]
+    for round_ in rounds:
+        body = store.message(round_)
+        if body is None:
+            raise RuntimeError(f"the message of round {round_} is gone: a new worker "
+                               "cannot rebuild its state")
+        header, name, *arrays = decode_arrays(body)
+        if int(header[0]) in (_SUM, _GATHER):
+            worker.handle(name.tobytes().decode(), arrays)
 
 
 class _Clock:
@@ -150,12 +254,21 @@ class Rounds:
         Partials are chunk tables (the built-in k-means).
     """
 
-    def __init__(self, store: StateStore, worker, clock: _Clock, shares_work: bool = False):
+    def __init__(self, store: StateStore, worker, clock: _Clock, shares_work: bool = False,
+                 records: list[bytes] = (), started: float | None = None,
+                 limit: float | None = None, setup_commands: frozenset = frozenset()):
         self.store, self.worker, self.clock = store, worker, clock
         self.shares_work = shares_work
         self.count = 0
         self._last_end: float | None = None
         self._final: list[np.ndarray] = []
+        #: Results of the rounds a previous generation ran, answered from the log.
+        self._replay = list(records)
+        self._record: bytes | None = None  # this round's result, sent with the next message
+        self._started = started if started is not None else time.perf_counter()
+        self._limit = limit
+        self._longest = 0.0
+        self._setup = setup_commands
 
     @property
     def n_workers(self) -> int:
@@ -229,12 +342,18 @@ class Rounds:
     def _round(self, kind: int, command: str, arrays):
         if command == STOP:
             raise ValueError("'stop' is the runtime's own command")
+        if self.count < len(self._replay):
+            self.count += 1
+            recorded = decode_arrays(self._replay[self.count - 1])
+            return recorded if kind == _GATHER else recorded[0]
+        self._hand_over_if_late()
         t0 = time.perf_counter()
         if self._last_end is not None:
             # The coordinator's model update since the last round is aggregation work.
             self.clock.rows[-1][3] += t0 - self._last_end
         arrays = [np.asarray(a) for a in arrays]
-        self.store.publish(self.count, _message(kind, command, arrays))
+        self.store.publish(self.count, _message(kind, command, arrays), self._record,
+                           command in self._setup)
         t1 = time.perf_counter()
         partial = self.worker.handle(command, list(arrays))
         t2 = time.perf_counter()
@@ -248,21 +367,33 @@ class Rounds:
         else:
             fold = fold_partials if self.shares_work else sum_in_worker_order
             total = self.store.aggregate(self.count, fold)
+        self._record = encode_arrays(total if gather else [total])
         t5 = time.perf_counter()
         self.clock.add(t2 - t1, (t1 - t0) + (t3 - t2), t4 - t3, t5 - t4,
                        _helped(partial) if self.shares_work else 0)
+        self._longest = max(self._longest, t5 - t0)
         self._last_end = t5
         self.count += 1
         return total
 
+    def _hand_over_if_late(self) -> None:
+        """Before the platform's time limit, end this generation at this
+        round boundary: a new one goes on from the records."""
+        if self._limit is None:
+            return
+        margin = 2 * self._longest + 2.0
+        if time.perf_counter() - self._started + margin > self._limit:
+            self.store.publish(self.count, _message(_HANDOVER, STOP, []), self._record)
+            raise HandedOver
+
     def stop(self) -> None:
         """Send ``'stop'`` to every worker: the runtime's call, after ``coordinate``."""
-        self.store.publish(self.count, _message(_STOP, STOP, self._final))
+        self.store.publish(self.count, _message(_STOP, STOP, self._final), self._record)
         self.worker.handle(STOP, list(self._final))
 
 
-def _follow(store: StateStore, worker_id: int, worker, clock: _Clock, shares_work: bool) -> None:
-    round_ = 0
+def _follow(store: StateStore, worker_id: int, worker, clock: _Clock, shares_work: bool,
+            round_: int = 0) -> None:
     while True:
         t0 = time.perf_counter()
         header, name, *arrays = decode_arrays(store.fetch(round_, worker_id))
@@ -270,6 +401,8 @@ def _follow(store: StateStore, worker_id: int, worker, clock: _Clock, shares_wor
         if clock.rows:
             clock.rows[-1][2] += t1 - t0  # waiting for the next round is the barrier
         kind, command = int(header[0]), name.tobytes().decode()
+        if kind == _HANDOVER:
+            raise HandedOver
         partial = worker.handle(command, arrays)
         if kind == _STOP:
             return

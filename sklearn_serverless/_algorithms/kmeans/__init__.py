@@ -18,6 +18,8 @@ KMEANS = Algorithm(
     "kmeans", worker=Worker, coordinate=coordinate, dataset_worker=DatasetWorker,
     dataset_prologue=dataset_prologue,
     outputs={"labels": _apply.labels, "distances": _apply.distances}, shares_work=True,
+    # k-means||'s distances accumulate over 'update' rounds.
+    setup_commands=frozenset({"prepare", "update"}),
 )
 
 __all__ = ["KMEANS"]

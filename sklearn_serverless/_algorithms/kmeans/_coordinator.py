@@ -64,5 +64,5 @@ def coordinate(rounds: Rounds, params: KMeansParams) -> dict:
         if best is None or inertia < best["inertia"]:
             best = {"centers": centers, "inertia": inertia, "n_iter": i + 1, "run": run}
             keep = 1
-    rounds.finish(np.array([keep]))
+    rounds.finish(np.array([keep]), best["centers"])
     return best

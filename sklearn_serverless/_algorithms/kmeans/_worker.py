@@ -80,13 +80,20 @@ class Worker:
         else:  # its own only, from 0
             self.first_chunk = np.r_[np.zeros(team.n_workers, dtype=int), n_chunks[team.rank]]
         self.chunk_sums = self._chunk_sums_store(team, n_chunks)
+        if self.chunk_sums is not None:
+            # Nothing is known of this worker's chunks yet (a replacement may
+            # find a predecessor's file): their first round sums in full.
+            first = int(self.first_chunk[team.rank])
+            self.chunk_sums[first:first + n_chunks[team.rank], -1] = np.inf
         workspace_rows = max(n, self.chunk_rows)
         self.workspace = Workspace(workspace_rows, self.k, self.X.dtype, self.block)
         # Row i of a run of whole chunks goes to one-hot row (i // chunk_rows) * k + label.
         self.chunk_offsets = (np.arange(workspace_rows) // self.chunk_rows * self.k).astype(
             self.workspace.row_pointers.dtype)
         self.borrowed: dict[tuple[int, int], dict] = {}
-        self.final_labels = self.best_labels = self.labels
+        # Labels of the last final E-step, and of the best run so far (None:
+        # not seen by this worker, which then computes them from the centres).
+        self.final_labels = self.best_labels = None
         self.x_squared_norms = None
         self.epoch = 0
 
@@ -101,8 +108,12 @@ class Worker:
         if command == "final":
             return self._final(arrays[0])
         if command == "stop":
-            if arrays and arrays[0][0]:
+            keep, best_centers = arrays
+            if keep[0]:
                 self.best_labels = self.final_labels
+            if self.best_labels is None:  # a replacement that did not see the best run end
+                self.best_labels, _ = labels_inertia(self.X, self.sample_weight, best_centers,
+                                                     self.block)
             return None
         raise ValueError(f"unknown k-means command {command!r}")
 

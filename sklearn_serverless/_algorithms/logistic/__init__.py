@@ -20,6 +20,7 @@ from ._worker import Worker
 LOGISTIC = Algorithm(
     "logistic", worker=Worker, coordinate=coordinate, dataset_worker=DatasetWorker,
     dataset_prologue=dataset_prologue, outputs={"scores": _apply.scores},
+    setup_commands=frozenset({"prepare"}),
 )
 
 __all__ = ["LOGISTIC"]

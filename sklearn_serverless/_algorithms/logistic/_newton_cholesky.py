@@ -43,7 +43,7 @@ def newton_cholesky(objective: DistributedObjective, coef: np.ndarray, *, n_outp
         if verbose:
             log(f"Newton iter={iteration}")
         if iteration > 1:
-            hessian, hessian_warning = objective.newton_hessian()
+            hessian, hessian_warning = objective.newton_hessian(coef)
         step, fallback, message = _newton_step(gradient, hessian, hessian_warning, m,
                                                no_penalty, with_intercept, iteration)
         if message:
@@ -58,7 +58,8 @@ def newton_cholesky(objective: DistributedObjective, coef: np.ndarray, *, n_outp
         t = 1.0
         for i in range(21):
             coef = coef_old + t * step
-            loss, gradient = objective.newton_trial(coef, step, t, new_step=i == 0)
+            loss, gradient = objective.newton_trial(coef, step, t, new_step=i == 0,
+                                                    base=coef_old)
             improvement = loss - loss_old
             if improvement <= t * armijo:
                 break

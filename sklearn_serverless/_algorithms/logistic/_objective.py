@@ -78,16 +78,18 @@ class DistributedObjective:
         H, warning = self._hessian(total[self.size + 1:])
         return loss, grad, H, warning
 
-    def newton_trial(self, coef: np.ndarray, step: np.ndarray, t: float, new_step: bool):
-        """Objective and gradient at ``coef`` (= current + t * step), from the
-        workers' raw predictions."""
+    def newton_trial(self, coef: np.ndarray, step: np.ndarray, t: float, new_step: bool,
+                     base: np.ndarray):
+        """Objective and gradient at ``coef`` (= ``base + t * step``), from
+        the workers' raw predictions; ``base`` lets a replacement worker
+        rebuild them."""
         total = self.rounds.allreduce("newton_trial", step, np.array([t]),
-                                     np.array([new_step]))
+                                      np.array([new_step]), base)
         return self._finish(total, coef)
 
-    def newton_hessian(self) -> tuple[np.ndarray, bool]:
-        """Accept the last trial; the Hessian there."""
-        return self._hessian(self.rounds.allreduce("newton_hessian"))
+    def newton_hessian(self, coef: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Accept the last trial, ``coef``; the Hessian there."""
+        return self._hessian(self.rounds.allreduce("newton_hessian", coef))
 
     def lipschitz(self, n_outputs: int) -> float:
         """An upper bound on the gradient's Lipschitz constant: the largest

@@ -61,14 +61,18 @@ class Worker:
             return np.concatenate([[loss], gradient_sum(self.X, grad, self.fit_intercept),
                                    self._hessian(self.raw)])
         if command == "newton_trial":
-            step, t, (new_step,) = arrays
-            if new_step:  # a new Newton direction
+            step, t, (new_step,), base = arrays
+            if self.raw is None:  # a replacement worker: from the iterate
+                self.raw = raw_prediction(self.X, base, self.fit_intercept)
+            if new_step or self.raw_step is None:  # a new Newton direction
                 self.raw_step = raw_prediction(self.X, step, self.fit_intercept)
             self.raw_trial = self.raw + float(t[0]) * self.raw_step
             loss, grad = pointwise_loss_gradient(self.raw_trial, self.y, self.sample_weight)
             return np.concatenate([[loss], gradient_sum(self.X, grad, self.fit_intercept)])
         if command == "newton_hessian":
-            self.raw = self.raw_trial  # the last trial was accepted
+            # The last trial was accepted (a replacement worker computes it).
+            self.raw = (self.raw_trial if self.raw_trial is not None
+                        else raw_prediction(self.X, arrays[0], self.fit_intercept))
             return self._hessian(self.raw)
         if command == "hessian_product":
             at, vector = arrays

@@ -1,0 +1,88 @@
+"""scikit-learn's own tests of KMeans and LogisticRegression, run against
+our estimators (see sklearn_copy.py), with scikit-learn's conftest fixtures.
+
+``EXCEPTIONS`` is the one list of the tests that do not apply: each is
+marked ``xfail(strict=True)`` with its reason, so a test that starts to
+pass fails the suite until it is taken off the list. docs/user_guide/
+differences.rst explains the list.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pytest
+
+# scikit-learn's fixtures and its global_random_seed parametrisation (a hook).
+from sklearn.conftest import (  # noqa: F401 - re-exported for the copied tests
+    global_dtype,
+    hide_available_pandas,
+    pyplot,
+    pytest_generate_tests,
+)
+
+#: The one list of scikit-learn tests that do not pass, by copied file: a test
+#: name or an fnmatch pattern over ``name[parameters]`` -> why. Each reason
+#: starts with its kind: "internals" (the test calls scikit-learn's private
+#: code with our estimator), "difference" (a deliberate difference, see
+#: docs/user_guide/differences.rst) or "not yet" (a known gap, with its cause).
+EXCEPTIONS: dict[str, dict[str, str]] = {
+    "test_sklearn_k_means.py": {
+        "test_relocating_with_duplicates": (
+            "not yet: with more clusters than distinct points the coordinator still "
+            "relocates empty clusters (sklearn skips it when every distance is 0) and "
+            "moves an empty centre to the mean instead of leaving it, so n_iter_ > 1"),
+    },
+    "test_sklearn_logistic.py": {
+        "test_logistic_cv_multinomial_score": (
+            "internals: passes our get_params() (backend, n_workers, ...) to sklearn's "
+            "private _log_reg_scoring_path"),
+        "test_liblinear_dual_random_state": (
+            "difference: random_state is unused, every solver is deterministic (liblinear's "
+            "dual coordinate descent is not run)"),
+        "test_large_sparse_matrix[*-liblinear]": (
+            "difference: int64 sparse indices are accepted by every solver"),
+        "test_large_sparse_matrix[*-sag]": (
+            "difference: int64 sparse indices are accepted by every solver"),
+        "test_large_sparse_matrix[*-saga]": (
+            "difference: int64 sparse indices are accepted by every solver"),
+        "test_logistic_cv": (
+            "not yet: liblinear at tol=1e-4 stops on L-BFGS-B's gradient rule, not "
+            "liblinear's, about 1e-3 from the real liblinear's coef_ (decimal=6 asked)"),
+        "test_logistic_regression_cv_refit[*-0]": (
+            "not yet: saga at tol=1e-12 runs L-BFGS-B, which stops on its ftol first: "
+            "coef_ within 2e-7 of sklearn's SAGA, rtol=1e-7 asked"),
+        "test_LogisticRegression_elastic_net_objective[*-100.0]": (
+            "not yet: at C=100 the elastic-net and L2 objectives differ by less than what "
+            "OWL-QN's tol=1e-4 leaves"),
+        "test_LogisticRegressionCV_GridSearchCV_elastic_net[3]": (
+            "not yet: compares with sklearn's SAGA at tol=1e-2, far from the optimum "
+            "ours reaches; the grid picks another l1_ratio"),
+        "test_scores_attribute_layout_elasticnet": (
+            "not yet: compares CV scores with sklearn's SAGA at tol=1e-3 to rel=1e-3"),
+        "test_logistic_regression_callback_*": (
+            "not yet: set_callbacks (sklearn.callback) is not supported; per-iteration "
+            "coefficients would have to come from the coordinator"),
+    },
+}
+
+
+def pytest_configure(config):
+    # Markers scikit-learn's conftest registers when pytest-run-parallel is absent.
+    for marker in ("parallel_threads(n): run in n threads",
+                   "thread_unsafe: single-threaded test",
+                   "iterations(n): run n times in each thread"):
+        config.addinivalue_line("markers", marker)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        listed = EXCEPTIONS.get(item.path.name)
+        if listed is None or item.path.parent.name != "sklearn_suite":
+            continue
+        for pattern, reason in listed.items():
+            # A "[" in a pattern opens the parameters, not an fnmatch character class.
+            if pattern == item.originalname or fnmatch.fnmatchcase(
+                    item.name, pattern.replace("[", "[[]")):
+                item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+                break

@@ -1,0 +1,7 @@
+"""scikit-learn's own sklearn/linear_model/tests/test_logistic.py, run against
+ServerlessLogisticRegression; see sklearn_copy.py and conftest.py (the listed
+exceptions)."""
+
+from .sklearn_copy import load
+
+load(globals())

@@ -1,0 +1,231 @@
+"""Fits that survive what serverless platforms do: a worker's process
+killed mid-fit (a follower or the coordinator; the embedded store and Redis,
+both state modes; the loopback cloud path), the function time limit, a
+duplicate call for a slot, a slot lost every time, a driver killed mid-fit.
+Faults are injected by the tests: a worker that SIGKILLs its own process
+once, from a marker file, at a chosen round."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cloudpickle
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs, make_classification
+from sklearn.linear_model import LogisticRegression
+
+from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression, config_context
+from sklearn_serverless._algorithms import ALGORITHMS
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class KilledOnce:
+    """Builds the worker of ``rank``; it SIGKILLs its own process when it
+    handles its ``at``-th command, once per ``marker`` file (every time when
+    ``marker`` is None)."""
+
+    def __init__(self, build, rank: int, at: int, marker: str | None):
+        self.build, self.rank, self.at, self.marker = build, rank, at, marker
+
+    def __call__(self, data, params, context):
+        worker = self.build(data, params, context)
+        if context.rank != self.rank:
+            return worker
+        return _Dying(worker, self.at, self.marker)
+
+
+class _Dying:
+    def __init__(self, inner, at: int, marker: str | None):
+        self.inner, self.at, self.marker, self.count = inner, at, marker, 0
+
+    def handle(self, command, arrays):
+        self.count += 1
+        if self.count == self.at and (self.marker is None or not os.path.exists(self.marker)):
+            if self.marker is not None:
+                open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.handle(command, arrays)
+
+    def result(self):
+        return self.inner.result()
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.fixture
+def kill_worker(monkeypatch, tmp_path):
+    """``kill_worker('kmeans', rank, at)``: that worker's process is killed
+    at its ``at``-th command (``every=True``: in every generation)."""
+
+    def inject(name: str, rank: int, at: int, every: bool = False) -> None:
+        algorithm = ALGORITHMS[name]
+        marker = None if every else str(tmp_path / f"killed-{rank}")
+        monkeypatch.setitem(ALGORITHMS, name, dataclasses.replace(
+            algorithm, worker=KilledOnce(algorithm.worker, rank, at, marker)))
+
+    return inject
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, _ = make_blobs(20_000, 8, centers=12, cluster_std=4.0, random_state=1)
+    return X, X[:12].copy()
+
+
+def _same_kmeans(model, X, init, max_iter):
+    reference = KMeans(12, init=init, n_init=1, tol=0, max_iter=max_iter).fit(X)
+    np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_,
+                               rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    assert model.n_iter_ == reference.n_iter_
+    assert model.inertia_ == pytest.approx(reference.inertia_, rel=1e-12)
+
+
+@pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
+@pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_kmeans_survives_a_killed_worker(blobs, kill_worker, rank, state_mode, store, request,
+                                         leaves_nothing):
+    X, init = blobs
+    url = request.getfixturevalue("redis_server").url if store == "redis" else None
+    kill_worker("kmeans", rank, at=6)
+    model = ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
+                             state_mode=state_mode, state_store=url, timeout=30).fit(X)
+    assert model.timings_["generations"] == 2
+    assert model.timings_["generation_ends"][0]["resume_seconds"] is not None
+    _same_kmeans(model, X, init, 40)
+    if url:
+        assert request.getfixturevalue("redis_server").keys() == []
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cholesky"])
+@pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
+def test_logistic_survives_a_killed_worker(kill_worker, solver, rank, leaves_nothing):
+    X, y = make_classification(3000, 10, n_informative=6, n_classes=3, random_state=0)
+    kill_worker("logistic", rank, at=4)
+    model = ServerlessLogisticRegression(solver=solver, tol=1e-10, max_iter=500, n_workers=2,
+                                         timeout=30).fit(X, y)
+    reference = LogisticRegression(solver=solver, tol=1e-10, max_iter=500).fit(X, y)
+    assert model.timings_["generations"] == 2
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.intercept_, reference.intercept_, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
+@pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
+def test_the_cloud_path_survives_a_killed_worker(cloud, blobs, kill_worker, state_mode, rank,
+                                                 leaves_nothing):
+    X, init = blobs
+    kill_worker("kmeans", rank, at=6)
+    model = ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
+                             backend=cloud.config, state_store=cloud.redis.url,
+                             state_mode=state_mode, timeout=30).fit(X)
+    assert model.timings_["generations"] == 2
+    _same_kmeans(model, X, init, 40)
+
+
+def test_a_slot_lost_every_time_ends_the_fit_naming_it(blobs, kill_worker, leaves_nothing):
+    X, init = blobs
+    kill_worker("kmeans", 1, at=3, every=True)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"worker 1 of 2 was lost 3 time\(s\), more than "
+                                           r"max_replacements=2: .*(gone|lease|killed)"):
+        with config_context(max_replacements=2):
+            ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
+                             timeout=30).fit(X)
+    assert time.monotonic() - started < 60
+
+
+def test_a_fit_longer_than_the_function_time_limit_completes(blobs, slow_kmeans_worker,
+                                                             leaves_nothing):
+    # Lithops stops a call after execution_timeout (as Lambda after 900 s); a
+    # fit of ~15 s with a 4 s limit hands over to new generations on the way.
+    X, init = blobs
+    slow_kmeans_worker(1, 0.15)
+    config = {"lithops": {"backend": "localhost", "storage": "localhost",
+                          "execution_timeout": 4},
+              "localhost": {"runtime": sys.executable, "version": 1}}
+    model = ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=60, n_workers=2,
+                             backend=config, timeout=30).fit(X)
+    assert model.timings_["fit"] > 8, model.timings_["fit"]
+    assert model.timings_["generations"] >= 3
+    assert {end["why"] for end in model.timings_["generation_ends"]} == {"time limit"}
+    _same_kmeans(model, X, init, 60)
+
+
+def test_a_duplicate_call_for_a_slot_exits_without_writing(blobs, monkeypatch, tmp_path,
+                                                           leaves_nothing):
+    # A platform retry: a second call for slot 1, started while the fit runs.
+    from sklearn_serverless._execution import _fit
+
+    X, init = blobs
+    real = _fit.run_worker
+    out = str(tmp_path / "duplicate.pkl")
+
+    def with_a_duplicate(task, storage=None):
+        if task.worker == 1:
+            path = out + ".task"
+            with open(path, "wb") as file:
+                cloudpickle.dump(task, file)
+            code = ("import pickle, sys\n"
+                    "from sklearn_serverless.distributed._worker_loop import run_worker\n"
+                    "task = pickle.load(open(sys.argv[1], 'rb'))\n"
+                    "pickle.dump(run_worker(task), open(sys.argv[2], 'wb'))\n")
+            later = threading.Timer(0.3, subprocess.run, args=(
+                [sys.executable, "-c", code, path, out],), kwargs={"check": True})
+            later.start()
+            try:
+                return real(task, storage)
+            finally:
+                later.join()
+        return real(task, storage)
+
+    monkeypatch.setattr(_fit, "run_worker", with_a_duplicate)
+    model = ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
+                             timeout=30).fit(X)
+    with open(out, "rb") as file:
+        assert pickle.load(file) == {"duplicate": True}
+    assert model.timings_["generations"] == 1
+    _same_kmeans(model, X, init, 40)
+
+
+def test_the_next_fit_removes_what_a_killed_driver_left(blobs, tmp_path, redis_server,
+                                                        leaves_nothing):
+    X, init = blobs
+    code = ("import sys\n"
+            "from sklearn.datasets import make_blobs\n"
+            "from sklearn_serverless import ServerlessKMeans\n"
+            "X, _ = make_blobs(300_000, 20, centers=50, cluster_std=8, random_state=0)\n"
+            "ServerlessKMeans(50, init=X[:50], tol=0, max_iter=100000, n_workers=2,"
+            " state_store=sys.argv[1], timeout=60).fit(X)\n")
+    driver = subprocess.Popen([sys.executable, "-c", code, redis_server.url])
+    folders = []
+    deadline = time.monotonic() + 60
+    while not folders and time.monotonic() < deadline:
+        folders = [name for name in os.listdir("/dev/shm")
+                   if name.startswith(f"sklearn-serverless-{driver.pid}-")]
+        time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while not redis_server.keys() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    driver.kill()
+    driver.wait()
+    assert folders and redis_server.keys()
+    time.sleep(1.0)  # its workers notice and exit
+    ServerlessKMeans(12, init=init, n_init=1, max_iter=5, n_workers=2,
+                     state_store=redis_server.url).fit(X)
+    assert not [name for name in os.listdir("/dev/shm")
+                if name.startswith(f"sklearn-serverless-{driver.pid}-")]
+    assert redis_server.keys() == []

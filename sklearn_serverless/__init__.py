@@ -7,12 +7,13 @@ and must not pay for importing scikit-learn (about one second each).
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression", "config_context", "get_config",
-           "read_csv", "read_npy", "read_parquet", "set_config"]
+__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression", "ServerlessLogisticRegressionCV",
+           "config_context", "get_config", "read_csv", "read_npy", "read_parquet", "set_config"]
 
 _ESTIMATORS = {
     "ServerlessKMeans": "._kmeans",
     "ServerlessLogisticRegression": "._logistic",
+    "ServerlessLogisticRegressionCV": "._logistic_cv",
     # Datasets the workers read where they lie (numpy only: workers may import them).
     "read_csv": "._datasets",
     "read_npy": "._datasets",

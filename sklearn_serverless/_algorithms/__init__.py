@@ -12,8 +12,11 @@ from __future__ import annotations
 from ..distributed import Algorithm
 from .kmeans import KMEANS
 from .logistic import LOGISTIC
+from .logistic_cv import LOGISTIC_CV
 
 #: Every built-in algorithm by name (tests replace an entry to inject faults).
-ALGORITHMS: dict[str, Algorithm] = {algorithm.name: algorithm for algorithm in (KMEANS, LOGISTIC)}
+ALGORITHMS: dict[str, Algorithm] = {
+    algorithm.name: algorithm for algorithm in (KMEANS, LOGISTIC, LOGISTIC_CV)
+}
 
 __all__ = ["ALGORITHMS"]

@@ -27,12 +27,7 @@ from sklearn.conftest import (  # noqa: F401 - re-exported for the copied tests
 #: code with our estimator), "difference" (a deliberate difference, see
 #: docs/user_guide/differences.rst) or "not yet" (a known gap, with its cause).
 EXCEPTIONS: dict[str, dict[str, str]] = {
-    "test_sklearn_k_means.py": {
-        "test_relocating_with_duplicates": (
-            "not yet: with more clusters than distinct points the coordinator still "
-            "relocates empty clusters (sklearn skips it when every distance is 0) and "
-            "moves an empty centre to the mean instead of leaving it, so n_iter_ > 1"),
-    },
+    "test_sklearn_k_means.py": {},
     "test_sklearn_logistic.py": {
         "test_logistic_cv_multinomial_score": (
             "internals: passes our get_params() (backend, n_workers, ...) to sklearn's "

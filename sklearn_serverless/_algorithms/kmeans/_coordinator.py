@@ -18,6 +18,8 @@ def _relocate_empty(rounds: Rounds, centers, sums, weights, empty) -> None:
     the points farthest from their centre, over all partitions."""
     n_empty = empty.size
     candidates = np.vstack(rounds.gather("farthest", centers, np.array([n_empty])))
+    if candidates.shape[0] == 0 or candidates[:, 0].max() == 0:
+        return  # more clusters than distinct points: relocating is pointless (as sklearn)
     order = np.argsort(-candidates[:, 0], kind="stable")[:n_empty]
     for new_cluster, row in zip(empty, candidates[order], strict=False):
         weight, old_cluster, x = row[1], int(row[2]), row[3:]
@@ -25,6 +27,20 @@ def _relocate_empty(rounds: Rounds, centers, sums, weights, empty) -> None:
         sums[new_cluster] = x * weight
         weights[new_cluster] = weight
         weights[old_cluster] -= weight
+
+
+def _average_centers(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sklearn's ``_average_centers``: each centre is its sum times the
+    reciprocal weight; a cluster still empty takes the place of the heaviest
+    one (in cluster order, as sklearn's loop does)."""
+    scale = np.divide(1.0, weights, out=np.zeros_like(weights), where=weights > 0)
+    centers = sums * scale[:, None]
+    empty = np.flatnonzero(weights <= 0)
+    if empty.size:
+        heaviest = int(np.argmax(weights))
+        centers[empty[empty < heaviest]] = sums[heaviest]  # not yet averaged there
+        centers[empty[empty > heaviest]] = centers[heaviest]
+    return centers
 
 
 def coordinate(rounds: Rounds, params: KMeansParams) -> dict:
@@ -44,8 +60,7 @@ def coordinate(rounds: Rounds, params: KMeansParams) -> dict:
             empty = np.flatnonzero(weights == 0)
             if empty.size:
                 _relocate_empty(rounds, centers, sums, weights, empty)
-            scale = np.divide(1.0, weights, out=np.zeros_like(weights), where=weights > 0)
-            new_centers = (sums * scale[:, None]).astype(centers.dtype)
+            new_centers = _average_centers(sums, weights).astype(centers.dtype)
             shift = float(((new_centers - centers) ** 2).sum())
             centers = new_centers
             if verbose:

@@ -1,0 +1,155 @@
+"""What surviving lost functions costs: per round when nothing fails (this
+tree against an earlier commit, side by side), a replaced worker, and a
+hand-over before the function time limit.
+
+    python benchmarks/faults.py --repeat 5 --before 62e16ad --json docs/img/faults.json
+
+``--before`` names a commit checked out into a temporary worktree; each arm
+runs in its own process (a warm-up fit first), the arms interleaved. Also
+measured in each arm: scikit-learn on the same data in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: One fit of each workload in a fresh process of one arm (PYTHONPATH picks the tree).
+_ARM = r"""
+import json, sys, time, warnings
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+n, d = 300_000, 50
+X = rng.standard_normal((n, d)) + rng.integers(0, 4, n)[:, None]
+y = (X[:, 0] + 0.5 * rng.standard_normal(n) > 1.5).astype(int)
+init = X[:20].copy()
+ServerlessKMeans(3, n_workers=2, max_iter=2).fit(X[:2000])  # warm runtime
+out = {}
+t = time.perf_counter(); m = ServerlessKMeans(20, init=init, n_init=1, max_iter=30, tol=0,
+                                               n_workers=2).fit(X)
+out["kmeans"] = time.perf_counter() - t
+out["kmeans_round"] = float(np.median(m.timings_["compute"].max(axis=1)
+                                       + m.timings_["barrier"][:, 0]))
+t = time.perf_counter(); KMeans(20, init=init, n_init=1, max_iter=30, tol=0).fit(X)
+out["kmeans_sklearn"] = time.perf_counter() - t
+t = time.perf_counter(); ServerlessLogisticRegression(n_workers=2).fit(X, y)
+out["logistic"] = time.perf_counter() - t
+t = time.perf_counter(); LogisticRegression().fit(X, y)
+out["logistic_sklearn"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+#: A replaced worker and hand-overs, in this tree.
+_FAULTS = r"""
+import dataclasses, json, os, signal, sys, time, warnings
+import numpy as np
+from sklearn_serverless import ServerlessKMeans
+from sklearn_serverless._algorithms import ALGORITHMS
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+X = rng.standard_normal((300_000, 50)) + rng.integers(0, 4, 300_000)[:, None]
+init = X[:20].copy()
+ServerlessKMeans(3, n_workers=2, max_iter=2).fit(X[:2000])
+kmeans = ALGORITHMS["kmeans"]
+marker = sys.argv[1]
+
+class Dying:
+    def __init__(self, inner):
+        self.inner, self.count = inner, 0
+    def handle(self, command, arrays):
+        self.count += 1
+        if self.count == 12 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.handle(command, arrays)
+    def result(self):
+        return self.inner.result()
+    def close(self):
+        self.inner.close()
+
+def build(data, params, context):
+    worker = kmeans.worker(data, params, context)
+    return Dying(worker) if context.rank == int(sys.argv[2]) else worker
+
+out = {}
+params = dict(init=init, n_init=1, max_iter=30, tol=0, n_workers=2)
+t = time.perf_counter(); ServerlessKMeans(20, **params).fit(X)
+out["clean"] = time.perf_counter() - t
+ALGORITHMS["kmeans"] = dataclasses.replace(kmeans, worker=build)
+t = time.perf_counter(); m = ServerlessKMeans(20, **params).fit(X)
+out["killed"] = time.perf_counter() - t
+out["resume"] = m.timings_["generation_ends"][0]["resume_seconds"]
+ALGORITHMS["kmeans"] = kmeans
+config = {"lithops": {"backend": "localhost", "storage": "localhost", "execution_timeout": 6},
+          "localhost": {"runtime": sys.executable, "version": 1}}
+params["max_iter"] = 150
+t = time.perf_counter(); ServerlessKMeans(20, **params).fit(X)
+out["long_clean"] = time.perf_counter() - t
+t = time.perf_counter(); m = ServerlessKMeans(20, backend=config, **params).fit(X)
+out["long_limited"] = time.perf_counter() - t
+out["generations"] = m.timings_["generations"]
+out["handover_resume"] = [e["resume_seconds"] for e in m.timings_["generation_ends"]]
+print(json.dumps(out))
+"""
+
+
+def _run(code: str, root: Path, *args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=root,
+                          capture_output=True, text=True, check=True, timeout=900)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--before", default="62e16ad", help="commit of the earlier arm")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    before = Path(tempfile.mkdtemp(prefix="sks-before-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(before),
+                    args.before], check=True, capture_output=True)
+    try:
+        arms = {"before": [], "after": []}
+        for _ in range(args.repeat):
+            for name, root in (("before", before), ("after", REPO)):
+                arms[name].append(_run(_ARM, root))
+                print(name, arms[name][-1], flush=True)
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],
+                       check=False, capture_output=True)
+    result = {"no_failure": {
+        name: {key: _summary([run[key] for run in runs]) for key in runs[0]}
+        for name, runs in arms.items()}}
+    faults = []
+    for rank in ("1", "0"):
+        with tempfile.TemporaryDirectory() as folder:
+            faults.append({"killed_rank": int(rank),
+                           **_run(_FAULTS, REPO, os.path.join(folder, "marker"), rank)})
+            print(faults[-1], flush=True)
+    result["faults"] = faults
+    text = json.dumps(result, indent=1)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

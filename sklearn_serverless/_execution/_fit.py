@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._datasets import DataError
+from .._process import process_alive
 from .._state import FitAborted, StateStore, StoreSpec, open_store
 from .._state._redis_url import split_ca_bundle
 from ..distributed._algorithm import Algorithm
@@ -41,7 +42,7 @@ from ._backends import (
     site_of,
 )
 from ._deadlines import Deadlines
-from ._generations import Generations, LossWatch, WorkerLost, function_limit, process_alive
+from ._generations import Generations, LossWatch, WorkerLost, function_limit
 from ._watch import JobFailures, Watchdog, storage_probe
 
 _POLL_SECONDS = 0.005

@@ -13,11 +13,11 @@ data, a bug) ends the fit at once: a new generation would raise it again.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 from .._config import get_config
+from .._process import process_alive
 from .._state import StateStore
 
 #: Lithops' default ``execution_timeout`` (seconds).
@@ -94,21 +94,6 @@ class LossWatch:
             if lease is None or lease[0] != self.generation:
                 return WorkerLost(worker, "it stopped renewing its lease")
         return None
-
-
-def process_alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 def function_limit(config: dict) -> float | None:

@@ -40,6 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .._process import process_alive
 from ._warm_child import IMPORT_ENV
 
 #: Seconds without a request after which the server exits.
@@ -346,18 +347,8 @@ def _sweep(base: str) -> None:
         if not name.endswith(".sock"):
             continue
         owner = name.split("-", 1)[0]
-        if owner.isdigit() and not _alive(int(owner)):
+        if owner.isdigit() and not process_alive(int(owner)):
             try:
                 os.unlink(os.path.join(base, name))
             except OSError:
                 pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import redis
 
+from .._process import process_alive
 from ._base import KEY_TTL, FitAborted, Reduce, StateStore, StoreSpec, sum_in_worker_order
 from ._codec import decode_array, decode_arrays, encode_array, encode_arrays
 from ._redis_url import connect, redacted
@@ -438,7 +439,7 @@ class RedisStore(StateStore):
         here = socket.gethostname()
         for namespace, owner in self._redis.hgetall(_OWNERS).items():
             host, _, pid = owner.decode().rpartition(":")
-            if host == here and pid.isdigit() and not _process_alive(int(pid)):
+            if host == here and pid.isdigit() and not process_alive(int(pid)):
                 prefix = f"sks:{{{namespace.decode()}}}:"
                 keys = list(self._redis.scan_iter(match=prefix + "*", count=1000))
                 if keys:
@@ -461,13 +462,3 @@ class RedisStore(StateStore):
     def _failure(self) -> str:
         message = self._redis.get(self._key("failure"))
         return message.decode() if message else "the fit was aborted"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

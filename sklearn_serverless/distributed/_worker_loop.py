@@ -34,6 +34,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .._execution._placement import Partition, read_partition
+from .._process import process_alive
 from .._state import FitAborted, StateStore, StoreSpec, open_store, sum_in_worker_order
 from .._state._codec import decode_arrays, encode_arrays
 from ._algorithm import Algorithm, Context
@@ -118,7 +119,7 @@ class _Heartbeat:
         store = open_store(task.store)
         try:
             while not self.done.wait(task.lease / 5):
-                if task.driver_pid is not None and not _driver_alive(task.driver_pid):
+                if task.driver_pid is not None and not process_alive(task.driver_pid):
                     os._exit(1)  # nobody will read what this worker computes
                 try:
                     store.beat(task.worker, task.generation, os.getpid(), task.lease)
@@ -137,16 +138,6 @@ class _Heartbeat:
             store.beat(task.worker, task.generation, 0, task.lease + 2 * task.store.timeout)
         except Exception:  # noqa: BLE001 - the driver then sees the call end instead
             pass
-
-
-def _driver_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:

@@ -55,9 +55,6 @@ EXCEPTIONS: dict[str, dict[str, str]] = {
             "ours reaches; the grid picks another l1_ratio"),
         "test_scores_attribute_layout_elasticnet": (
             "not yet: compares CV scores with sklearn's SAGA at tol=1e-3 to rel=1e-3"),
-        "test_logistic_regression_callback_*": (
-            "not yet: set_callbacks (sklearn.callback) is not supported; per-iteration "
-            "coefficients would have to come from the coordinator"),
     },
 }
 

@@ -49,6 +49,12 @@ _MAX_ITER_MESSAGES = {
     "saga": "The max_iter was reached which means the coef_ did not converge",
 }
 
+#: The solvers that stop tighter than ``tol`` (see LogisticParams.inner_tol):
+#: inner tolerance / tol, so that each reaches at least the accuracy of
+#: scikit-learn's solver of that name at the same tol (measured on
+#: scikit-learn's tests' problems, docs/user_guide/differences.rst).
+_INNER_TOL = {"liblinear": 1e-2, "sag": 1e-2, "saga": 1e-2}
+
 _WARNING_CATEGORIES = {
     "ConvergenceWarning": ConvergenceWarning,
     "LinAlgWarning": scipy.linalg.LinAlgWarning,
@@ -339,7 +345,7 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
         if self.max_iter == 0 and self.solver in _MAX_ITER_MESSAGES:
             # scikit-learn's liblinear, sag and saga return their starting point
             # (L-BFGS-B, which they run here, takes a step even with maxiter=0).
-            result = {**result, "coef": params["coef"], "n_iter": 0}
+            result = {**result, "coef": params.coef, "n_iter": 0}
         self._set_fitted(result, n_features, n_outputs, X.dtype)
         callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata,
                                           reconstruction_attributes={})
@@ -389,7 +395,8 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
             dtype=np.dtype(dtype).str, learning_rate=self.learning_rate,
             intercept_scaling=(float(self.intercept_scaling)
                                if liblinear and self.fit_intercept else None),
-            liblinear=liblinear, **data)
+            liblinear=liblinear, inner_tol=_INNER_TOL.get(self.solver, 0.0) * self.tol or None,
+            **data)
 
     def _initial_coef(self, n_features: int, n_outputs: int) -> np.ndarray:
         """Zeros, or the previous fit's coefficients with ``warm_start``

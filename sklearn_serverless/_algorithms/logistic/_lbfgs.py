@@ -74,4 +74,23 @@ def solve(objective: DistributedObjective, coef: np.ndarray, params: LogisticPar
             objective.rounds.report(np.array([loss], dtype=np.float64), *coef)
     coef, info = lbfgs(objective, coef, max_iter, params.tol, params.verbose, log, report)
     info["max_iter"] = max_iter
-    return {"coef": coef, "lbfgs": info, "n_iter": min(info["nit"], max_iter)}
+    n_iter = min(info["nit"], max_iter)
+    if params.inner_tol is not None and info["status"] == 0 and n_iter < max_iter - 1:
+        coef, steps = _refine(objective, coef, params, max_iter - n_iter - 1, log)
+        n_iter += steps
+    return {"coef": coef, "lbfgs": info, "n_iter": n_iter}
+
+
+def _refine(objective: DistributedObjective, coef: np.ndarray, params: LogisticParams,
+            max_steps: int, log) -> tuple[np.ndarray, int]:
+    """Newton-CG steps from L-BFGS-B's point until max |gradient| <=
+    ``inner_tol`` ('sag', 'saga', 'liblinear' with an L2 penalty): L-BFGS-B
+    stops on ``gtol=tol`` or on its ``ftol`` before the accuracy those
+    solvers reach, a Newton step or two from there gets it. The fit already
+    converged at ``tol``: a step that fails (rounding) just ends it."""
+    from ._newton_cg import newton_cg
+
+    coef, steps, _ = newton_cg(objective, coef, max_iter=max_steps, tol=params.inner_tol,
+                               eps=16 * np.finfo(params.dtype).eps, verbose=params.verbose,
+                               log=log)
+    return coef, steps

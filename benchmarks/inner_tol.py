@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--C", type=float, default=1.0)
     args = parser.parse_args()
     X, y = make_classification(n_samples=args.n_samples, n_features=args.n_features,
-                               n_informative=10, random_state=0)
+                               n_informative=10, n_redundant=0, random_state=0)
     X = StandardScaler().fit_transform(X)
     warnings.simplefilter("ignore")
     reference = ServerlessLogisticRegression(C=args.C, solver="newton-cholesky", tol=1e-10,

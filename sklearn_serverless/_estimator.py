@@ -136,17 +136,23 @@ class ServerlessMixin:
         return run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
                          n_workers=self.n_workers, timeout=self.timeout)
 
-    def _run_distributed(self, algorithm: str, params: dict, columns: dict) -> list[dict]:
+    def _run_distributed(self, algorithm: str, params: dict, columns: dict,
+                         progress=None) -> list[dict]:
+        """``progress`` gets the coordinator's lines and reports (default:
+        the lines are printed when ``verbose``)."""
+        if progress is None and getattr(self, "verbose", 0):
+            progress = _print_line
         outcome = run_distributed(
             ALGORITHMS[algorithm], params, columns, backend=self.backend,
             state_store=self.state_store,
             state_mode=self.state_mode, n_workers=self.n_workers, timeout=self.timeout,
-            progress=_print_line if getattr(self, "verbose", 0) else None,
+            progress=progress,
         )
         self.n_workers_ = outcome.n_workers
         self.timings_ = timings_of(outcome)
         return outcome.results
 
 
-def _print_line(line: str) -> None:
-    print(line, flush=True)
+def _print_line(line) -> None:
+    if isinstance(line, str):  # a coordinator's report (arrays) is not printed
+        print(line, flush=True)

@@ -3,7 +3,9 @@ elastic-net) with ``fit`` split across Lithops workers."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 from types import SimpleNamespace
 
@@ -11,6 +13,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context
+from sklearn.callback import CallbackSupportMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
@@ -46,6 +49,12 @@ _MAX_ITER_MESSAGES = {
     "saga": "The max_iter was reached which means the coef_ did not converge",
 }
 
+#: The solvers that stop tighter than ``tol`` (see LogisticParams.inner_tol):
+#: inner tolerance / tol, so that each reaches at least the accuracy of
+#: scikit-learn's solver of that name at the same tol (measured on
+#: scikit-learn's tests' problems, docs/user_guide/differences.rst).
+_INNER_TOL = {"liblinear": 1e-2, "sag": 1e-2, "saga": 1e-2}
+
 _WARNING_CATEGORIES = {
     "ConvergenceWarning": ConvergenceWarning,
     "LinAlgWarning": scipy.linalg.LinAlgWarning,
@@ -53,8 +62,9 @@ _WARNING_CATEGORIES = {
 }
 
 
-class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin,
-                                   SparseCoefMixin, ServerlessMixin, BaseEstimator):
+class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
+                                   LinearClassifierMixin, SparseCoefMixin, ServerlessMixin,
+                                   BaseEstimator):
     __doc__ = f"""Logistic regression (L2, L1 or elastic-net) fitted by serverless workers.
 
     A drop-in replacement for :class:`sklearn.linear_model.LogisticRegression`:
@@ -239,6 +249,33 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
         self.state_store = state_store
         self.timeout = timeout
 
+    def set_callbacks(self, *callbacks):
+        """Set callbacks (:mod:`sklearn.callback`) for the estimator.
+
+        As in scikit-learn 1.9, iterations are reported for ``solver='lbfgs'``
+        only (a warning otherwise): the coordinator sends each iteration's
+        loss, and coefficients when a callback takes ``fitted_estimator``,
+        to the driver, which calls the hooks in order while the fit runs.
+
+        Parameters
+        ----------
+        *callbacks : callback instances
+            The callbacks to set.
+
+        Returns
+        -------
+        self : estimator instance
+            The estimator instance itself.
+        """
+        if self.solver != "lbfgs":
+            warnings.warn(
+                f"Callbacks are only supported in LogisticRegression for solver='lbfgs' "
+                f"(and so in {type(self).__name__}). This estimator has "
+                f"solver='{self.solver}', callbacks will be ignored during the solving "
+                "of the regression.", stacklevel=2,
+            )
+        return super().set_callbacks(*callbacks)
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
         """Fit the model across serverless workers.
@@ -260,8 +297,14 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
             Fitted estimator.
         """
         penalty = resolve_penalty(self)
+        # scikit-learn's callback tasks: the fit, then one per L-BFGS iteration,
+        # at least one, and the empty one after the last.
+        callback_ctx = self._init_callback_context(max_subtasks=max(self.max_iter, 1) + 1)
         if isinstance(X, Dataset):
-            return self._fit_dataset(X, y, sample_weight, penalty)
+            callback_ctx.call_on_fit_task_begin(estimator=self)
+            self._fit_dataset(X, y, sample_weight, penalty)
+            callback_ctx.call_on_fit_task_end(estimator=self, reconstruction_attributes={})
+            return self
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
                              order="C")
         check_classification_targets(y)
@@ -275,6 +318,7 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
         self._check_execution_params()
         n_samples, n_features = X.shape
         encoded = np.searchsorted(self.classes_, y)
+        original_weight = sample_weight
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
         if self.class_weight is not None:
             class_weight = compute_class_weight(self.class_weight, classes=self.classes_, y=y,
@@ -288,12 +332,24 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
                               sw_sum=float(sample_weight.sum()),
                               coef=self._initial_coef(n_features, n_outputs))
         columns = {"X": X, "y": target.astype(np.float64), "sample_weight": sample_weight}
-        result = self._run_distributed("logistic", params, columns)[0]
+        metadata = None if original_weight is None else {"sample_weight": original_weight}
+        callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
+        bridge = None
+        if self.solver == "lbfgs" and getattr(self, "_skl_callbacks", None):
+            bridge = _CallbackBridge(callback_ctx, self, X, y, metadata, params.coef,
+                                     n_features=n_features, n_outputs=n_outputs)
+            params = replace(params, report=2 if bridge.wants_coef else 1)
+        result = self._run_distributed("logistic", params, columns, progress=bridge)[0]
+        if bridge is not None:
+            bridge.close()
         if self.max_iter == 0 and self.solver in _MAX_ITER_MESSAGES:
             # scikit-learn's liblinear, sag and saga return their starting point
             # (L-BFGS-B, which they run here, takes a step even with maxiter=0).
-            result = {**result, "coef": params["coef"], "n_iter": 0}
-        return self._set_fitted(result, n_features, n_outputs, X.dtype)
+            result = {**result, "coef": params.coef, "n_iter": 0}
+        self._set_fitted(result, n_features, n_outputs, X.dtype)
+        callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata,
+                                          reconstruction_attributes={})
+        return self
 
     def _set_fitted(self, result: dict, n_features: int, n_outputs: int, dtype):
         max_iter_message = _MAX_ITER_MESSAGES.get(self.solver)
@@ -339,7 +395,8 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
             dtype=np.dtype(dtype).str, learning_rate=self.learning_rate,
             intercept_scaling=(float(self.intercept_scaling)
                                if liblinear and self.fit_intercept else None),
-            liblinear=liblinear, **data)
+            liblinear=liblinear, inner_tol=_INNER_TOL.get(self.solver, 0.0) * self.tol or None,
+            **data)
 
     def _initial_coef(self, n_features: int, n_outputs: int) -> np.ndarray:
         """Zeros, or the previous fit's coefficients with ``warm_start``
@@ -396,6 +453,65 @@ class ServerlessLogisticRegression(DatasetClassifierMixin, LinearClassifierMixin
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+class _CallbackBridge:
+    """scikit-learn's ``_LbfgsCallbackBridge``, fed by the coordinator's
+    reports: the driver's ``progress``, called in order while the fit runs.
+
+    The first iteration's task begins with the initial coefficients; each
+    report (iteration number, loss and, when a callback takes
+    ``fitted_estimator``, the coefficients) ends the current iteration's task
+    and begins the next; :meth:`close` ends the one that never ran. Text
+    lines are printed when ``verbose``.
+    """
+
+    def __init__(self, callback_ctx, estimator, X, y, metadata, coef, *, n_features: int,
+                 n_outputs: int):
+        self._ctx, self._estimator = callback_ctx, estimator
+        self._data = {"X": X, "y": y, "metadata": metadata}
+        self._shape = (n_features + int(estimator.fit_intercept), n_outputs)
+        self._dtype = X.dtype
+        self._verbose = estimator.verbose
+        self._seen = 0
+        self.wants_coef = any(
+            "fitted_estimator" in inspect.signature(getattr(callback, hook)).parameters
+            for callback in callback_ctx._callbacks
+            for hook in ("on_fit_task_begin", "on_fit_task_end"))
+        self._task = self._begin(coef)
+
+    def _attributes(self, coef):
+        if coef is None:
+            return None
+        # The workers' flat (d, m) C-order layout back to sklearn's (m, d) rows.
+        coef = np.asarray(coef).reshape(self._shape).T.astype(self._dtype)
+        if self._estimator.fit_intercept:
+            return {"coef_": coef[:, :-1].copy(), "intercept_": coef[:, -1].copy()}
+        return {"coef_": np.ascontiguousarray(coef),
+                "intercept_": np.zeros(self._shape[1], dtype=self._dtype)}
+
+    def _begin(self, coef):
+        task = self._ctx.subcontext(task_name="lbfgs-iter")
+        task.call_on_fit_task_begin(estimator=self._estimator, **self._data,
+                                    reconstruction_attributes=self._attributes(coef))
+        return task
+
+    def __call__(self, entry) -> None:
+        if isinstance(entry, str):
+            if self._verbose:
+                print(entry, flush=True)
+            return
+        if entry.number < self._seen:
+            return  # sent again by a new generation of workers
+        self._seen += 1
+        coef = entry.arrays[1] if len(entry.arrays) > 1 else None
+        self._task.call_on_fit_task_end(estimator=self._estimator, **self._data,
+                                        reconstruction_attributes=self._attributes(coef))
+        self._task = self._begin(coef)
+
+    def close(self) -> None:
+        """End the task of the iteration L-BFGS-B did not run (an empty task)."""
+        self._task.call_on_fit_task_end(estimator=self._estimator)
 
 
 def _check_liblinear(X, n_classes: int) -> None:

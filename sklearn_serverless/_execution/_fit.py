@@ -29,7 +29,7 @@ from .._state import FitAborted, StateStore, StoreSpec, open_store
 from .._state._redis_url import split_ca_bundle
 from ..distributed._algorithm import Algorithm
 from ..distributed._run import ship_by_value
-from ..distributed._worker_loop import WorkerTask, run_worker
+from ..distributed._worker_loop import WorkerTask, read_report, run_worker
 from . import _placement
 from ._backends import (
     Site,
@@ -314,6 +314,8 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
         if failed_at is not None and time.monotonic() - failed_at > stragglers:
             break
         time.sleep(_POLL_SECONDS)
+    if progress is not None:
+        _show_log(store, shown, progress)  # posted after the last read, before the end
     if resume is not None:
         generations.resumed()  # at the latest: the generation has ended
     errors = []
@@ -356,7 +358,9 @@ def _show_log(store: StateStore, start: int, progress: Callable[[str], None]) ->
     except Exception:  # noqa: BLE001 - progress must never break a fit
         return 0
     for line in lines:
-        progress(line)
+        # A coordinator's report (Rounds.report) goes on as a Report, in order.
+        report = read_report(line)
+        progress(line if report is None else report)
     return len(lines)
 
 

@@ -159,8 +159,9 @@ def _checked_columns(data) -> dict:
     return columns
 
 
-def _print_line(line: str) -> None:
-    print(line, flush=True)
+def _print_line(line) -> None:
+    if isinstance(line, str):  # a coordinator's report (arrays) is not printed
+        print(line, flush=True)
 
 
 def timings_of(outcome) -> dict:

@@ -23,6 +23,7 @@ whatever the state mode), ``command`` is the command's name as bytes.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -43,6 +44,9 @@ from ._sharing import Team, fold_partials, fold_table
 STOP = "stop"
 #: Kinds of round: how the partials are combined; a hand-over ends a generation.
 _SUM, _GATHER, _STOP, _HANDOVER = 0, 1, 2, 3
+
+#: A log entry starting with this character is a report (arrays), not a line.
+_REPORT = "\x1e"
 
 #: Columns of the per-round time breakdown, as the paper measured it.
 PHASES = ("compute", "publish", "barrier", "aggregate")
@@ -260,6 +264,7 @@ class Rounds:
         self._limit = limit
         self._longest = 0.0
         self._setup = setup_commands
+        self._reports = 0
 
     @property
     def n_workers(self) -> int:
@@ -315,6 +320,23 @@ class Rounds:
             The line, without its newline.
         """
         self.store.post_log(line)
+
+    def report(self, *arrays: np.ndarray) -> None:
+        """Send numeric arrays to the driver (per-iteration data for callbacks).
+
+        Reports travel in order with the :meth:`log` lines, as raw arrays
+        (never pickle). Each is numbered: a new generation, which runs
+        ``coordinate`` again from the start, sends the same reports again
+        and the driver keeps the first of each number.
+
+        Parameters
+        ----------
+        *arrays : ndarray
+            Plain numeric arrays.
+        """
+        blob = encode_arrays([np.array([self._reports], dtype=np.int64), *arrays])
+        self._reports += 1
+        self.store.post_log(_REPORT + base64.b64encode(blob).decode("ascii"))
 
     def finish(self, *arrays: np.ndarray) -> None:
         """Set the arrays that the final ``'stop'`` command carries.
@@ -381,6 +403,22 @@ class Rounds:
         """Send ``'stop'`` to every worker: the runtime's call, after ``coordinate``."""
         self.store.publish(self.count, _message(_STOP, STOP, self._final), self._record)
         self.worker.handle(STOP, list(self._final))
+
+
+@dataclass(frozen=True)
+class Report:
+    """A coordinator's :meth:`Rounds.report`, as the driver's ``progress`` gets it."""
+
+    number: int
+    arrays: list
+
+
+def read_report(entry: str) -> Report | None:
+    """The report a log entry carries, or None for a text line."""
+    if not entry.startswith(_REPORT):
+        return None
+    number, *arrays = decode_arrays(base64.b64decode(entry[1:]))
+    return Report(int(number[0]), arrays)
 
 
 def _follow(store: StateStore, worker_id: int, worker, clock: _Clock, shares_work: bool,

@@ -48,10 +48,13 @@ def _two_loop(pg: np.ndarray, pairs: list) -> np.ndarray:
 
 
 def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, tol: float,
-          eps: float = 16 * np.finfo(np.float64).eps, verbose: int = 0, log=None
-          ) -> tuple[np.ndarray, int, list]:
+          eps: float = 16 * np.finfo(np.float64).eps, verbose: int = 0, log=None,
+          accept: float | None = None) -> tuple[np.ndarray, int, list]:
     """Minimise until max |pseudo-gradient| <= tol or ``max_iter`` iterations;
     a change of the objective below ``eps`` relative is rounding noise.
+    Stopping early with max |pseudo-gradient| <= ``accept`` (a looser
+    tolerance: the user's, when ``tol`` is the tighter inner one) is no
+    failure: no warning.
 
     Returns the solution, the iterations and the warnings to raise on the
     driver as ``(category, message)``."""
@@ -69,6 +72,9 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
         if verbose and log is not None:
             log(f"OWL-QN iter = {n_iter}, objective {F}, max |pseudo-gradient| {pg_max}")
         if pg_max <= tol:
+            break
+        accepted = accept is not None and pg_max <= accept
+        if n_iter >= max_iter and accepted:
             break
         if n_iter >= max_iter:
             caught.append(("ConvergenceWarning", (
@@ -100,6 +106,8 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
                 break
             t *= 0.5
         else:
+            if accepted:
+                break
             caught.append(("ConvergenceWarning", (
                 f"OWL-QN line search failed at iteration {n_iter} with max "
                 f"|pseudo-gradient| {pg_max:.3g} > tol={tol:g}: the objective cannot "
@@ -119,7 +127,10 @@ def owlqn(objective: DistributedObjective, coef: np.ndarray, *, max_iter: int, t
 
 def solve(objective: DistributedObjective, coef: np.ndarray, params: LogisticParams, log) -> dict:
     """The coordinator's entry point (see :mod:`._coordinator`)."""
+    inner = params.inner_tol
     coef, n_iter, caught = owlqn(objective, coef, max_iter=params.max_iter,
-                                 tol=params.tol, verbose=params.verbose, log=log,
-                                 eps=16 * np.finfo(params.dtype).eps)
+                                 tol=params.tol if inner is None else inner,
+                                 verbose=params.verbose, log=log,
+                                 eps=16 * np.finfo(params.dtype).eps,
+                                 accept=None if inner is None else params.tol)
     return {"coef": coef, "n_iter": n_iter, "warnings": caught}

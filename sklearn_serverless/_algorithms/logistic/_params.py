@@ -38,6 +38,13 @@ class LogisticParams:
     coef: np.ndarray | None = None
     n_outputs: int | None = None
     sw_sum: float | None = None
+    #: The solver's own stopping tolerance when tighter than ``tol`` ('sag',
+    #: 'saga', 'liblinear': the accuracy of scikit-learn's solvers of those
+    #: names); ``tol`` still decides the convergence warnings.
+    inner_tol: float | None = None
+    #: Per-iteration reports to the driver's callbacks ('lbfgs'): 0 none, 1 the
+    #: loss, 2 the loss and the coefficients.
+    report: int = 0
 
     @property
     def _strength(self) -> float:

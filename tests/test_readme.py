@@ -20,7 +20,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import _free_port
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")

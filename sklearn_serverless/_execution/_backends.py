@@ -127,10 +127,9 @@ def closest_backend(backend) -> str:
 
 def unknown_backend_message(backend) -> str:
     """What to say of a backend name Lithops does not have: the closest names."""
-    names = sorted(BACKENDS)
-    hint = closest_backend(backend)
-    return (f"backend {backend!r} is not a Lithops compute backend.{hint} Use 'localhost' "
-            f"(this machine), a complete Lithops config as a dict, or one of {names}.")
+    return (f"backend must be 'localhost' (this machine), a complete Lithops config as a "
+            f"dict, or a Lithops compute backend among {sorted(BACKENDS)}; got "
+            f"{backend!r}.{closest_backend(backend)}")
 
 
 def _module_of(name: str, kind: str) -> str | None:

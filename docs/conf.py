@@ -93,6 +93,11 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc"],
 }
 html_show_sourcelink = False
+# API pages: the estimators' signatures are long; one parameter per line,
+# and a stylesheet that wraps long names instead of clipping them.
+maximum_signature_line_length = 88
+html_static_path = ["_static"]
+html_css_files = ["api.css"]
 
 
 

@@ -16,7 +16,13 @@ _config: contextvars.ContextVar[dict] = contextvars.ContextVar(
 
 
 def get_config() -> dict:
-    """The current settings (see :func:`set_config`)."""
+    """The current settings (see :func:`set_config`).
+
+    Returns
+    -------
+    config : dict
+        Each setting's name and value, ``{'max_replacements': 3}`` by default.
+    """
     return dict(_config.get())
 
 
@@ -47,6 +53,11 @@ def config_context(*, max_replacements: int | None = None) -> Iterator[None]:
     ----------
     max_replacements : int, default=None
         See :func:`set_config`.
+
+    Yields
+    ------
+    None
+        The settings apply inside the ``with`` block.
     """
     token = _config.set(get_config())
     try:

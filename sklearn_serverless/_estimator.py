@@ -6,19 +6,34 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
 from ._algorithms import ALGORITHMS
-from ._execution._backends import BACKENDS, check_backend, check_state_store, open_storage
+from ._execution._backends import (
+    BACKENDS,
+    check_backend,
+    check_state_store,
+    closest_backend,
+    open_storage,
+)
 from ._execution._fit import run_apply, run_distributed
 from ._state import STATE_MODES
 from ._state._redis_url import redacted
 from .distributed._run import timings_of
 
+
+class _SortedStrOptions(StrOptions):
+    """StrOptions whose error message lists the names in alphabetical order
+    (scikit-learn's lists a set's, which changes from run to run)."""
+
+    def __str__(self):
+        return f"a str among {{{', '.join(repr(name) for name in sorted(self.options))}}}"
+
+
 #: Parameter constraints of the execution parameters, merged into each
 #: estimator's ``_parameter_constraints``.
 EXECUTION_CONSTRAINTS = {
-    "backend": [StrOptions(set(BACKENDS)), dict],
+    "backend": [_SortedStrOptions(set(BACKENDS)), dict],
     "state_mode": [StrOptions(set(STATE_MODES))],
     "n_workers": [Interval(Integral, 1, None, closed="left"), None],
     "state_store": [str, None],
@@ -91,6 +106,16 @@ class ServerlessMixin:
     """Runs a built-in algorithm (:data:`sklearn_serverless._algorithms.ALGORITHMS`)
     with the estimator's execution parameters."""
 
+    def _validate_params(self):
+        # A misspelled backend: scikit-learn's message, and the closest names.
+        backend = self.get_params(deep=False).get("backend")
+        if isinstance(backend, str) and backend not in BACKENDS:
+            raise InvalidParameterError(
+                f"The 'backend' parameter of {type(self).__name__} must be 'localhost', a "
+                f"Lithops config dict or a Lithops compute backend among {sorted(BACKENDS)}. "
+                f"Got {backend!r} instead.{closest_backend(backend)}")
+        super()._validate_params()
+
     def _check_execution_params(self) -> None:
         """Errors a fit would hit later, raised before any data is moved."""
         check_backend(self.backend)
@@ -140,7 +165,10 @@ class ServerlessMixin:
                          progress=None) -> list[dict]:
         """``progress`` gets the coordinator's lines and reports (default:
         the lines are printed when ``verbose``)."""
-        if progress is None and getattr(self, "verbose", 0):
+        verbose = getattr(self, "verbose", 0)
+        if verbose:
+            _print_line(self._start_line(columns))
+        if progress is None and verbose:
             progress = _print_line
         outcome = run_distributed(
             ALGORITHMS[algorithm], params, columns, backend=self.backend,
@@ -150,7 +178,72 @@ class ServerlessMixin:
         )
         self.n_workers_ = outcome.n_workers
         self.timings_ = timings_of(outcome)
+        if verbose:
+            for line in fit_summary(self.timings_, self.n_workers_, type(self).__name__):
+                _print_line(line)
         return outcome.results
+
+    def _start_line(self, columns) -> str:
+        """What a verbose fit says before its Lithops map: where it runs."""
+        from ._execution import _warm
+        from ._execution._backends import site_of
+        from ._execution._fit import _worker_count
+
+        site = site_of(self.backend)
+        backend = (repr(self.backend) if isinstance(self.backend, str)
+                   else "a Lithops config dict")
+        try:
+            n_workers = _worker_count(columns, self.backend, self.n_workers)
+            workers = f"{n_workers} worker{'s' if n_workers != 1 else ''}"
+        except Exception:  # noqa: BLE001 - a dataset without a row count yet
+            workers = "workers"
+        if self.n_workers is None:
+            workers += " (n_workers=None: the backend's default for this data)"
+        store = ("embedded SQLite" if self.state_store is None
+                 else redacted(self.state_store))
+        line = (f"[{type(self).__name__}] fit: backend {backend} (compute {site.compute!r}, "
+                f"storage {site.storage!r}), {workers}, state store {store} "
+                f"({self.state_mode}); starting one Lithops map")
+        if site.local_compute and _warm.enabled() and _warm.server_pid() is None:
+            line += ("; the first fit in this process also starts the warm runtime "
+                     "(once: a second or more)")
+        return line
+
+
+#: A verbose fit prints its rounds' times in at most this many lines.
+_ROUND_LINES = 5
+
+
+def fit_summary(timings: dict, n_workers: int, name: str = "fit") -> list[str]:
+    """What a verbose fit says at its end, from its ``timings_``: the start
+    (Lithops map, workers' start and data load), then the time per round,
+    in at most :data:`_ROUND_LINES` blocks of rounds, and the total."""
+    n_rounds = int(timings["n_rounds"])
+    phases = ("compute", "publish", "barrier", "aggregate")
+    # A round lasts as long as its slowest worker's four phases.
+    per_round = (np.sum([timings[phase] for phase in phases], axis=0).max(axis=1)
+                 if n_rounds else np.zeros(0))
+    rounds_total = float(per_round.sum())
+    start = max(0.0, float(timings["fit"]) - rounds_total)
+    load = float(np.max(timings["load"])) if len(timings["load"]) else 0.0
+    lines = [f"[{name}] start: {start:.3f} s before the first round (Lithops map, {n_workers} "
+             f"workers started, data loaded: slowest load {load:.3f} s"
+             + (f", upload {timings['upload']:.3f} s" if timings["upload"] else "") + ")"]
+    step = max(1, -(-n_rounds // _ROUND_LINES))
+    for first in range(0, n_rounds, step):
+        block = slice(first, min(n_rounds, first + step))
+        means = {phase: float(timings[phase][block].max(axis=1).mean()) for phase in phases}
+        rounds = (f"round {first + 1}" if block.stop - first == 1
+                  else f"rounds {first + 1}-{block.stop}")
+        lines.append(f"[{name}] {rounds}: {per_round[block].mean() * 1e3:.1f} ms/round ("
+                     + ", ".join(f"{phase} {value * 1e3:.1f}" for phase, value in means.items())
+                     + " ms, slowest worker)")
+    extra = ""
+    if timings.get("generations", 1) > 1:
+        extra = f", {timings['generations']} generations of workers"
+    lines.append(f"[{name}] done: {n_rounds} rounds in {rounds_total:.3f} s, fit "
+                 f"{float(timings['fit']):.3f} s{extra}")
+    return lines
 
 
 def _print_line(line) -> None:

@@ -339,7 +339,12 @@ def test_bad_input_raises_like_sklearn(X, y, error, match, no_workers):
     (dict(state_mode="sometimes"), "state_mode"),
     (dict(backend="my_laptop"), "backend"),
     (dict(n_workers=0), "n_workers"),
-    (dict(backend="aws_lambda"), "embedded state store cannot work"),
+    # A complete Lambda config (checked offline) and no Redis: the store is what is wrong.
+    (dict(backend={"lithops": {"backend": "aws_lambda", "storage": "aws_s3"},
+                   "aws": {"region": "us-east-1"},
+                   "aws_lambda": {"execution_role": "arn:aws:iam::1:role/lithops"},
+                   "aws_s3": {"storage_bucket": "lithops-bucket"}}),
+     "embedded state store cannot work"),
     (dict(state_store="postgres://db"), "redis URL"),
 ])
 def test_bad_parameters_raise_before_launch(params, match, no_workers):

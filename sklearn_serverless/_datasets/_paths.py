@@ -149,8 +149,19 @@ def list_dataset(path: str, storage: Any, local: bool) -> list[StoredObject]:
         except Exception:  # noqa: BLE001 - no such object: try it as a prefix
             key += os.sep if local else "/"
     if local and not os.path.isdir(key):
-        raise ValueError(f"No file or folder {path!r}.")
-    listed = store.list_objects(bucket, prefix=key)
+        raise ValueError(_no_local_path(path))
+    try:
+        listed = store.list_objects(bucket, prefix=key)
+    except Exception as error:
+        if _no_such_bucket(error):
+            raise ValueError(
+                f"No bucket {bucket!r} in the {getattr(storage, 'backend', '')} storage "
+                f"(reading {path!r}): check the bucket's name, the first part of the path, "
+                "and that the storage's region or endpoint in the Lithops config is the "
+                "one that holds it. This is the data's bucket; Lithops' own storage_bucket "
+                "may be another one, and Lithops creates that one when it is missing."
+            ) from None
+        raise
     found = sorted(
         (StoredObject(bucket, item["Key"], int(item["Size"])) for item in listed
          if _listed(item["Key"][len(key):])),
@@ -159,6 +170,34 @@ def list_dataset(path: str, storage: Any, local: bool) -> list[StoredObject]:
     if not found:
         raise ValueError(f"No data object under {path!r}.")
     return found
+
+
+def _no_such_bucket(error: Exception) -> bool:
+    """Whether a storage error says the bucket does not exist (botocore's
+    NoSuchBucket, or the like of other clouds' libraries)."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict) and response.get("Error", {}).get("Code") in (
+            "NoSuchBucket", "404"):
+        return True
+    text = str(error)
+    return "NoSuchBucket" in text or "bucket does not exist" in text.lower()
+
+
+def _no_local_path(path: str) -> str:
+    """No such local file: and, for a path that names object storage, how to reach it."""
+    message = f"No file or folder {path!r}"
+    scheme = _SCHEME.match(path)
+    if scheme and not path.startswith("file://"):
+        return (f"{message}: with backend='localhost' (localhost storage) a path is a "
+                f"local file or folder, and {scheme.group(0)!r} names object storage. To "
+                "read it where it lies, fit with a backend whose Lithops config has that "
+                "storage: backend='aws_lambda' (your Lithops config file) or a config dict "
+                "such as {'lithops': {'backend': 'localhost', 'storage': 'aws_s3'}, "
+                "'aws_s3': {...}} (workers on this machine, data in S3), with a Redis "
+                "state_store.")
+    return (f"{message} on this machine (backend='localhost' reads local files). For "
+            "data in object storage, fit with a backend whose Lithops config has that "
+            "storage (backend='aws_lambda', ... or a config dict) and a Redis state_store.")
 
 
 def map_objects(function, objects: list) -> list:

@@ -9,6 +9,9 @@ machine's files.
 
 from __future__ import annotations
 
+import copy
+import difflib
+import importlib
 import logging
 import os
 import shutil
@@ -33,6 +36,22 @@ MAX_CLOUD_WORKERS = 64
 _CONTAINER_BACKENDS = {"gcp_cloudrun", "azure_containers", "code_engine", "knative", "k8s",
                        "singularity", "aws_batch"}
 _MACHINE_BACKENDS = {"aws_ec2", "gcp_compute_engine", "azure_vms", "ibm_vpc", "vm"}
+
+#: The pip extra of Lithops that installs what a backend (compute or storage) imports.
+LITHOPS_EXTRAS = {
+    "aws_lambda": "aws", "aws_batch": "aws", "aws_ec2": "aws", "aws_s3": "aws",
+    "gcp_functions": "gcp", "gcp_cloudrun": "gcp", "gcp_compute_engine": "gcp",
+    "gcp_storage": "gcp",
+    "azure_functions": "azure", "azure_containers": "azure", "azure_vms": "azure",
+    "azure_storage": "azure",
+    "ibm_cf": "ibm", "code_engine": "ibm", "ibm_vpc": "ibm", "ibm_cos": "ibm",
+    "k8s": "kubernetes", "knative": "knative", "singularity": "kubernetes",
+    "aliyun_fc": "aliyun", "aliyun_oss": "aliyun", "oracle_f": "oracle", "oracle_oss": "oracle",
+    "minio": "minio", "ceph": "ceph", "redis": "redis",
+}
+#: Where Lithops looks for its config file when a backend is given by name.
+CONFIG_FILE_PLACES = ("$LITHOPS_CONFIG_FILE", "./.lithops_config", "~/.lithops/config",
+                      "/etc/lithops/config")
 
 
 @dataclass(frozen=True)
@@ -92,10 +111,109 @@ def check_backend(backend) -> None:
                 f"compute backend {site.compute!r} cannot reach storage 'localhost': "
                 "give the Lithops config an object storage its functions can reach"
             )
+        check_lithops_config(backend)
         return
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be a Lithops config dict or one of {BACKENDS}; "
-                         f"got {backend!r}")
+        raise ValueError(unknown_backend_message(backend))
+    if backend != LOCALHOST:
+        check_lithops_config(backend)
+
+
+def closest_backend(backend) -> str:
+    """`` Did you mean 'aws_lambda'?`` for a misspelled name, else ``''``."""
+    close = difflib.get_close_matches(str(backend), sorted(BACKENDS), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_backend_message(backend) -> str:
+    """What to say of a backend name Lithops does not have: the closest names."""
+    return (f"backend must be 'localhost' (this machine), a complete Lithops config as a "
+            f"dict, or a Lithops compute backend among {sorted(BACKENDS)}; got "
+            f"{backend!r}.{closest_backend(backend)}")
+
+
+def _module_of(name: str, kind: str) -> str | None:
+    """The Lithops module that implements a compute or storage backend."""
+    if name == LOCALHOST:
+        return None
+    if kind == "storage":
+        return f"lithops.storage.backends.{name}"
+    if name in _MACHINE_BACKENDS:
+        return f"lithops.standalone.backends.{name}"
+    return f"lithops.serverless.backends.{name}"
+
+
+def _check_installed(name: str, kind: str, described: str) -> None:
+    """ImportError naming Lithops' pip extra when a backend's libraries are missing."""
+    module = _module_of(name, kind)
+    if module is None:
+        return
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and not error.name.startswith("lithops"):
+            extra = LITHOPS_EXTRAS.get(name)
+            install = (f"pip install 'lithops[{extra}]'" if extra else
+                       f"pip install the package that provides {error.name!r}")
+            raise ImportError(
+                f"{described}: Lithops' {kind} backend {name!r} needs the module "
+                f"{error.name!r}, which is not installed. Install Lithops' {extra or name} "
+                f"extra in this environment: {install}"
+            ) from None
+        # A Lithops module missing: Lithops does not know this backend; its own check says so.
+
+
+def check_lithops_config(backend) -> None:
+    """Errors of a cloud backend's Lithops config, in the user's terms, raised
+    before anything starts: no config file for a backend given by name, a
+    missing section or setting (Lithops' own validation, which makes no network
+    call), a Lithops extra that is not installed."""
+    described = (f"backend={backend!r}" if isinstance(backend, str)
+                 else "the Lithops config dict given as backend")
+    if isinstance(backend, str):
+        _check_installed(backend, "compute", described)
+        from lithops.config import get_default_config_filename
+
+        filename = get_default_config_filename()
+        if "LITHOPS_CONFIG" not in os.environ and (
+                filename is None or not os.path.exists(os.path.expanduser(filename))):
+            raise ValueError(
+                f"{described} takes its settings (credentials, region, runtime, storage "
+                f"bucket) from your Lithops config file, and there is none (Lithops looks "
+                f"at {', '.join(CONFIG_FILE_PLACES)}). Write one as Lithops documents for "
+                f"{backend!r}, or pass the complete config as a dict: backend={{'lithops': "
+                f"{{'backend': {backend!r}, 'storage': ...}}, {backend!r}: {{...}}, ...}} "
+                "(see the user guide's page 'On a cloud')."
+            )
+    # A dict as given (lithops_config would start the warm server for localhost compute).
+    config = copy.deepcopy(backend) if isinstance(backend, dict) else lithops_config(backend)
+    site = site_of(config)
+    if site.local:
+        return
+    _check_installed(site.compute, "compute", described)
+    _check_installed(site.storage, "storage", described)
+    from lithops.config import default_config
+
+    where = "the config dict" if isinstance(backend, dict) else _config_file_name()
+    try:
+        default_config(config_data=copy.deepcopy(config), load_storage_config=True)
+    except ModuleNotFoundError as error:
+        raise ImportError(f"{described}: {error}. Install the Lithops extra of "
+                          f"{site.compute!r}: pip install 'lithops[all]'") from None
+    except Exception as error:  # noqa: BLE001 - Lithops raises bare Exception
+        raise ValueError(
+            f"{described} (compute {site.compute!r}, storage {site.storage!r}): the Lithops "
+            f"config in {where} is incomplete: {error}. Add it as Lithops documents for "
+            f"{site.compute!r}; the user guide's page 'On a cloud' has a complete example."
+        ) from None
+
+
+def _config_file_name() -> str:
+    from lithops.config import get_default_config_filename
+
+    if "LITHOPS_CONFIG_FILE" not in os.environ and "LITHOPS_CONFIG" in os.environ:
+        return "$LITHOPS_CONFIG"
+    return get_default_config_filename() or "your Lithops config file"
 
 
 def check_state_store(state_store, backend) -> None:

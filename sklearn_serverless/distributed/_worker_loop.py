@@ -247,6 +247,16 @@ class Rounds:
         Where the time of each round's phases is recorded.
     shares_work : bool, default=False
         Partials are chunk tables (the built-in k-means).
+    records : list of bytes, default=()
+        Results of the rounds a previous generation of workers ran: they are
+        answered from these, without a round, until they run out.
+    started : float, default=None
+        When this worker started (``time.perf_counter``), for ``limit``.
+    limit : float, default=None
+        The platform's function time limit in seconds: before it, the run
+        is handed over to a new generation at a round boundary.
+    setup_commands : frozenset of str, default=frozenset()
+        Commands whose messages the store keeps for replacement workers.
     """
 
     def __init__(self, store: StateStore, worker, clock: _Clock, shares_work: bool = False,

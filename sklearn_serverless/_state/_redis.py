@@ -37,6 +37,21 @@ from ._codec import decode_array, decode_arrays, encode_array, encode_arrays
 from ._redis_url import connect, redacted
 
 _ABORT = b"abort"
+#: Claims a worker's slot for a generation, while the fit runs (a call that
+#: starts after the fit ended writes nothing). KEYS: alive, claim. ARGV:
+#: token, key TTL (s). Returns 1 when the token owns the slot.
+_CLAIM = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('set', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2])
+return redis.call('get', KEYS[2]) == ARGV[1] and 1 or 0
+"""
+#: Renews a worker's lease while the fit runs. KEYS: alive, lease. ARGV:
+#: "generation:pid", lease (ms).
+_BEAT = """
+if redis.call('exists', KEYS[1]) == 1 then
+  redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2])
+end
+"""
 #: Fits in progress: namespace -> "host:pid" of their driver.
 _OWNERS = "sks:owners"
 #: Messages up to this size travel in the inboxes themselves.
@@ -373,15 +388,12 @@ class RedisStore(StateStore):
         return sorted(int(r) for r in self._redis.hkeys(self._key("setup")))
 
     def claim(self, worker: int, generation: int, token: str) -> bool:
-        key = self._key("claim", generation, worker)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(key, token, nx=True, ex=KEY_TTL)
-        pipe.get(key)
-        return pipe.execute()[1] == token.encode()
+        return bool(self._redis.eval(_CLAIM, 2, self._key("alive"),
+                                     self._key("claim", generation, worker), token, KEY_TTL))
 
     def beat(self, worker: int, generation: int, pid: int, lease: float) -> None:
-        self._redis.set(self._key("lease", worker), f"{generation}:{pid}",
-                        px=max(1, int(lease * 1000)))
+        self._redis.eval(_BEAT, 2, self._key("alive"), self._key("lease", worker),
+                         f"{generation}:{pid}", max(1, int(lease * 1000)))
 
     def leases(self) -> dict[int, tuple[int, int]]:
         values = self._redis.mget([self._key("lease", w) for w in range(self.n_workers)])

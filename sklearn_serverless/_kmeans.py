@@ -3,7 +3,9 @@ Lithops workers."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from dataclasses import replace
 from functools import partial
 from numbers import Integral, Real
 
@@ -16,6 +18,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.callback import CallbackSupportMixin
 from sklearn.cluster._kmeans import _BaseKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import euclidean_distances
@@ -43,8 +46,8 @@ from ._execution._placement import DerivedRows
 
 
 class ServerlessKMeans(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, ServerlessMixin,
-    BaseEstimator,
+    CallbackSupportMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
+    ServerlessMixin, BaseEstimator,
 ):
     __doc__ = f"""K-Means clustering (Lloyd) fitted by serverless workers.
 
@@ -176,8 +179,15 @@ class ServerlessKMeans(
         self : object
             Fitted estimator.
         """
+        # scikit-learn's callback tasks (sklearn.callback): the fit, then one
+        # per Lloyd iteration of every initialisation, reported while it runs.
+        callback_ctx = self._init_callback_context(
+            max_subtasks=self.max_iter * max(1, self._callback_inits()) + 1)
         if isinstance(X, Dataset):
-            return self._fit_dataset(X, sample_weight)
+            callback_ctx.call_on_fit_task_begin(estimator=self)
+            self._fit_dataset(X, sample_weight)
+            callback_ctx.call_on_fit_task_end(estimator=self, reconstruction_attributes={})
+            return self
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
                           order="C", accept_large_sparse=False)
         self._check_execution_params()
@@ -216,8 +226,25 @@ class ServerlessKMeans(
                 print("Initialization complete")
         params = self._params(X.shape[1], X.dtype, mean_variance=mean_variance,
                               inits=tuple(inits))
-        results = self._run_distributed("kmeans", params, columns)
-        return self._set_fitted(results, x_mean, X.dtype)
+        callback_ctx.call_on_fit_task_begin(estimator=self, X=X)
+        bridge = None
+        if getattr(self, "_skl_callbacks", None):
+            bridge = _IterationTasks(callback_ctx, self, X, x_mean)
+            params = replace(params, report=2 if bridge.wants_centers else 1)
+        results = self._run_distributed("kmeans", params, columns, progress=bridge)
+        if bridge is not None:
+            bridge.close()
+        self._set_fitted(results, x_mean, X.dtype)
+        callback_ctx.call_on_fit_task_end(estimator=self, X=X, reconstruction_attributes={})
+        return self
+
+    def _callback_inits(self) -> int:
+        """Initialisations a fit runs, for the callbacks' task count."""
+        if _is_arraylike_not_scalar(self.init):
+            return 1
+        if self.n_init == "auto":
+            return 1 if isinstance(self.init, str) and self.init == "k-means++" else 10
+        return int(self.n_init)
 
     def _fit_dataset(self, dataset, sample_weight):
         """Fit on a dataset the workers read (see ``read_csv`` & co.): its mean,
@@ -406,3 +433,48 @@ def _mean_variance(X):
     else:
         variances = np.var(X, axis=0)
     return np.mean(variances)
+
+
+class _IterationTasks:
+    """One scikit-learn callback task per Lloyd iteration, fed by the
+    coordinator's reports (the inertia and, when a callback takes
+    ``fitted_estimator``, the centres) while the fit runs; the driver's
+    ``progress``. Text lines are printed when ``verbose``."""
+
+    def __init__(self, callback_ctx, estimator, X, x_mean):
+        self._ctx, self._estimator, self._X = callback_ctx, estimator, X
+        self._x_mean = x_mean
+        self._seen = 0
+        self.wants_centers = any(
+            "fitted_estimator" in inspect.signature(getattr(callback, hook)).parameters
+            for callback in callback_ctx._callbacks
+            for hook in ("on_fit_task_begin", "on_fit_task_end"))
+        self._task = self._begin()
+
+    def _begin(self):
+        task = self._ctx.subcontext(task_name="lloyd-iter")
+        task.call_on_fit_task_begin(estimator=self._estimator, X=self._X)
+        return task
+
+    def __call__(self, entry) -> None:
+        if isinstance(entry, str):
+            if self._estimator.verbose:
+                print(entry, flush=True)
+            return
+        if entry.number < self._seen:
+            return  # sent again by a new generation of workers
+        self._seen += 1
+        attributes = None
+        if len(entry.arrays) > 1:
+            centers = entry.arrays[1]
+            if self._x_mean is not None:
+                centers = centers + self._x_mean
+            attributes = {"cluster_centers_": centers.astype(self._X.dtype),
+                          "inertia_": float(entry.arrays[0][0])}
+        self._task.call_on_fit_task_end(estimator=self._estimator, X=self._X,
+                                        reconstruction_attributes=attributes)
+        self._task = self._begin()
+
+    def close(self) -> None:
+        """End the task begun after the last iteration (an empty task)."""
+        self._task.call_on_fit_task_end(estimator=self._estimator)

@@ -476,3 +476,42 @@ def test_two_fits_at_once_on_one_redis(blobs, redis_server, tmp_path):
     for out in outputs.values():
         np.testing.assert_allclose(np.load(out), reference.cluster_centers_, rtol=1e-10)
     assert redis_server.keys() == []
+
+
+class _IterationRecorder:
+    """A scikit-learn callback (sklearn.callback's protocol) that records
+    each task's end and the fitted estimator's inertia at that point."""
+
+    def __init__(self):
+        self.begins, self.inertias = 0, []
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context, *, X=None, y=None, metadata=None):
+        self.begins += 1
+
+    def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
+                        fitted_estimator=None):
+        self.inertias.append(getattr(fitted_estimator, "inertia_", None))
+
+
+def test_callbacks_get_one_task_per_lloyd_iteration_while_the_fit_runs(blobs, capsys,
+                                                                        leaves_nothing):
+    # The coordinator reports each iteration's inertia and centres through the
+    # store; the driver turns them into scikit-learn's callback tasks.
+    X, init = blobs
+    recorder = _IterationRecorder()
+    model = ServerlessKMeans(5, init=init, n_init=1, tol=0, n_workers=2, verbose=1)
+    model.set_callbacks(recorder).fit(X)
+    verbose = _iteration_inertias(capsys.readouterr().out)
+    # The fit's task, one per iteration, and the empty one after the last.
+    assert recorder.begins == model.n_iter_ + 2
+    # Iterations end in order, each with the inertia of its round; the fit's
+    # own task ends last, with the fitted model.
+    assert len(verbose) == model.n_iter_
+    np.testing.assert_allclose(recorder.inertias[:model.n_iter_], verbose, rtol=1e-12)
+    assert recorder.inertias[-1] == model.inertia_

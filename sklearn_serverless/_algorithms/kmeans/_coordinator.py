@@ -52,7 +52,8 @@ def coordinate(rounds: Rounds, params: KMeansParams) -> dict:
         centers = np.array(init, copy=True)
         k, d = centers.shape
         for i in range(max_iter):
-            total = rounds.allreduce("lloyd", centers, np.array([keep, i == 0, verbose > 0]))
+            inertia_wanted = verbose > 0 or params.report > 0
+            total = rounds.allreduce("lloyd", centers, np.array([keep, i == 0, inertia_wanted]))
             keep = 0
             raw = total[: k * (d + 1)].reshape(k, d + 1)
             sums, weights = raw[:, :-1], raw[:, -1]
@@ -65,6 +66,8 @@ def coordinate(rounds: Rounds, params: KMeansParams) -> dict:
             centers = new_centers
             if verbose:
                 rounds.log(f"Iteration {i}, inertia {inertia}.")
+            if params.report:  # to the driver's callbacks
+                rounds.report(np.array([inertia]), *([centers] if params.report > 1 else []))
             if changed == 0:
                 if verbose:
                     rounds.log(f"Converged at iteration {i}: strict convergence.")

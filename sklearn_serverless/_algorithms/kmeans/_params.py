@@ -32,6 +32,9 @@ class KMeansParams:
     init: str = "given"
     init_array: np.ndarray | None = None
     seeds: tuple[int, ...] = ()
+    #: Per-iteration reports to the driver's callbacks: 0 none, 1 the
+    #: inertia, 2 also the centres.
+    report: int = 0
 
     @property
     def absolute_tol(self) -> float:

@@ -63,15 +63,15 @@ X = rng.standard_normal((300_000, 50)) + rng.integers(0, 4, 300_000)[:, None]
 init = X[:20].copy()
 ServerlessKMeans(3, n_workers=2, max_iter=2).fit(X[:2000])
 kmeans = ALGORITHMS["kmeans"]
-marker = sys.argv[1]
+MARKER, RANK = sys.argv[1], int(sys.argv[2])  # read here: workers have their own argv
 
 class Dying:
     def __init__(self, inner):
         self.inner, self.count = inner, 0
     def handle(self, command, arrays):
         self.count += 1
-        if self.count == 12 and not os.path.exists(marker):
-            open(marker, "w").close()
+        if self.count == 12 and not os.path.exists(MARKER):
+            open(MARKER, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
         return self.inner.handle(command, arrays)
     def result(self):
@@ -81,7 +81,7 @@ class Dying:
 
 def build(data, params, context):
     worker = kmeans.worker(data, params, context)
-    return Dying(worker) if context.rank == int(sys.argv[2]) else worker
+    return Dying(worker) if context.rank == RANK else worker
 
 out = {}
 params = dict(init=init, n_init=1, max_iter=30, tol=0, n_workers=2)
@@ -92,9 +92,10 @@ t = time.perf_counter(); m = ServerlessKMeans(20, **params).fit(X)
 out["killed"] = time.perf_counter() - t
 out["resume"] = m.timings_["generation_ends"][0]["resume_seconds"]
 ALGORITHMS["kmeans"] = kmeans
-config = {"lithops": {"backend": "localhost", "storage": "localhost", "execution_timeout": 6},
-          "localhost": {"runtime": sys.executable, "version": 1}}
-params["max_iter"] = 150
+# No runtime named: the warm runtime serves every generation's map.
+config = {"lithops": {"backend": "localhost", "storage": "localhost", "execution_timeout": 8},
+          "localhost": {"version": 1}}
+params["max_iter"] = 600
 t = time.perf_counter(); ServerlessKMeans(20, **params).fit(X)
 out["long_clean"] = time.perf_counter() - t
 t = time.perf_counter(); m = ServerlessKMeans(20, backend=config, **params).fit(X)

@@ -53,13 +53,14 @@ class Generations:
             raise RuntimeError(
                 f"worker {error.worker} of {self.n_workers} was lost {count} time(s), more "
                 f"than max_replacements={limit}: {error.cause}") from None
-        self._end("lost")
+        self._end("lost", str(error))
 
     def handed_over(self) -> None:
-        self._end("time limit")
+        self._end("time limit", "handed over before the function time limit")
 
-    def _end(self, why: str) -> None:
-        self.ends.append({"generation": self.number, "why": why, "resume_seconds": None})
+    def _end(self, why: str, cause: str) -> None:
+        self.ends.append({"generation": self.number, "why": why, "cause": cause,
+                          "resume_seconds": None})
         self._ended_at = time.perf_counter()
         self.number += 1
 

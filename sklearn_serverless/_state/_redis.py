@@ -413,8 +413,12 @@ class RedisStore(StateStore):
         return None if message is None else message.decode()
 
     def new_generation(self, generation: int) -> None:
+        # Messages up to the round the next generation resumes at (its
+        # coordinator publishes that one again), records, setup messages.
+        resume = self._redis.hlen(self._key("records"))
         kept = {self._key(name) for name in ("records", "setup", "log", "round", "alive")}
-        kept_prefixes = (self._key("message", ""), self._key("claim", ""))
+        kept |= {self._key("message", r) for r in range(max(0, resume - 2), resume)}
+        kept_prefixes = (self._key("claim", ""),)
         stale = [key for key in self._redis.scan_iter(match=self._prefix + "*", count=1000)
                  if key.decode() not in kept and not key.decode().startswith(kept_prefixes)]
         if stale:

@@ -119,6 +119,10 @@ class SQLiteStore(StateStore):
         with self._db:
             for table in ("slot", "accumulator", "failure", "started", "lease"):
                 self._db.execute(f"DELETE FROM {table}")
+            # The round the next generation resumes at is published again by
+            # its coordinator: what the last one left there (a hand-over, a
+            # half-run round) must not reach the new followers first.
+            self._db.execute("DELETE FROM message WHERE round >= (SELECT COUNT(*) FROM record)")
             self._db.execute("INSERT OR REPLACE INTO generation VALUES (0, ?)", (generation,))
 
     def fetch(self, round_: int, worker: int) -> bytes:

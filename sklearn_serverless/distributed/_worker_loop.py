@@ -273,6 +273,7 @@ class Rounds:
         self._started = started if started is not None else time.perf_counter()
         self._limit = limit
         self._longest = 0.0
+        self._live = 0  # rounds this generation ran
         self._setup = setup_commands
         self._reports = 0
 
@@ -394,7 +395,9 @@ class Rounds:
         t5 = time.perf_counter()
         self.clock.add(t2 - t1, (t1 - t0) + (t3 - t2), t4 - t3, t5 - t4,
                        _helped(partial) if self.shares_work else 0)
-        self._longest = max(self._longest, t5 - t0)
+        if self._live:  # a generation's first round waits for its workers' start
+            self._longest = max(self._longest, t5 - t0)
+        self._live += 1
         self._last_end = t5
         self.count += 1
         return total
@@ -404,7 +407,9 @@ class Rounds:
         round boundary: a new one goes on from the records."""
         if self._limit is None:
             return
-        margin = 2 * self._longest + 2.0
+        # Room for the round about to run and its successor's start, and for
+        # the platform's clock starting before this worker's.
+        margin = 2 * self._longest + 1.5
         if time.perf_counter() - self._started + margin > self._limit:
             self.store.publish(self.count, _message(_HANDOVER, STOP, []), self._record)
             raise HandedOver

@@ -234,6 +234,11 @@ def leaves_nothing():
     worker process behind (Redis keys are checked by the tests themselves)."""
     files, folders = _lithops_job_files(), _scratch_folders()
     yield
+    # Pools of workers outlive fits by design (the documented exception): the
+    # test ends them, and then nothing may be left.
+    from sklearn_serverless import shutdown_workers
+
+    shutdown_workers()
     deadline = time.monotonic() + 5
     while True:
         left = {

@@ -373,7 +373,7 @@ def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, si
     """:func:`_collect` for a fit served by a pool: the same checks (a
     worker's error, lost workers, the watchdog), results from the pool's
     files instead of futures. :class:`WorkerLost` when a pool process is gone."""
-    job = pool.submit(tasks)
+    job = pool.submit(run_worker, tasks)
     n = len(tasks)
     watchdog = Watchdog(store, deadlines, site, config)
     losses = LossWatch(store, generations.number, site.local_compute)

@@ -114,8 +114,8 @@ class Pool:
             return None
         return max(1.0, self.limit - (time.monotonic() - self.started) - 1.0)
 
-    def submit(self, tasks: list) -> int:
-        """Send one fit's tasks (slot i runs tasks[i]); the job's id."""
+    def submit(self, entry, tasks: list) -> int:
+        """Send one fit's tasks (slot i runs ``entry(tasks[i], storage)``); the job's id."""
         import cloudpickle
 
         self.jobs += 1
@@ -126,7 +126,7 @@ class Pool:
         for slot, task in enumerate(tasks):
             path = self._path(f"job-{job}-{slot}.pkl")
             with open(f"{path}.partial", "wb") as file:
-                file.write(cloudpickle.dumps(task))
+                file.write(cloudpickle.dumps((entry, task)))
             os.rename(f"{path}.partial", path)
         for slot in range(len(tasks)):
             os.write(self._fds[slot], f"{job}\n".encode())

@@ -5,7 +5,7 @@ The pool's folder (private, 0700, on this machine) holds one FIFO per slot
 (``slot-<i>.fifo``) and one for the owner (``done.fifo``). A job is a line
 ``<job id>`` on the slot's FIFO; its task, a pickled
 :class:`~sklearn_serverless.distributed._worker_loop.WorkerTask`, is the file
-``job-<id>-<slot>.pkl``. The worker runs :func:`run_worker` on it, writes
+``job-<id>-<slot>.pkl`` (with the function to run it, :func:`run_worker`), writes
 ``result-<id>-<slot>.pkl`` (``('ok', result)`` or ``('error', exception)``),
 renamed into place, and writes ``<id> <slot>`` on ``done.fifo``. The line
 ``stop`` ends it. Nothing but job ids travel through the FIFOs: the code of a
@@ -46,8 +46,6 @@ def serve_pool(task: PoolTask, storage=None) -> dict:
     """Entry point of a pool's Lithops call (``storage`` is injected by Lithops)."""
     import cloudpickle
 
-    from ..distributed._worker_loop import run_worker
-
     started = time.monotonic()
     folder = task.folder
     fifo = os.open(os.path.join(folder, f"slot-{task.slot}.fifo"), os.O_RDWR | os.O_NONBLOCK)
@@ -85,18 +83,18 @@ def serve_pool(task: PoolTask, storage=None) -> dict:
             _trace(f"got {job} {task.slot}")
             try:
                 with open(path, "rb") as file:
-                    worker_task = cloudpickle.loads(file.read())
+                    entry, worker_task = cloudpickle.loads(file.read())
                 os.unlink(path)
                 _fresh_like_a_new_call()
                 _trace(f"loaded {job} {task.slot}")
-                outcome = ("ok", run_worker(worker_task, storage))
+                outcome = ("ok", entry(worker_task, storage))
                 _trace(f"ran {job} {task.slot}")
             except BaseException as exc:  # noqa: BLE001 - the fit's error, sent to its driver
                 outcome = ("error", exc)
             _post(folder, job, task.slot, outcome, cloudpickle)
             _trace(f"posted {job} {task.slot}")
             served += 1
-            outcome = worker_task = None
+            outcome = worker_task = entry = None
             collected = False
 
             last = time.monotonic()

@@ -157,7 +157,7 @@ def test_two_processes_at_once_each_get_their_models():
     owners = [_owner(seed, "exit") for seed in (5, 6)]
     outputs = [owner.communicate(timeout=240) for owner in owners]
     pids = []
-    for seed, (owner, (out, err)) in zip((5, 6), zip(owners, outputs)):
+    for seed, owner, (out, err) in zip((5, 6), owners, outputs, strict=True):
         assert owner.returncode == 0, err[-3000:]
         found = json.loads(out.strip().splitlines()[-1])
         X, y = make_classification(700, 5, random_state=seed)

@@ -18,7 +18,6 @@ the platform's function time limit: the owner stops sending it jobs then).
 
 from __future__ import annotations
 
-
 import gc
 import os
 import select

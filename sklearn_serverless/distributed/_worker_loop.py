@@ -23,6 +23,7 @@ whatever the state mode), ``command`` is the command's name as bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .._execution._placement import Partition, read_partition
 from .._state import FitAborted, StateStore, StoreSpec, open_store, sum_in_worker_order
@@ -85,7 +86,7 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
             # A duplicate of a running call (a platform retry): it writes nothing.
             return {"duplicate": True}
         heart = _Heartbeat(task, store)
-        with threadpool_limits(limits=task.n_threads):
+        with _thread_limit(task.n_threads):
             return _run(task, store, storage, started)
     except FitAborted:
         raise
@@ -100,6 +101,20 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
         if heart is not None:
             heart.stop(store)
         store.close()
+
+
+_CONTROLLER: list = []
+
+
+def _thread_limit(n_threads: int | None):
+    """``threadpool_limits`` through one controller per process: a fresh
+    scan of the loaded libraries costs ~1-5 ms per fit, which a worker that
+    serves many fits (a pool) would pay each time."""
+    if n_threads is None:
+        return contextlib.nullcontext()
+    if not _CONTROLLER or _CONTROLLER[0][0] != os.getpid():
+        _CONTROLLER[:] = [(os.getpid(), ThreadpoolController())]
+    return _CONTROLLER[0][1].limit(limits=n_threads)
 
 
 class _Heartbeat:

@@ -252,3 +252,27 @@ def test_an_idle_pool_ends(leaves_nothing):
     # The owner does not hand a fit to it: a new pool serves the next one.
     _same_logistic(ServerlessLogisticRegression(n_workers=2).fit(X, y), X, y)
     assert pool not in _pool._pools
+
+
+@pytest.mark.redis
+def test_the_loopback_cloud_path_uses_a_pool_when_asked(cloud, leaves_nothing):
+    # Localhost compute with remote storage (moto's S3 or Lithops' Redis
+    # storage) and a Redis state store: pools are opt-in there.
+    X, y = make_classification(900, 6, random_state=11)
+    with config_context(worker_pool=True):
+        for C in (0.5, 2.0):
+            model = ServerlessLogisticRegression(C=C, n_workers=2, backend=cloud.config,
+                                                 state_store=cloud.redis.url).fit(X, y)
+            _same_logistic(model, X, y, C=C)
+    assert len(_pool._pools) == 1 and _pool._pools[0].jobs == 2
+    # Each fit's data objects and state keys are gone; the pool's own Lithops
+    # job stays in the storage while it lives.
+    assert [key for key in cloud.objects()
+            if "lithops.jobs" not in key and key not in ("storage/", "storage/lithops.jobs/")] == []
+    assert cloud.state_keys() == []
+    # By default ('auto') that site starts a map per fit.
+    ServerlessLogisticRegression(n_workers=2, backend=cloud.config,
+                                 state_store=cloud.redis.url).fit(X, y)
+    assert _pool._pools[0].jobs == 2
+    shutdown_workers()
+    cloud.assert_empty()

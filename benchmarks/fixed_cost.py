@@ -106,11 +106,63 @@ def run(repeat: int) -> dict:
     return out
 
 
+def cloud_path(repeat: int) -> dict:
+    """The loopback cloud path (localhost compute, moto's S3 as the Lithops
+    storage, a Redis state store, as tests/conftest.py's ``cloud`` fixture):
+    the first and the second of two successive fits in a fresh process state,
+    with a pool (``worker_pool=True``) and without."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from conftest import MotoServer, _start_redis
+
+    from sklearn_serverless import shutdown_workers
+
+    moto, redis = MotoServer(), _start_redis()
+    try:
+        moto.create_bucket("sks-bench")
+        config = {"lithops": {"backend": "localhost", "storage": "minio"},
+                  "minio": moto.storage_config("sks-bench")}
+        X, y = make_classification(2000, 10, random_state=0)
+        out: dict = {}
+        for pooled in (True, False):
+            firsts, seconds = [], []
+            for _ in range(repeat):
+                shutdown_workers()
+                with config_context(worker_pool=pooled):
+                    times = []
+                    for _ in range(2):
+                        started = time.perf_counter()
+                        ServerlessLogisticRegression(n_workers=2, backend=config,
+                                                     state_store=redis.url).fit(X, y)
+                        times.append(time.perf_counter() - started)
+                firsts.append(times[0])
+                seconds.append(times[1])
+            out["pool" if pooled else "no pool"] = {"first": firsts, "second": seconds}
+        shutdown_workers()
+        return out
+    finally:
+        moto.stop()
+        redis.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--cloud", action="store_true",
+                        help="only the loopback cloud path (moto + Redis): first vs second fit")
     args = parser.parse_args()
+    if args.cloud:
+        import statistics
+
+        results = {"machine": machine(), "cloud": cloud_path(args.repeat)}
+        for name, row in results["cloud"].items():
+            print(f"{name:8s} first fit {statistics.median(row['first']) * 1e3:7.1f} ms, "
+                  f"second {statistics.median(row['second']) * 1e3:7.1f} ms")
+        if args.json:
+            write_json(Path(args.json), results)
+        return
     results = run(args.repeat)
     for name, row in results["small"].items():
         extra = ""

@@ -4,8 +4,9 @@ of its owner process one after another (see :mod:`._pool`).
 The pool's folder (private, 0700, on this machine) holds one FIFO per slot
 (``slot-<i>.fifo``) and one for the owner (``done.fifo``). A job is a line
 ``<job id>`` on the slot's FIFO; its task, a pickled
-:class:`~sklearn_serverless.distributed._worker_loop.WorkerTask`, is the file
-``job-<id>-<slot>.pkl`` (with the function to run it, :func:`run_worker`), writes
+:class:`~sklearn_serverless.distributed._worker_loop.WorkerTask` with the
+function that runs it (:func:`run_worker`), is the file
+``job-<id>-<slot>.pkl``. The worker runs it, writes
 ``result-<id>-<slot>.pkl`` (``('ok', result)`` or ``('error', exception)``),
 renamed into place, and writes ``<id> <slot>`` on ``done.fifo``. The line
 ``stop`` ends it. Nothing but job ids travel through the FIFOs: the code of a

@@ -2,11 +2,14 @@
 
 - Small fits: 2,000 x 10, 2 workers, embedded store, after a warm-up fit;
   both estimators against scikit-learn's, interleaved.
-- The floor: an empty Lithops map of 2 calls through the same runtime
-  (executor, map, results, cleanup), and the fit's own rounds times its
-  median synchronisation per round.
+- Fits served by a pool of workers (the default on localhost) and, for the
+  before/after, the same fits with ``worker_pool=False`` (one map per fit).
+- The floor: with a pool, the fit's own rounds times its median
+  synchronisation and compute per round (store round trips); without, plus
+  an empty Lithops map of 2 calls through the same runtime (executor, map,
+  results, cleanup).
 - GridSearchCV of logistic regression over C in {0.01, 0.1, 1, 10}, cv=5,
-  on breast_cancer (as the issue tried it: unscaled), against scikit-learn's.
+  on breast_cancer scaled (as the issue tried it), against scikit-learn's.
 
     python benchmarks/fixed_cost.py --repeat 7 --json out.json
 """
@@ -24,8 +27,9 @@ from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
+from sklearn.preprocessing import StandardScaler
 
-from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression
+from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression, config_context
 
 
 def _identity(x):
@@ -46,6 +50,11 @@ def _empty_map() -> float:
     return time.perf_counter() - started
 
 
+def _no_pool(model, *data):
+    with config_context(worker_pool=False):
+        return model.fit(*data)
+
+
 def run(repeat: int) -> dict:
     X, y = make_classification(2000, 10, random_state=0)
     cases = {
@@ -54,6 +63,8 @@ def run(repeat: int) -> dict:
         "sklearn kmeans": lambda: KMeans(8, random_state=0).fit(X),
         "ours kmeans": lambda: ServerlessKMeans(8, n_workers=2, random_state=0).fit(X),
         "empty map": _empty_map,
+        "no pool logistic": lambda: _no_pool(ServerlessLogisticRegression(n_workers=2), X, y),
+        "no pool kmeans": lambda: _no_pool(ServerlessKMeans(8, n_workers=2, random_state=0), X),
     }
     for fn in cases.values():
         fn()  # warm-up: first imports, the warm server
@@ -61,19 +72,23 @@ def run(repeat: int) -> dict:
     out = {"machine": machine(), "small": {}}
     for name, (stats, model) in timed.items():
         row = {"median": stats["median"], "times": stats["times"]}
-        if name.startswith("ours"):
+        if name.startswith(("ours", "no pool")):
             parts = round_breakdown(model.timings_)
             row.update(n_rounds=parts["n_rounds"], sync=parts["sync"],
                        compute=parts["slowest_compute"])
             row["floor"] = None  # filled below
         out["small"][name] = row
     empty = out["small"]["empty map"]["median"]
-    for name in ("ours logistic", "ours kmeans"):
+    for name in ("ours logistic", "ours kmeans", "no pool logistic", "no pool kmeans"):
         row = out["small"][name]
-        row["floor"] = empty + row["n_rounds"] * (row["sync"] + row["compute"])
-        row["ratio"] = row["median"] / out["small"][name.replace("ours", "sklearn")]["median"]
+        row["floor"] = row["n_rounds"] * (row["sync"] + row["compute"])
+        if name.startswith("no pool"):
+            row["floor"] += empty
+        reference = name.replace("ours", "sklearn").replace("no pool", "sklearn")
+        row["ratio"] = row["median"] / out["small"][reference]["median"]
 
     Xb, yb = load_breast_cancer(return_X_y=True)
+    Xb = StandardScaler().fit_transform(Xb)
     grid = {"C": [0.01, 0.1, 1, 10]}
     searches = {
         "sklearn grid": lambda: GridSearchCV(LogisticRegression(), grid, cv=5).fit(Xb, yb),
@@ -91,11 +106,63 @@ def run(repeat: int) -> dict:
     return out
 
 
+def cloud_path(repeat: int) -> dict:
+    """The loopback cloud path (localhost compute, moto's S3 as the Lithops
+    storage, a Redis state store, as tests/conftest.py's ``cloud`` fixture):
+    the first and the second of two successive fits in a fresh process state,
+    with a pool (``worker_pool=True``) and without."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from conftest import MotoServer, _start_redis
+
+    from sklearn_serverless import shutdown_workers
+
+    moto, redis = MotoServer(), _start_redis()
+    try:
+        moto.create_bucket("sks-bench")
+        config = {"lithops": {"backend": "localhost", "storage": "minio"},
+                  "minio": moto.storage_config("sks-bench")}
+        X, y = make_classification(2000, 10, random_state=0)
+        out: dict = {}
+        for pooled in (True, False):
+            firsts, seconds = [], []
+            for _ in range(repeat):
+                shutdown_workers()
+                with config_context(worker_pool=pooled):
+                    times = []
+                    for _ in range(2):
+                        started = time.perf_counter()
+                        ServerlessLogisticRegression(n_workers=2, backend=config,
+                                                     state_store=redis.url).fit(X, y)
+                        times.append(time.perf_counter() - started)
+                firsts.append(times[0])
+                seconds.append(times[1])
+            out["pool" if pooled else "no pool"] = {"first": firsts, "second": seconds}
+        shutdown_workers()
+        return out
+    finally:
+        moto.stop()
+        redis.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--cloud", action="store_true",
+                        help="only the loopback cloud path (moto + Redis): first vs second fit")
     args = parser.parse_args()
+    if args.cloud:
+        import statistics
+
+        results = {"machine": machine(), "cloud": cloud_path(args.repeat)}
+        for name, row in results["cloud"].items():
+            print(f"{name:8s} first fit {statistics.median(row['first']) * 1e3:7.1f} ms, "
+                  f"second {statistics.median(row['second']) * 1e3:7.1f} ms")
+        if args.json:
+            write_json(Path(args.json), results)
+        return
     results = run(args.repeat)
     for name, row in results["small"].items():
         extra = ""

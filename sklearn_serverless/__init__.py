@@ -8,7 +8,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["ServerlessKMeans", "ServerlessLogisticRegression", "ServerlessLogisticRegressionCV",
-           "config_context", "get_config", "read_csv", "read_npy", "read_parquet", "set_config"]
+           "config_context", "get_config", "read_csv", "read_npy", "read_parquet", "set_config",
+           "shutdown_workers"]
 
 _ESTIMATORS = {
     "ServerlessKMeans": "._kmeans",
@@ -22,6 +23,8 @@ _ESTIMATORS = {
     "config_context": "._config",
     "get_config": "._config",
     "set_config": "._config",
+    # Pools of workers that serve many fits.
+    "shutdown_workers": "._execution._pool",
 }
 
 

@@ -10,6 +10,11 @@ from contextlib import contextmanager
 _DEFAULTS = {
     # Lost workers a fit replaces per slot before it fails (0: none).
     "max_replacements": 3,
+    # Workers that serve many fits: 'auto' (on where they cost nothing idle:
+    # localhost), True, False.
+    "worker_pool": "auto",
+    # Seconds a pool of workers waits for its next fit before it ends.
+    "pool_idle": 60.0,
 }
 _config: contextvars.ContextVar[dict] = contextvars.ContextVar(
     "sklearn_serverless_config", default=_DEFAULTS)
@@ -26,7 +31,8 @@ def get_config() -> dict:
     return dict(_config.get())
 
 
-def set_config(*, max_replacements: int | None = None) -> None:
+def set_config(*, max_replacements: int | None = None, worker_pool=None,
+               pool_idle: float | None = None) -> None:
     """Change a setting for the rest of this thread (or context).
 
     Parameters
@@ -36,22 +42,46 @@ def set_config(*, max_replacements: int | None = None) -> None:
         function is lost (killed, out of memory, a failed host) before it
         fails naming the cause; 0 turns replacement off. Default 3. None
         keeps the current value.
+    worker_pool : {'auto', True, False}, default=None
+        Whether fits are served by pools of long-lived workers that outlive
+        a fit (see the user guide, "Workers that serve many fits"). 'auto'
+        (the default): on when the workers run on this machine with its
+        storage (Lithops localhost), where an idle worker costs nothing but
+        memory; True: also with another Lithops storage. Functions on a
+        cloud platform are not pooled yet. None keeps the current value.
+    pool_idle : float, default=None
+        Seconds a pool's workers wait for the next fit before they end
+        (default 60). Applies to pools started afterwards. None keeps the
+        current value.
     """
     config = get_config()
     if max_replacements is not None:
         if int(max_replacements) < 0:
             raise ValueError(f"max_replacements must be >= 0, got {max_replacements}")
         config["max_replacements"] = int(max_replacements)
+    if worker_pool is not None:
+        if worker_pool not in ("auto", True, False):
+            raise ValueError(f"worker_pool must be 'auto', True or False, got {worker_pool!r}")
+        config["worker_pool"] = worker_pool
+    if pool_idle is not None:
+        if not float(pool_idle) > 0:
+            raise ValueError(f"pool_idle must be > 0 seconds, got {pool_idle}")
+        config["pool_idle"] = float(pool_idle)
     _config.set(config)
 
 
 @contextmanager
-def config_context(*, max_replacements: int | None = None) -> Iterator[None]:
+def config_context(*, max_replacements: int | None = None, worker_pool=None,
+                   pool_idle: float | None = None) -> Iterator[None]:
     """:func:`set_config` for the block of a ``with`` statement only.
 
     Parameters
     ----------
     max_replacements : int, default=None
+        See :func:`set_config`.
+    worker_pool : {'auto', True, False}, default=None
+        See :func:`set_config`.
+    pool_idle : float, default=None
         See :func:`set_config`.
 
     Yields
@@ -61,7 +91,8 @@ def config_context(*, max_replacements: int | None = None) -> Iterator[None]:
     """
     token = _config.set(get_config())
     try:
-        set_config(max_replacements=max_replacements)
+        set_config(max_replacements=max_replacements, worker_pool=worker_pool,
+                   pool_idle=pool_idle)
         yield
     finally:
         _config.reset(token)

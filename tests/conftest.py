@@ -229,11 +229,26 @@ def _describe(pid: int) -> str:
 
 
 @pytest.fixture
+def no_pool(monkeypatch):
+    """Fits of this test start their own map (no pool of workers): for tests
+    that find the workers' processes in the process tree while a fit runs."""
+    from sklearn_serverless import shutdown_workers
+
+    shutdown_workers()
+    monkeypatch.setenv("SKLEARN_SERVERLESS_POOL", "0")
+
+
+@pytest.fixture
 def leaves_nothing():
     """Asserts that the test's fits left no temp folder, Lithops job file or
     worker process behind (Redis keys are checked by the tests themselves)."""
     files, folders = _lithops_job_files(), _scratch_folders()
     yield
+    # Pools of workers outlive fits by design (the documented exception): the
+    # test ends them, and then nothing may be left.
+    from sklearn_serverless import shutdown_workers
+
+    shutdown_workers()
     deadline = time.monotonic() + 5
     while True:
         left = {

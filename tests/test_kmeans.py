@@ -364,6 +364,7 @@ def long_fit_data():
 
 
 @pytest.mark.parametrize("state_store", ["sqlite", "redis"])
+@pytest.mark.usefixtures("no_pool")
 def test_a_killed_worker_is_replaced_and_the_model_does_not_change(long_fit_data, state_store,
                                                                    request, leaves_nothing):
     # An outside SIGKILL of one worker's process mid-fit: a new generation of
@@ -391,6 +392,7 @@ def test_a_killed_worker_is_replaced_and_the_model_does_not_change(long_fit_data
         assert request.getfixturevalue("redis_server").keys() == []
 
 
+@pytest.mark.usefixtures("no_pool")
 def test_a_killed_worker_fails_the_fit_without_replacements(long_fit_data, leaves_nothing):
     from sklearn_serverless import config_context
 
@@ -418,6 +420,7 @@ def test_a_killed_worker_fails_the_fit_without_replacements(long_fit_data, leave
 
 
 @pytest.mark.redis
+@pytest.mark.usefixtures("no_pool")
 def test_redis_stopped_mid_fit(long_fit_data, private_redis, leaves_nothing):
     X, init = long_fit_data
     model = ServerlessKMeans(50, init=init, tol=0, max_iter=10_000, n_workers=2,

@@ -30,7 +30,7 @@ from .._state._redis_url import split_ca_bundle
 from ..distributed._algorithm import Algorithm
 from ..distributed._run import ship_by_value
 from ..distributed._worker_loop import WorkerTask, read_report, run_worker
-from . import _placement
+from . import _placement, _pool
 from ._backends import (
     Site,
     default_n_workers,
@@ -91,71 +91,103 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         url, ca_data = split_ca_bundle(state_store)
         spec = StoreSpec("redis", url, namespace, n_workers, state_mode, deadlines.wait,
                          ca_data)
-    store = partitions = None
+    store = partitions = pool = None
     executors: list = []
     upload = 0.0
     generations = Generations(n_workers)
     limit = function_limit(config)
+    writer = None  # the Lithops executor whose storage holds the fit's objects
+
+    def make_tasks(remaining: float | None) -> list[WorkerTask]:
+        return [
+            WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
+                       peers=tuple(partitions) if site.local and planned is None
+                       and algorithm.shares_work else (),
+                       generation=generations.number, lease=deadlines.lease,
+                       limit=remaining,
+                       driver_pid=os.getpid() if site.local_compute else None)
+            for i in range(n_workers)
+        ]
+
+    def place(fexec) -> None:
+        nonlocal partitions, upload, writer
+        if planned is not None:
+            partitions = planned  # read by the workers where it lies
+        elif site.local:
+            partitions = _placement.plan_files(columns, n_workers, folder, deadlines.wait)
+        else:
+            writer = fexec
+            partitions = _placement.plan_objects(
+                columns, n_workers, fexec.internal_storage.bucket,
+                f"sklearn-serverless/{namespace}",
+            )
+            upload = time.perf_counter()
+            _placement.write_objects(columns, partitions, fexec.storage)
+            upload = time.perf_counter() - upload
+
     try:
         store = open_store(spec, create=True)
+        pool = _pool.acquire(config, site, n_workers, limit,
+                             lambda: _executor(config, site))
         while True:
-            fexec = _executor(config, site)
-            executors.append(fexec)
-            with fexec:
-                if partitions is None:
-                    if planned is not None:
-                        partitions = planned  # read by the workers where it lies
-                    elif site.local:
-                        # Written after the map: the workers start while the driver writes.
-                        partitions = _placement.plan_files(columns, n_workers, folder,
-                                                           deadlines.wait)
-                    else:
-                        partitions = _placement.plan_objects(
-                            columns, n_workers, fexec.internal_storage.bucket,
-                            f"sklearn-serverless/{namespace}",
-                        )
-                        upload = time.perf_counter()
-                        _placement.write_objects(columns, partitions, fexec.storage)
-                        upload = time.perf_counter() - upload
-                tasks = [
-                    WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
-                               peers=tuple(partitions) if site.local and planned is None
-                               and algorithm.shares_work else (),
-                               generation=generations.number, lease=deadlines.lease,
-                               limit=limit,
-                               driver_pid=os.getpid() if site.local_compute else None)
-                    for i in range(n_workers)
-                ]
-                futures = None
+            if pool is not None:
+                pids = []
                 try:
-                    with JobFailures(fexec.executor_id) as failures:
-                        # chunksize=1: one call per worker, never two in one sequential
-                        # chunk. Workers that share this machine's files import this
-                        # package from the interpreter that has it; others get it
-                        # shipped (their runtime needs its dependencies).
-                        futures = fexec.map(
-                            run_worker, [(task,) for task in tasks], chunksize=1,
-                            include_modules=None if site.local else ["sklearn_serverless"],
-                        )
-                        failures.watch(futures[0].job_id)
-                        if site.local and planned is None and generations.number == 0:
+                    if partitions is None:
+                        place(pool.fexec)
+                        if site.local and planned is None:
                             _placement.write_files(columns, folder)
-                        watchdog = Watchdog(store, deadlines, site, config,
-                                            None if site.local else storage_probe(fexec))
-                        losses = LossWatch(store, generations.number, site.local_compute)
-                        results = _collect(fexec, futures, store, deadlines.stragglers,
-                                           progress, failures, watchdog, losses, generations)
+                    results = _collect_pool(pool, make_tasks(pool.remaining()), store,
+                                            deadlines, site, config, progress, generations)
                 except WorkerLost as lost:
                     generations.lost(lost)  # raises once a slot was lost too often
-                    # The others wake with an error, and on this machine their
-                    # processes are stopped when the executor closes.
                     pids = [pid for generation, pid in store.leases().values()
                             if generation == generations.number - 1 and pid]
                     _best_effort(store.abort, "a new generation replaces this one")
                     results = None
                 finally:
-                    if site.local_compute and futures is not None:
-                        _await_job_end(futures)
+                    _pool.release(pool)
+                    pool = None
+            else:
+                fexec = _executor(config, site)
+                executors.append(fexec)
+                with fexec:
+                    if partitions is None:
+                        place(fexec)
+                    tasks = make_tasks(limit)
+                    futures = None
+                    try:
+                        with JobFailures(fexec.executor_id) as failures:
+                            # chunksize=1: one call per worker, never two in one
+                            # sequential chunk. Workers that share this machine's files
+                            # import this package from the interpreter that has it;
+                            # others get it shipped (their runtime needs its
+                            # dependencies).
+                            futures = fexec.map(
+                                run_worker, [(task,) for task in tasks], chunksize=1,
+                                include_modules=None if site.local else ["sklearn_serverless"],
+                            )
+                            failures.watch(futures[0].job_id)
+                            if site.local and planned is None and generations.number == 0:
+                                # Written after the map: the workers start meanwhile.
+                                _placement.write_files(columns, folder)
+                            watchdog = Watchdog(store, deadlines, site, config,
+                                                None if site.local else storage_probe(fexec))
+                            losses = LossWatch(store, generations.number, site.local_compute)
+                            results = _collect(fexec, futures, store, deadlines.stragglers,
+                                               progress, failures, watchdog, losses,
+                                               generations)
+                    except WorkerLost as lost:
+                        generations.lost(lost)  # raises once a slot was lost too often
+                        # The others wake with an error, and on this machine their
+                        # processes are stopped when the executor closes.
+                        pids = [pid for generation, pid in store.leases().values()
+                                if generation == generations.number - 1 and pid]
+                        _best_effort(store.abort, "a new generation replaces this one")
+                        results = None
+                    finally:
+                        if site.local_compute and futures is not None:
+                            _await_job_end(futures)
             if results is not None and not any(r.get("handed_over") for r in results):
                 break
             if results is not None:
@@ -164,7 +196,9 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                 _await_gone(pids, deadlines.wait)
             store.new_generation(generations.number)
     finally:
-        _release(store, executors, partitions, folder)
+        if pool is not None:
+            _best_effort(_pool.release, pool)
+        _release(store, writer, executors, partitions, folder)
     return FitOutcome(results, n_workers, time.perf_counter() - started, upload,
                       generations)
 
@@ -336,6 +370,66 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
     return results
 
 
+def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, site: Site,
+                  config: dict, progress: Callable[[str], None] | None,
+                  generations: Generations) -> list[dict]:
+    """:func:`_collect` for a fit served by a pool: the same checks (a
+    worker's error, lost workers, the watchdog), results from the pool's
+    files instead of futures. :class:`WorkerLost` when a pool process is gone."""
+    job = pool.submit(run_worker, tasks)
+    n = len(tasks)
+    watchdog = Watchdog(store, deadlines, site, config)
+    losses = LossWatch(store, generations.number, site.local_compute)
+    failed_at = None
+    shown = 0
+    checked = time.monotonic()
+    resume = len(store.records()) if generations.number else None
+    outcomes: dict[int, tuple] = {}
+    while True:
+        for slot in pool.wait(job, _POLL_SECONDS) - outcomes.keys():
+            outcomes[slot] = pool.result(job, slot)
+        if progress is not None:
+            shown += _show_log(store, shown, progress)
+        if failed_at is None and any(kind == "error" for kind, _ in outcomes.values()):
+            failed_at = time.monotonic()
+            _best_effort(store.abort, "another worker failed")
+        if len(outcomes) == n:
+            break
+        if failed_at is None and time.monotonic() - checked > _LOSS_SECONDS:
+            checked = time.monotonic()
+            gone = {slot: why for slot, why in pool.lost_slots().items()
+                    if slot < n and slot not in outcomes}
+            try:
+                lost = losses.check(set(outcomes))
+                if resume is not None and store.progress() >= resume:
+                    generations.resumed()
+                    resume = None
+            except Exception:  # noqa: BLE001 - a failing store: the workers report it
+                lost = None
+            if gone and lost is None:
+                slot = min(gone)
+                lost = WorkerLost(slot, gone[slot])
+            if lost is not None and _no_failure(store):
+                raise lost
+        if failed_at is None:
+            problem = watchdog.check()
+            if problem is not None:
+                _best_effort(store.abort, "the driver stopped the fit")
+                raise problem
+        if failed_at is not None and time.monotonic() - failed_at > deadlines.stragglers:
+            break
+    if resume is not None:
+        generations.resumed()
+    errors = [(worker, TimeoutError(f"no result within {deadlines.stragglers:g} s"))
+              for worker in range(n) if worker not in outcomes]
+    errors += [(worker, value) for worker, (kind, value) in sorted(outcomes.items())
+               if kind == "error"]
+    if errors:
+        worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
+        raise _named(exc, worker, n) from exc
+    return [outcomes[worker][1] for worker in range(n)]
+
+
 def _await_job_end(futures, seconds: float = 2.0) -> None:
     """Wait (briefly) for a finished job's localhost runner to write its end
     marker: the runner does so after the results are in, and leaving the
@@ -410,13 +504,13 @@ def _named(exc: BaseException, worker: int, n_workers: int) -> BaseException:
     return named
 
 
-def _release(store, executors: list, partitions, folder: str) -> None:
+def _release(store, writer, executors: list, partitions, folder: str) -> None:
     """Delete everything the fit wrote; each step runs even if one fails."""
     steps = []
     if store is not None:
         steps += [store.cleanup, store.close]
-    if executors and partitions and partitions[0].kind == "objects":
-        steps.append(lambda: _placement.delete_objects(partitions, executors[0].storage))
+    if writer is not None and partitions and partitions[0].kind == "objects":
+        steps.append(lambda: _placement.delete_objects(partitions, writer.storage))
     steps += [lambda fexec=fexec: delete_lithops_job(fexec) for fexec in executors]
     steps.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     for step in steps:
@@ -432,7 +526,7 @@ def _best_effort(step, *args) -> None:
         logging.getLogger(__name__).debug("best-effort step failed", exc_info=True)
 
 
-_FOLDER = re.compile(r"^sklearn-serverless-(\d+)-")
+_FOLDER = re.compile(r"^sklearn-serverless-(?:pool-)?(\d+)-")
 
 
 def _sweep_orphans() -> None:

@@ -22,7 +22,7 @@ PRELOAD = (
     "lithops.storage.backends.localhost.localhost",
     "sklearn_serverless._state", "sklearn_serverless._state._sqlite",
     "sklearn_serverless._state._redis", "sklearn_serverless._execution._placement",
-    "sklearn_serverless.distributed._worker_loop",
+    "sklearn_serverless.distributed._worker_loop", "sklearn_serverless._execution._pool_worker",
     # Every built-in algorithm, from its registry.
     "sklearn_serverless._algorithms",
 )

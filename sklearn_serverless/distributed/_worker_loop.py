@@ -24,6 +24,7 @@ whatever the state mode), ``command`` is the command's name as bytes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import threading
 import time
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .._execution._placement import Partition, read_partition
 from .._process import process_alive
@@ -90,7 +91,7 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
             # A duplicate of a running call (a platform retry): it writes nothing.
             return {"duplicate": True}
         heart = _Heartbeat(task, store)
-        with threadpool_limits(limits=task.n_threads):
+        with _thread_limit(task.n_threads):
             return _run(task, store, storage, started)
     except FitAborted:
         raise
@@ -105,6 +106,20 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
         if heart is not None:
             heart.stop(store)
         store.close()
+
+
+_CONTROLLER: list = []
+
+
+def _thread_limit(n_threads: int | None):
+    """``threadpool_limits`` through one controller per process: a fresh
+    scan of the loaded libraries costs ~1-5 ms per fit, which a worker that
+    serves many fits (a pool) would pay each time."""
+    if n_threads is None:
+        return contextlib.nullcontext()
+    if not _CONTROLLER or _CONTROLLER[0][0] != os.getpid():
+        _CONTROLLER[:] = [(os.getpid(), ThreadpoolController())]
+    return _CONTROLLER[0][1].limit(limits=n_threads)
 
 
 class _Heartbeat:

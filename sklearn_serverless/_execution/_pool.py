@@ -1,0 +1,329 @@
+"""Pools of workers that outlive a fit.
+
+One Lithops map starts ``size`` long-lived calls (:func:`._pool_worker.serve_pool`);
+they serve the fits of the process that started them (their owner), one fit
+at a time, until they have been idle for ``pool_idle`` seconds
+(:func:`sklearn_serverless.set_config`), their owner ends (also when it is
+killed) or half the platform's function time limit has passed. A fit that
+finds an idle pool of its Lithops config with enough slots sends its
+:class:`WorkerTask` s to it instead of starting a map (see
+:func:`._fit.run_distributed`); its data, state store and deadlines are its
+own, exactly as with a map.
+
+A pool serves one fit at a time. A fit that finds every matching pool busy
+starts a pool of its own (at most :data:`MAX_POOLS` per process; beyond that
+it runs on a one-off map). A pool whose fit did not end cleanly (a worker
+lost or stuck, the driver interrupted) is discarded: its processes are
+stopped and its files deleted. Pools are Linux-only (FIFOs) and need the
+workers on this machine (Lithops localhost compute); with localhost storage
+too they are on by default, with another storage only when
+``worker_pool=True``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import select
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+from .._config import get_config
+from ._backends import Site, delete_lithops_job
+from ._generations import process_alive
+from ._watch import JobFailures
+
+#: Pools one process keeps at most.
+MAX_POOLS = 4
+#: A pool is not handed a fit this close (seconds) to its workers' idle end.
+IDLE_MARGIN = 2.0
+
+_lock = threading.Lock()
+_pools: list[Pool] = []
+_owner = [os.getpid()]
+
+
+def enabled(site: Site) -> bool:
+    """Whether fits on this site use pools (see module doc)."""
+    if not sys.platform.startswith("linux") or not site.local_compute:
+        return False
+    if os.environ.get("SKLEARN_SERVERLESS_POOL", "1").strip() in ("0", "false"):
+        return False
+    setting = get_config()["worker_pool"]
+    if setting == "auto":
+        return site.local
+    return bool(setting)
+
+
+class Pool:
+    """The owner's handle on one pool (see module doc)."""
+
+    def __init__(self, key: str, size: int, config: dict, site: Site, idle: float,
+                 limit: float | None, executor_factory):
+        self.key, self.size, self.site, self.idle = key, size, site, idle
+        self.limit = limit
+        self.retire = None if limit is None else limit / 2
+        self.busy = True
+        self.broken = False
+        self.started = self.last_used = time.monotonic()
+        self.jobs = 0
+        self.outstanding: set[int] = set()
+        self._pids: dict[int, int] = {}
+        self._done_lines = b""
+        self._posted: dict[int, set[int]] = {}
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self.folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-pool-{os.getpid()}-",
+                                       dir=base)
+        self.fexec = None
+        self.failures = None
+        self._fds: list[int] = []
+        try:
+            for slot in range(size):
+                os.mkfifo(self._path(f"slot-{slot}.fifo"), 0o600)
+                self._fds.append(os.open(self._path(f"slot-{slot}.fifo"),
+                                         os.O_RDWR | os.O_NONBLOCK))
+            os.mkfifo(self._path("done.fifo"), 0o600)
+            self._done = os.open(self._path("done.fifo"), os.O_RDWR | os.O_NONBLOCK)
+            from ._pool_worker import PoolTask, serve_pool
+
+            self.fexec = executor_factory()
+            tasks = [(PoolTask(slot, self.folder, idle, os.getpid(), self.retire),)
+                     for slot in range(size)]
+            self.failures = JobFailures(self.fexec.executor_id).__enter__()
+            self.futures = self.fexec.map(
+                serve_pool, tasks, chunksize=1,
+                include_modules=None if site.local else ["sklearn_serverless"])
+            self.failures.watch(self.futures[0].job_id)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.folder, name)
+
+    # -- one fit ------------------------------------------------------------
+
+    def remaining(self) -> float | None:
+        """Seconds of the function time limit left to a task sent now."""
+        if self.limit is None:
+            return None
+        return max(1.0, self.limit - (time.monotonic() - self.started) - 1.0)
+
+    def submit(self, entry, tasks: list) -> int:
+        """Send one fit's tasks (slot i runs ``entry(tasks[i], storage)``); the job's id."""
+        import cloudpickle
+
+        self.jobs += 1
+        job = self.jobs
+        self.outstanding = set(range(len(tasks)))
+        self._posted[job] = set()
+        self._n_tasks = len(tasks)
+        for slot, task in enumerate(tasks):
+            path = self._path(f"job-{job}-{slot}.pkl")
+            with open(f"{path}.partial", "wb") as file:
+                file.write(cloudpickle.dumps((entry, task)))
+            os.rename(f"{path}.partial", path)
+        for slot in range(len(tasks)):
+            os.write(self._fds[slot], f"{job}\n".encode())
+        return job
+
+    def wait(self, job: int, seconds: float) -> set[int]:
+        """Slots that posted their result of ``job`` (waits up to ``seconds``
+        for a new one)."""
+        posted = self._posted[job]
+        if len(posted) < self._n_tasks:
+            ready, _, _ = select.select([self._done], [], [], seconds)
+            if ready:
+                try:
+                    self._done_lines += os.read(self._done, 4096)
+                except BlockingIOError:
+                    pass
+                *lines, self._done_lines = self._done_lines.split(b"\n")
+                for line in lines:
+                    done_job, slot = map(int, line.split())
+                    if done_job in self._posted:
+                        self._posted[done_job].add(slot)
+        return set(posted)
+
+    def result(self, job: int, slot: int):
+        """``('ok', result)`` or ``('error', exception)`` of a posted slot."""
+        import cloudpickle
+
+        path = self._path(f"result-{job}-{slot}.pkl")
+        with open(path, "rb") as file:
+            outcome = cloudpickle.loads(file.read())
+        os.unlink(path)
+        self.outstanding.discard(slot)
+        return outcome
+
+    def lost_slots(self) -> dict[int, str]:
+        """Slots whose pool process is gone, with why."""
+        lost = {}
+        if self.failures is not None and self.failures.seen:
+            return {slot: f"the pool's Lithops job failed: {self.failures.detail()}"
+                    for slot in range(self.size)}
+        for slot in range(self.size):
+            pid = self._pid(slot)
+            if pid is not None and not process_alive(pid):
+                lost[slot] = f"its pool process {pid} is gone"
+        return lost
+
+    def _pid(self, slot: int) -> int | None:
+        pid = self._pids.get(slot)
+        if pid is None:
+            try:
+                with open(self._path(f"slot-{slot}.pid"), "rb") as file:
+                    pid = self._pids[slot] = int(file.read())
+            except (OSError, ValueError):
+                return None
+        return pid
+
+    def pids(self) -> list[int]:
+        return [pid for pid in map(self._pid, range(self.size)) if pid is not None]
+
+    def usable(self, now: float) -> bool:
+        """Idle, alive and far enough from its workers' idle and age limits."""
+        if self.busy or self.broken or self.fexec is None:
+            return False
+        if now - self.last_used > self.idle - IDLE_MARGIN:
+            return False
+        if self.retire is not None and now - self.started > self.retire - IDLE_MARGIN:
+            return False
+        return not self.lost_slots()
+
+    # -- its end ------------------------------------------------------------
+
+    def shutdown(self, grace: float = 2.0) -> None:
+        """Stop the workers (politely, then by closing the executor), delete
+        the pool's Lithops job and folder. Every step runs."""
+        self.broken = True
+        for fd in self._fds:
+            try:
+                os.write(fd, b"stop\n")
+            except OSError:
+                pass
+        pids = self.pids()
+        deadline = time.monotonic() + (grace if not self.outstanding else 0.2)
+        while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if self.fexec is not None:
+            self._await_job_end(deadline + 0.5)
+            for step in (lambda: self.fexec.__exit__(None, None, None),
+                         lambda: delete_lithops_job(self.fexec)):
+                try:
+                    step()
+                except Exception:  # noqa: BLE001
+                    logging.getLogger(__name__).debug("pool shutdown step", exc_info=True)
+        if self.failures is not None:
+            self.failures.__exit__()
+        for fd in [*self._fds, getattr(self, "_done", None)]:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._fds = []
+        self._done = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _await_job_end(self, deadline: float) -> None:
+        """The localhost runner writes its end marker after the calls end:
+        wait for it (bounded), so the cleanup comes after it."""
+        if not self.site.local_compute or not getattr(self, "futures", None):
+            return
+        from lithops.constants import JOBS_DIR
+
+        marker = os.path.join(JOBS_DIR, f"{self.futures[0].job_key}.done")
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+
+def _key(config: dict) -> str:
+    stripped = {name: ({k: v for k, v in value.items() if k != "worker_processes"}
+                       if isinstance(value, dict) else value)
+                for name, value in config.items()}
+    return json.dumps(stripped, sort_keys=True, default=repr)
+
+
+def acquire(config: dict, site: Site, n_workers: int, limit: float | None,
+            executor_factory) -> Pool | None:
+    """An idle pool for a fit of ``n_workers`` on this config, marked busy;
+    a new one when none is idle; None when pools are off or too many are busy."""
+    if not enabled(site):
+        return None
+    key = _key(config)
+    idle = float(get_config()["pool_idle"])
+    retired = []
+    try:
+        with _lock:
+            _forget_if_forked()
+            now = time.monotonic()
+            for pool in list(_pools):
+                if not pool.busy and not pool.usable(now):
+                    _pools.remove(pool)
+                    retired.append(pool)
+            for pool in _pools:
+                if not pool.busy and pool.key == key and pool.size >= n_workers:
+                    pool.busy = True
+                    return pool
+            while len(_pools) >= MAX_POOLS:
+                idle_pools = [pool for pool in _pools if not pool.busy]
+                if not idle_pools:
+                    return None
+                oldest = min(idle_pools, key=lambda pool: pool.last_used)
+                _pools.remove(oldest)
+                retired.append(oldest)
+            pool = Pool(key, n_workers, config, site, idle, limit, executor_factory)
+            _pools.append(pool)
+            return pool
+    finally:
+        for pool in retired:
+            pool.shutdown()
+
+
+def release(pool: Pool) -> None:
+    """The fit is over: the pool serves the next one if every slot answered
+    it, else it is discarded."""
+    clean = not pool.outstanding and not pool.broken
+    with _lock:
+        if clean:
+            pool.busy = False
+            pool.last_used = time.monotonic()
+            return
+        if pool in _pools:
+            _pools.remove(pool)
+    pool.shutdown()
+
+
+def shutdown_workers() -> None:
+    """End every pool of workers of this process now (see the user guide's
+    "Workers that serve many fits"): their processes stop, their files are
+    deleted. A pool serving a fit is stopped too (the fit then falls back to
+    a new map). The next fit starts a new pool."""
+    with _lock:
+        _forget_if_forked()
+        pools = list(_pools)
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown()
+
+
+def live_pids() -> list[int]:
+    """Processes of this process's live pools (their workers)."""
+    with _lock:
+        return [pid for pool in _pools for pid in pool.pids()]
+
+
+def _forget_if_forked() -> None:
+    """A forked child owns none of its parent's pools."""
+    if _owner[0] != os.getpid():
+        _owner[0] = os.getpid()
+        _pools.clear()
+
+
+atexit.register(shutdown_workers)

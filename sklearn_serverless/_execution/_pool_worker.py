@@ -80,19 +80,15 @@ def serve_pool(task: PoolTask, storage=None) -> dict:
             if job == "stop":
                 break
             path = os.path.join(folder, f"job-{job}-{task.slot}.pkl")
-            _trace(f"got {job} {task.slot}")
             try:
                 with open(path, "rb") as file:
                     entry, worker_task = cloudpickle.loads(file.read())
                 os.unlink(path)
                 _fresh_like_a_new_call()
-                _trace(f"loaded {job} {task.slot}")
                 outcome = ("ok", entry(worker_task, storage))
-                _trace(f"ran {job} {task.slot}")
             except BaseException as exc:  # noqa: BLE001 - the fit's error, sent to its driver
                 outcome = ("error", exc)
             _post(folder, job, task.slot, outcome, cloudpickle)
-            _trace(f"posted {job} {task.slot}")
             served += 1
             outcome = worker_task = entry = None
             collected = False
@@ -145,10 +141,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _trace(line: str) -> None:
-    path = os.environ.get("SKLEARN_SERVERLESS_POOL_TRACE")
-    if path:
-        with open(path, "a") as file:
-            file.write(f"{time.time():.4f} {line}\n")

@@ -363,6 +363,35 @@ def long_fit_data():
     return X, X[:50].copy()
 
 
+def _wait_for_recorded_rounds(redis_url: str | None, count: int) -> None:
+    """Until this process's running fit has recorded ``count`` rounds in its
+    store (the embedded one in its fit folder, or Redis)."""
+    import glob
+    import sqlite3
+
+    import redis
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        recorded = 0
+        if redis_url:
+            client = redis.Redis.from_url(redis_url)
+            recorded = max([client.hlen(key) for key in client.scan_iter("sks:*:records")],
+                           default=0)
+            client.close()
+        else:
+            for path in glob.glob(f"/dev/shm/sklearn-serverless-{os.getpid()}-*/state.db"):
+                try:
+                    with sqlite3.connect(path, timeout=1) as db:
+                        recorded = db.execute("SELECT COUNT(*) FROM record").fetchone()[0]
+                except sqlite3.Error:
+                    pass
+        if recorded >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the fit did not record {count} rounds within 30 s")
+
+
 @pytest.mark.parametrize("state_store", ["sqlite", "redis"])
 @pytest.mark.usefixtures("no_pool")
 def test_a_killed_worker_is_replaced_and_the_model_does_not_change(long_fit_data, state_store,
@@ -374,10 +403,7 @@ def test_a_killed_worker_is_replaced_and_the_model_does_not_change(long_fit_data
     model = ServerlessKMeans(50, init=init, tol=0, max_iter=40, n_workers=2,
                              state_store=url, timeout=20)
     thread, outcome = _fit_in_thread(model, X)
-    deadline = time.monotonic() + 30
-    while len(_worker_pids(os.getpid())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # well inside the Lloyd iterations
+    _wait_for_recorded_rounds(url, 5)  # well inside the Lloyd iterations
     victims = _worker_pids(os.getpid())
     assert len(victims) == 2, victims
     os.kill(max(victims), signal.SIGKILL)

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
 from ._algorithms import ALGORITHMS
+from ._execution._apply import run_apply
 from ._execution._backends import (
     BACKENDS,
     check_backend,
@@ -16,7 +17,7 @@ from ._execution._backends import (
     closest_backend,
     open_storage,
 )
-from ._execution._fit import run_apply, run_distributed
+from ._execution._fit import run_distributed
 from ._state import STATE_MODES
 from ._state._redis_url import redacted
 from .distributed._run import timings_of

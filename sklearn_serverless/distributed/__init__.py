@@ -16,7 +16,7 @@ Worker code may use numpy, scipy and its own modules, never scikit-learn
 """
 
 from ._algorithm import Algorithm, Context, Worker
+from ._rounds import Rounds
 from ._run import RunResult, run
-from ._worker_loop import Rounds
 
 __all__ = ["Algorithm", "Context", "Rounds", "RunResult", "Worker", "run"]

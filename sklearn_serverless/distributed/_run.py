@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._algorithm import Algorithm
-from ._worker_loop import PHASES
+from ._rounds import PHASES
 
 
 @dataclass

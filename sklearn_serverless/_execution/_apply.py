@@ -1,0 +1,85 @@
+"""A fitted model applied to a dataset where it lies: one Lithops map whose
+calls each read their part of the objects and return the model's output for
+their rows (``predict``, ``transform``, ... of a dataset), in dataset order.
+No shared state, no rounds; nothing left behind, as a fit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..distributed._algorithm import Algorithm
+from . import _placement
+from ._backends import delete_lithops_job, lithops_config, site_of
+from ._collect import _POLL_SECONDS, _await_job_end, _best_effort, _finished
+from ._deadlines import Deadlines
+from ._fit import _executor, _worker_count
+from ._watch import JobFailures
+
+
+def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend,
+              n_workers: int | None, timeout: float) -> list[dict]:
+    """One Lithops map that applies a fitted model to a resolved dataset
+    where it lies (``algorithm.outputs[what]``, see :func:`apply_model`);
+    the calls' results in dataset order. Leaves nothing behind, as a fit."""
+    output = algorithm.outputs[what]
+
+    partitions = _placement.plan_dataset(dataset, _worker_count(dataset, backend, n_workers))
+    config = lithops_config(backend, len(partitions))
+    site = site_of(config)
+    deadlines = site.deadlines(timeout)
+    fexec = _executor(config, site)
+    try:
+        with fexec:
+            futures = fexec.map(
+                apply_model, [(ApplyTask(output, arrays, p),) for p in partitions], chunksize=1,
+                include_modules=None if site.local else ["sklearn_serverless"],
+                timeout=deadlines.apply_call,
+            )
+            try:
+                results = _apply_results(fexec, futures, deadlines)
+            finally:
+                if site.local_compute:
+                    _await_job_end(futures)
+    finally:
+        _best_effort(delete_lithops_job, fexec)
+    return list(results)
+
+
+@dataclass(frozen=True)
+class ApplyTask:
+    """What one call computes: ``output(rows, arrays)`` on its rows."""
+
+    output: Callable[[dict, dict], dict]
+    arrays: dict
+    partition: _placement.Partition
+
+
+def apply_model(task: ApplyTask, storage=None) -> dict:
+    """Entry point of a Lithops call applying a model (``storage`` is
+    injected by Lithops). No shared state: one map, no rounds."""
+    rows = _placement.read_partition(task.partition, storage)
+    return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays)}
+
+
+def _apply_results(fexec, futures, deadlines: Deadlines) -> list:
+    """Every call's result, in order; a call's error is raised. Each call is
+    limited in the function (Lithops' map timeout); the driver
+    gives up a little after that, so a call whose process died without a
+    status (Lithops' localhost engine leaves it pending) cannot hang it."""
+    from lithops.wait import ALWAYS
+
+    deadline = time.monotonic() + deadlines.apply_all
+    with JobFailures(fexec.executor_id) as failures:
+        failures.watch(futures[0].job_id)
+        while not all(_finished(future) for future in futures):
+            if failures.seen:
+                raise RuntimeError(f"the Lithops job failed: {failures.detail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the calls applying the model gave no result within "
+                                   f"{deadlines.apply_all:g} s")
+            fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
+            time.sleep(_POLL_SECONDS)
+    return [future.result(throw_except=True, internal_storage=fexec.internal_storage)
+            for future in futures]

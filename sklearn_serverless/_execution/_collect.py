@@ -1,0 +1,244 @@
+"""Waiting for a fit's workers: their results, the first error named by
+its worker, and the workers lost on the way (see :mod:`._generations`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from .._datasets import DataError
+from .._process import process_alive
+from .._state import FitAborted, StateStore
+from ..distributed._rounds import read_report
+from ..distributed._worker_loop import run_worker
+from ._backends import (
+    Site,
+)
+from ._deadlines import Deadlines
+from ._generations import Generations, LossWatch, WorkerLost
+from ._watch import JobFailures, Watchdog
+
+_POLL_SECONDS = 0.005
+#: How often the driver looks for lost workers (a store read).
+_LOSS_SECONDS = 0.25
+
+
+def _collect(fexec, futures, store: StateStore, stragglers: float,
+             progress: Callable[[str], None] | None, failures: JobFailures,
+             watchdog: Watchdog, losses: LossWatch, generations: Generations) -> list[dict]:
+    """Wait for every worker; on the first failure wake the others, and raise
+    the root cause naming its worker; :class:`WorkerLost` for a worker whose
+    function is gone without an error of its own. Never waits for ever:
+    after a failure stragglers get ``stragglers`` seconds."""
+    from lithops.wait import ALWAYS
+
+    failed_at = None
+    shown = 0
+    checked = time.monotonic()
+    resume = len(store.records()) if generations.number else None
+    while True:
+        fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
+        if progress is not None:
+            shown += _show_log(store, shown, progress)
+        if failed_at is None and any(f.error for f in futures):
+            # A call that failed is the fit's error (the worker's own, or the
+            # platform's: a storage gone, ...), unless its function was lost:
+            # its process killed (Lithops says so) before it could report.
+            worker = next(w for w, f in enumerate(futures) if f.error)
+            cause = _call_error(futures[worker], fexec)
+            if _no_failure(store) and _function_lost(cause):
+                raise WorkerLost(worker, cause)
+            failed_at = time.monotonic()
+            _best_effort(store.abort, "another worker failed")
+        if all(_finished(f) for f in futures):
+            break
+        if failed_at is None and failures.seen:
+            _best_effort(store.abort, "the Lithops job failed")
+            raise RuntimeError(f"the Lithops job running the workers failed: {failures.detail()}")
+        if failed_at is None and time.monotonic() - checked > _LOSS_SECONDS:
+            checked = time.monotonic()
+            finished = {w for w, f in enumerate(futures) if _finished(f)}
+            try:
+                lost = losses.check(finished)
+                if resume is not None and store.progress() >= resume:
+                    generations.resumed()
+                    resume = None
+            except Exception:  # noqa: BLE001 - a failing store: the workers report it
+                lost = None
+            if lost is not None and _no_failure(store):
+                raise lost
+        if failed_at is None:
+            problem = watchdog.check()
+            if problem is not None:
+                # Workers that never started (or hang outside any wait of ours):
+                # their processes are stopped when the executor closes.
+                _best_effort(store.abort, "the driver stopped the fit")
+                raise problem
+        if failed_at is not None and time.monotonic() - failed_at > stragglers:
+            break
+        time.sleep(_POLL_SECONDS)
+    if progress is not None:
+        _show_log(store, shown, progress)  # posted after the last read, before the end
+    if resume is not None:
+        generations.resumed()  # at the latest: the generation has ended
+    errors = []
+    results = []
+    for worker, future in enumerate(futures):
+        if not _finished(future):
+            errors.append((worker, TimeoutError(f"no result within {stragglers:g} s")))
+            continue
+        try:
+            results.append(future.result(throw_except=True,
+                                         internal_storage=fexec.internal_storage))
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, named
+            errors.append((worker, exc))
+    if errors:
+        # The root cause, not the aborts it triggered in the other workers.
+        worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
+        raise _named(exc, worker, len(futures)) from exc
+    return results
+
+
+def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, site: Site,
+                  config: dict, progress: Callable[[str], None] | None,
+                  generations: Generations) -> list[dict]:
+    """:func:`_collect` for a fit served by a pool: the same checks (a
+    worker's error, lost workers, the watchdog), results from the pool's
+    files instead of futures. :class:`WorkerLost` when a pool process is gone."""
+    job = pool.submit(run_worker, tasks)
+    n = len(tasks)
+    watchdog = Watchdog(store, deadlines, site, config)
+    losses = LossWatch(store, generations.number, site.local_compute)
+    failed_at = None
+    shown = 0
+    checked = time.monotonic()
+    resume = len(store.records()) if generations.number else None
+    outcomes: dict[int, tuple] = {}
+    while True:
+        for slot in pool.wait(job, _POLL_SECONDS) - outcomes.keys():
+            outcomes[slot] = pool.result(job, slot)
+        if progress is not None:
+            shown += _show_log(store, shown, progress)
+        if failed_at is None and any(kind == "error" for kind, _ in outcomes.values()):
+            failed_at = time.monotonic()
+            _best_effort(store.abort, "another worker failed")
+        if len(outcomes) == n:
+            break
+        if failed_at is None and time.monotonic() - checked > _LOSS_SECONDS:
+            checked = time.monotonic()
+            gone = {slot: why for slot, why in pool.lost_slots().items()
+                    if slot < n and slot not in outcomes}
+            try:
+                lost = losses.check(set(outcomes))
+                if resume is not None and store.progress() >= resume:
+                    generations.resumed()
+                    resume = None
+            except Exception:  # noqa: BLE001 - a failing store: the workers report it
+                lost = None
+            if gone and lost is None:
+                slot = min(gone)
+                lost = WorkerLost(slot, gone[slot])
+            if lost is not None and _no_failure(store):
+                raise lost
+        if failed_at is None:
+            problem = watchdog.check()
+            if problem is not None:
+                _best_effort(store.abort, "the driver stopped the fit")
+                raise problem
+        if failed_at is not None and time.monotonic() - failed_at > deadlines.stragglers:
+            break
+    if resume is not None:
+        generations.resumed()
+    errors = [(worker, TimeoutError(f"no result within {deadlines.stragglers:g} s"))
+              for worker in range(n) if worker not in outcomes]
+    errors += [(worker, value) for worker, (kind, value) in sorted(outcomes.items())
+               if kind == "error"]
+    if errors:
+        worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
+        raise _named(exc, worker, n) from exc
+    return [outcomes[worker][1] for worker in range(n)]
+
+
+def _await_job_end(futures, seconds: float = 2.0) -> None:
+    """Wait (briefly) for a finished job's localhost runner to write its end
+    marker: the runner does so after the results are in, and leaving the
+    executor first would let it write the file after the cleanup (measured:
+    5 of ~580 fits left a ``jobs/<job>.done``). A job with calls still
+    running is stopped when the executor closes, and writes no marker."""
+    if not futures or not all(_finished(future) for future in futures):
+        return
+    from lithops.constants import JOBS_DIR
+
+    marker = os.path.join(JOBS_DIR, f"{futures[0].job_key}.done")
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _show_log(store: StateStore, start: int, progress: Callable[[str], None]) -> int:
+    try:
+        lines = store.read_log(start)
+    except Exception:  # noqa: BLE001 - progress must never break a fit
+        return 0
+    for line in lines:
+        # A coordinator's report (Rounds.report) goes on as a Report, in order.
+        report = read_report(line)
+        progress(line if report is None else report)
+    return len(lines)
+
+
+def _finished(future) -> bool:
+    """The worker has stopped: its status is in, result fetched or not."""
+    return future.ready or future.success or future.done
+
+
+def _await_gone(pids: list[int], seconds: float) -> None:
+    """Wait (bounded) until a replaced generation's processes on this machine
+    have ended: none may write into the next generation's rounds."""
+    deadline = time.monotonic() + seconds
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _no_failure(store: StateStore) -> bool:
+    """The store holds no worker's error (and answers)."""
+    try:
+        return store.failure() is None
+    except Exception:  # noqa: BLE001 - unreachable: the workers report what failed
+        return False
+
+
+def _call_error(future, fexec) -> BaseException | None:
+    try:
+        future.result(throw_except=True, internal_storage=fexec.internal_storage)
+    except BaseException as exc:  # noqa: BLE001 - examined, not raised
+        return exc
+    return None
+
+
+def _function_lost(error: BaseException | None) -> bool:
+    """Lithops' word for a call whose process died (killed, out of memory)."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "sigkill" in text or "was killed" in text
+
+
+def _named(exc: BaseException, worker: int, n_workers: int) -> BaseException:
+    if isinstance(exc, DataError):  # the data's fault: the message names where
+        return DataError(*exc.args)
+    message = f"worker {worker} of {n_workers} failed: {exc}"
+    try:
+        named = type(exc)(message)
+    except Exception:  # noqa: BLE001 - exceptions with unusual constructors
+        named = RuntimeError(f"{message} ({type(exc).__name__})")
+    return named
+
+
+def _best_effort(step, *args) -> None:
+    """Run a cleanup or wake-up step whose failure must not hide the fit's
+    own error (the store may be the thing that failed; keys also expire)."""
+    try:
+        step(*args)
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).debug("best-effort step failed", exc_info=True)

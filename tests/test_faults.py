@@ -164,6 +164,7 @@ def test_a_fit_longer_than_the_function_time_limit_completes(blobs, slow_kmeans_
     _same_kmeans(model, X, init, 60)
 
 
+@pytest.mark.usefixtures("no_pool")  # a second Lithops call of a fit's own map
 def test_a_duplicate_call_for_a_slot_exits_without_writing(blobs, monkeypatch, tmp_path,
                                                            leaves_nothing):
     # A platform retry: a second call for slot 1, started while the fit runs.

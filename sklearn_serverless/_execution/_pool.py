@@ -301,10 +301,12 @@ def release(pool: Pool) -> None:
 
 
 def shutdown_workers() -> None:
-    """End every pool of workers of this process now (see the user guide's
-    "Workers that serve many fits"): their processes stop, their files are
-    deleted. A pool serving a fit is stopped too (the fit then falls back to
-    a new map). The next fit starts a new pool."""
+    """End every pool of workers of this process now.
+
+    Their processes stop and their files are deleted (see the user guide's
+    "Workers that serve many fits"). A pool serving a fit is stopped too (the
+    fit then falls back to a new map). The next fit starts a new pool.
+    """
     with _lock:
         _forget_if_forked()
         pools = list(_pools)
@@ -326,4 +328,10 @@ def _forget_if_forked() -> None:
         _pools.clear()
 
 
-atexit.register(shutdown_workers)
+# At exit, before the interpreter's thread pools refuse work (they stop in
+# threading's own exit hooks, run last-registered first): Lithops' monitor of
+# a pool's map still reads statuses through one until the pool is closed.
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(shutdown_workers)
+else:  # pragma: no cover - Python without the hook
+    atexit.register(shutdown_workers)

@@ -364,8 +364,9 @@ def never_start(task, storage=None):
 
 
 @pytest.fixture
-def hang_workers(monkeypatch):
-    """Every worker of the next fits hangs before it checks in."""
+def hang_workers(monkeypatch, no_pool):
+    """Every worker of the next fits' own map hangs before it checks in (a
+    Lithops call that never starts; pools, whose calls are running, are off)."""
     from sklearn_serverless._execution import _fit
 
     monkeypatch.setattr(_fit, "run_worker", never_start)

@@ -62,9 +62,48 @@ _WARNING_CATEGORIES = {
 }
 
 
+class LogisticProbaMixin:
+    """``predict_proba`` and ``predict_log_proba`` of a fitted logistic
+    model, as scikit-learn's (every serverless logistic estimator)."""
+
+    def predict_proba(self, X):
+        """Probability of each class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``: the logistic
+            function for binary problems, the softmax otherwise.
+        """
+        check_is_fitted(self)
+        if self.classes_.shape[0] <= 2:
+            return self._predict_proba_lr(X)
+        return softmax(self.decision_function(X), copy=False)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the probability of each class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities, columns in the order of ``classes_``.
+        """
+        return np.log(self.predict_proba(X))
+
+
 class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
-                                   LinearClassifierMixin, SparseCoefMixin, ServerlessMixin,
-                                   BaseEstimator):
+                                   LogisticProbaMixin, LinearClassifierMixin, SparseCoefMixin,
+                                   ServerlessMixin, BaseEstimator):
     __doc__ = f"""Logistic regression (L2, L1 or elastic-net) fitted by serverless workers.
 
     A drop-in replacement for :class:`sklearn.linear_model.LogisticRegression`:
@@ -414,40 +453,6 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
             coef[:] = previous
         # The workers' flat layout: the C-order ravel of the (d, m) transpose.
         return np.ascontiguousarray(coef.T).ravel()
-
-    def predict_proba(self, X):
-        """Probability of each class.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Probabilities, columns in the order of ``classes_``: the logistic
-            function for binary problems, the softmax otherwise.
-        """
-        check_is_fitted(self)
-        if self.classes_.shape[0] <= 2:
-            return self._predict_proba_lr(X)
-        return softmax(self.decision_function(X), copy=False)
-
-    def predict_log_proba(self, X):
-        """Logarithm of the probability of each class.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-            Log-probabilities, columns in the order of ``classes_``.
-        """
-        return np.log(self.predict_proba(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -20,7 +20,6 @@ from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils import metadata_routing
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.extmath import softmax
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
     MethodMapping,
@@ -33,7 +32,6 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import (
     _check_method_params,
     _check_sample_weight,
-    check_is_fitted,
     validate_data,
 )
 
@@ -46,6 +44,7 @@ from ._estimator import (
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
+from ._logistic import LogisticProbaMixin
 from ._messages import liblinear_multiclass
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
@@ -62,7 +61,8 @@ _WARNING_CATEGORIES = {
 }
 
 
-class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, BaseEstimator):
+class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, ServerlessMixin,
+                                     BaseEstimator):
     __doc__ = f"""Logistic regression cross-validated over ``C`` in one serverless run.
 
     ``C`` and ``l1_ratio`` are chosen by cross-validation; every model is
@@ -694,40 +694,6 @@ class ServerlessLogisticRegressionCV(LinearClassifierMixin, ServerlessMixin, Bas
             self.n_iter_ = np.moveaxis(newniter, (1, 2), (2, 1))
 
     # prediction and scoring ----------------------------------------------------------
-
-    def predict_proba(self, X):
-        """Probability of each class.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Probabilities, columns in the order of ``classes_``: the logistic
-            function for binary problems, the softmax otherwise.
-        """
-        check_is_fitted(self)
-        if self.classes_.shape[0] <= 2:
-            return self._predict_proba_lr(X)
-        return softmax(self.decision_function(X), copy=False)
-
-    def predict_log_proba(self, X):
-        """Logarithm of the probability of each class.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-            Log-probabilities, columns in the order of ``classes_``.
-        """
-        return np.log(self.predict_proba(X))
 
     def score(self, X, y, *, sample_weight=None, **score_params):
         """Score with the ``scoring`` option (accuracy by default).

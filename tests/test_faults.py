@@ -23,10 +23,52 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs, make_classification
 from sklearn.linear_model import LogisticRegression
 
-from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression, config_context
+from sklearn_serverless import (
+    ServerlessKMeans,
+    ServerlessLogisticRegression,
+    config_context,
+    shutdown_workers,
+)
 from sklearn_serverless._algorithms import ALGORITHMS
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                parents[int(pid)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _await_orphans_gone(seconds: float = 20.0) -> None:
+    """Until no Lithops process of this machine is left that is not ours (a
+    killed driver's workers, re-parented, end within a lease)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ours = _descendants(os.getpid()) | {os.getpid()}
+        orphans = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    command = cmdline.read()
+            except OSError:
+                continue
+            if int(pid) not in ours and (b"localhost-runner" in command
+                                         or b"sklearn_serverless" in command):
+                orphans.append(int(pid))
+        if not orphans:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"a killed driver's workers still run: {orphans}")
 
 
 class KilledOnce:
@@ -210,6 +252,16 @@ def test_the_next_fit_removes_what_a_killed_driver_left(blobs, tmp_path, redis_s
             "X, _ = make_blobs(300_000, 20, centers=50, cluster_std=8, random_state=0)\n"
             "ServerlessKMeans(50, init=X[:50], tol=0, max_iter=100000, n_workers=2,"
             " state_store=sys.argv[1], timeout=60).fit(X)\n")
+    from lithops.constants import LITHOPS_TEMP_DIR
+
+    def lithops_jobs() -> set[str]:
+        found = set()
+        for folder, _, files in os.walk(LITHOPS_TEMP_DIR):
+            if "lithops.jobs" in folder or folder.endswith(("jobs", "logs")):
+                found.update(os.path.join(folder, name) for name in files)
+        return found
+
+    before = lithops_jobs()
     driver = subprocess.Popen([sys.executable, "-c", code, redis_server.url])
     folders = []
     deadline = time.monotonic() + 60
@@ -224,9 +276,11 @@ def test_the_next_fit_removes_what_a_killed_driver_left(blobs, tmp_path, redis_s
     driver.kill()
     driver.wait()
     assert folders and redis_server.keys()
-    time.sleep(1.0)  # its workers notice and exit
+    _await_orphans_gone()  # its workers notice and exit (they end with their driver)
     ServerlessKMeans(12, init=init, n_init=1, max_iter=5, n_workers=2,
                      state_store=redis_server.url).fit(X)
     assert not [name for name in os.listdir("/dev/shm")
                 if name.startswith(f"sklearn-serverless-{driver.pid}-")]
     assert redis_server.keys() == []
+    shutdown_workers()  # this process's own pool keeps job files while it lives
+    assert lithops_jobs() - before == set()  # the killed driver's Lithops files, too

@@ -310,6 +310,38 @@ def delete_lithops_job(fexec) -> None:
 
     executor = fexec.executor_id
     bucket = fexec.internal_storage.bucket
+    delete_local_lithops_files(executor, bucket)
+    prefix = f"{constants.JOBS_PREFIX}/{executor}"
+    storage = fexec.storage
+    # "<id>/" or "<id>-": executor "ab-1" must not take the files of "ab-12".
+    keys = [key for key in storage.list_keys(bucket, prefix) if key[len(prefix)] in "-/"]
+    delete_storage_objects(storage, bucket, keys)
+
+
+def record_lithops_executor(folder: str, fexec) -> None:
+    """Note an executor in the folder of its fit or pool, so that the next fit
+    can delete its local Lithops files if this process is killed (see
+    :func:`delete_recorded_lithops_files`)."""
+    with open(os.path.join(folder, "lithops-executors"), "a") as file:
+        file.write(f"{fexec.executor_id} {fexec.internal_storage.bucket}\n")
+
+
+def delete_recorded_lithops_files(folder: str) -> None:
+    """The local Lithops files of the executors recorded in ``folder``."""
+    try:
+        with open(os.path.join(folder, "lithops-executors")) as file:
+            lines = file.read().split("\n")
+    except OSError:
+        return
+    for line in lines:
+        if line.strip():
+            executor, _, bucket = line.partition(" ")
+            delete_local_lithops_files(executor, bucket)
+
+
+def delete_local_lithops_files(executor: str, bucket: str) -> None:
+    """An executor's Lithops files on this machine."""
+    from lithops import constants
     # Written on the machine that ran the workers (this one, for localhost compute),
     # whatever the storage: job files, task logs and stats, shipped modules.
     temp = constants.LITHOPS_TEMP_DIR
@@ -331,11 +363,6 @@ def delete_lithops_job(fexec) -> None:
                         os.remove(path)
                     except FileNotFoundError:
                         pass
-    prefix = f"{constants.JOBS_PREFIX}/{executor}"
-    storage = fexec.storage
-    # "<id>/" or "<id>-": executor "ab-1" must not take the files of "ab-12".
-    keys = [key for key in storage.list_keys(bucket, prefix) if key[len(prefix)] in "-/"]
-    delete_storage_objects(storage, bucket, keys)
 
 
 #: Lithops' Redis storage keeps a set per folder and drops a deleted object

@@ -60,15 +60,7 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
         if failed_at is None and time.monotonic() - checked > _LOSS_SECONDS:
             checked = time.monotonic()
             finished = {w for w, f in enumerate(futures) if _finished(f)}
-            try:
-                lost = losses.check(finished)
-                if resume is not None and store.progress() >= resume:
-                    generations.resumed()
-                    resume = None
-            except Exception:  # noqa: BLE001 - a failing store: the workers report it
-                lost = None
-            if lost is not None and _no_failure(store):
-                raise lost
+            resume = _check_losses(losses, finished, {}, store, generations, resume)
         if failed_at is None:
             problem = watchdog.check()
             if problem is not None:
@@ -130,18 +122,7 @@ def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, si
             checked = time.monotonic()
             gone = {slot: why for slot, why in pool.lost_slots().items()
                     if slot < n and slot not in outcomes}
-            try:
-                lost = losses.check(set(outcomes))
-                if resume is not None and store.progress() >= resume:
-                    generations.resumed()
-                    resume = None
-            except Exception:  # noqa: BLE001 - a failing store: the workers report it
-                lost = None
-            if gone and lost is None:
-                slot = min(gone)
-                lost = WorkerLost(slot, gone[slot])
-            if lost is not None and _no_failure(store):
-                raise lost
+            resume = _check_losses(losses, set(outcomes), gone, store, generations, resume)
         if failed_at is None:
             problem = watchdog.check()
             if problem is not None:
@@ -159,6 +140,27 @@ def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, si
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
         raise _named(exc, worker, n) from exc
     return [outcomes[worker][1] for worker in range(n)]
+
+
+def _check_losses(losses: LossWatch, finished: set[int], gone: dict[int, str],
+                  store: StateStore, generations: Generations, resume: int | None) -> int | None:
+    """Raise :class:`WorkerLost` for a lost worker of this generation (its
+    lease, its process, or ``gone``: slots the caller saw die) unless the
+    store holds a worker's own error; note when the generation has resumed.
+    Returns the round still awaited for that (None once seen)."""
+    try:
+        lost = losses.check(finished)
+        if resume is not None and store.progress() >= resume:
+            generations.resumed()
+            resume = None
+    except Exception:  # noqa: BLE001 - a failing store: the workers report it
+        lost = None
+    if gone and lost is None:
+        slot = min(gone)
+        lost = WorkerLost(slot, gone[slot])
+    if lost is not None and _no_failure(store):
+        raise lost
+    return resume
 
 
 def _await_job_end(futures, seconds: float = 2.0) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._process import process_alive
-from .._state import StoreSpec, open_store
+from .._state import StateStore, StoreSpec, open_store
 from .._state._redis_url import split_ca_bundle
 from ..distributed._algorithm import Algorithm
 from ..distributed._run import ship_by_value
@@ -33,9 +33,11 @@ from ._backends import (
     Site,
     default_n_workers,
     delete_lithops_job,
+    delete_recorded_lithops_files,
     lithops_config,
     own_lithops_session,
     quiet_lithops,
+    record_lithops_executor,
     reuse_lithops_copy,
     site_of,
 )
@@ -140,17 +142,14 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                     results = _collect_pool(pool, make_tasks(pool.remaining()), store,
                                             deadlines, site, config, progress, generations)
                 except WorkerLost as lost:
-                    generations.lost(lost)  # raises once a slot was lost too often
-                    pids = [pid for generation, pid in store.leases().values()
-                            if generation == generations.number - 1 and pid]
-                    _best_effort(store.abort, "a new generation replaces this one")
-                    results = None
+                    pids, results = _end_generation(store, generations, lost), None
                 finally:
                     _pool.release(pool)
                     pool = None
             else:
                 fexec = _executor(config, site)
                 executors.append(fexec)
+                record_lithops_executor(folder, fexec)
                 with fexec:
                     if partitions is None:
                         place(fexec)
@@ -178,13 +177,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                                                progress, failures, watchdog, losses,
                                                generations)
                     except WorkerLost as lost:
-                        generations.lost(lost)  # raises once a slot was lost too often
-                        # The others wake with an error, and on this machine their
-                        # processes are stopped when the executor closes.
-                        pids = [pid for generation, pid in store.leases().values()
-                                if generation == generations.number - 1 and pid]
-                        _best_effort(store.abort, "a new generation replaces this one")
-                        results = None
+                        pids, results = _end_generation(store, generations, lost), None
                     finally:
                         if site.local_compute and futures is not None:
                             _await_job_end(futures)
@@ -201,6 +194,20 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         _release(store, writer, executors, partitions, folder)
     return FitOutcome(results, n_workers, time.perf_counter() - started, upload,
                       generations)
+
+
+def _end_generation(store: StateStore, generations: Generations, lost: WorkerLost) -> list[int]:
+    """Count ``lost`` (the fit's error once a slot was lost too often), wake
+    the generation's other workers with an error, and return their local
+    pids: on this machine the next generation starts once they are gone."""
+    generations.lost(lost)
+    try:
+        pids = [pid for generation, pid in store.leases().values()
+                if generation == generations.number - 1 and pid]
+    except Exception:  # noqa: BLE001 - a failing store: nothing to wait for
+        pids = []
+    _best_effort(store.abort, "a new generation replaces this one")
+    return pids
 
 
 def _worker_count(columns, backend, n_workers: int | None) -> int:
@@ -245,7 +252,8 @@ _FOLDER = re.compile(r"^sklearn-serverless-(?:pool-)?(\d+)-")
 
 def _sweep_orphans() -> None:
     """Remove the fit folders of drivers that were killed (SIGKILL, a crash)
-    before they could: a folder's name holds its driver's pid."""
+    before they could, and their Lithops files on this machine: a folder's
+    name holds its driver's pid, and it lists its executors."""
     for base in ("/dev/shm", tempfile.gettempdir()):
         try:
             names = os.listdir(base)
@@ -256,6 +264,7 @@ def _sweep_orphans() -> None:
             if match is None or int(match.group(1)) == os.getpid():
                 continue
             if not process_alive(int(match.group(1))):
+                delete_recorded_lithops_files(os.path.join(base, name))
                 shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 

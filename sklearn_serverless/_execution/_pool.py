@@ -34,7 +34,7 @@ import threading
 import time
 
 from .._config import get_config
-from ._backends import Site, delete_lithops_job
+from ._backends import Site, delete_lithops_job, record_lithops_executor
 from ._generations import process_alive
 from ._watch import JobFailures
 
@@ -92,6 +92,7 @@ class Pool:
             from ._pool_worker import PoolTask, serve_pool
 
             self.fexec = executor_factory()
+            record_lithops_executor(self.folder, self.fexec)
             tasks = [(PoolTask(slot, self.folder, idle, os.getpid(), self.retire),)
                      for slot in range(size)]
             self.failures = JobFailures(self.fexec.executor_id).__enter__()

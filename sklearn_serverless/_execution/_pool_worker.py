@@ -25,6 +25,8 @@ import select
 import time
 from dataclasses import dataclass
 
+from .._process import process_alive
+
 #: How often an idle worker checks that its owner is alive.
 _CHECK_SECONDS = 0.5
 #: Seconds without a job after which a worker collects its garbage.
@@ -62,7 +64,7 @@ def serve_pool(task: PoolTask, storage=None) -> dict:
                     break
                 if task.retire is not None and now - started > task.retire:
                     break
-                if task.owner_pid is not None and not _alive(task.owner_pid):
+                if task.owner_pid is not None and not process_alive(task.owner_pid):
                     break
                 wait = min(_CHECK_SECONDS, max(0.0, task.idle - (now - last)))
                 ready, _, _ = select.select([fifo], [], [], wait)
@@ -131,13 +133,3 @@ def _write_file(path: str, body: bytes) -> None:
     with open(partial, "wb") as file:
         file.write(body)
     os.rename(partial, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -50,7 +50,9 @@ def _open(source: Source, bucket: str, key: str, size: int):
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(RangedFile(source, bucket, key, size))
+        # pre_buffer: one GET per row group for all its wanted columns, not one
+        # per column chunk (300 round trips for 6 row groups of 50 columns).
+        return pq.ParquetFile(RangedFile(source, bucket, key, size), pre_buffer=True)
     except Exception as error:  # noqa: BLE001 - pyarrow's errors are its own types
         raise ValueError(f"{display(bucket, key)} is not a Parquet file: {error}") from None
 

@@ -3,8 +3,6 @@ every fold, C and l1_ratio fitted in one run of serverless workers."""
 
 from __future__ import annotations
 
-import inspect
-import numbers
 import warnings
 from numbers import Integral, Real
 from types import SimpleNamespace
@@ -13,9 +11,8 @@ import numpy as np
 import scipy.linalg
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.linear_model._base import LinearClassifierMixin
-from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
+from sklearn.metrics import get_scorer, get_scorer_names
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils import metadata_routing
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
@@ -30,12 +27,11 @@ from sklearn.utils.metadata_routing import (
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import (
-    _check_method_params,
     _check_sample_weight,
     validate_data,
 )
 
-from ._algorithms.logistic._penalty import SOLVERS, _check_solver
+from ._algorithms.logistic._penalty import SOLVERS
 from ._algorithms.logistic_cv._params import STRATEGIES, WORKER_SCORERS, LogisticCVParams
 from ._datasets import Dataset
 from ._estimator import (
@@ -45,6 +41,9 @@ from ._estimator import (
     ServerlessMixin,
 )
 from ._logistic import LogisticProbaMixin
+from ._logistic_cv_attributes import set_cv_attributes
+from ._logistic_cv_options import resolve_options
+from ._logistic_cv_scores import driver_scores
 from ._messages import liblinear_multiclass
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
@@ -285,92 +284,6 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
 
     # parameters, as scikit-learn reads them -------------------------------------------
 
-    def _resolve(self):
-        """scikit-learn 1.9's reading of ``l1_ratios``, ``penalty``, ``scoring``
-        and ``use_legacy_attributes``, with its warnings and errors."""
-        if isinstance(self.l1_ratios, str) and self.l1_ratios == "warn":
-            l1_ratios = None
-            warnings.warn(
-                "The default value for l1_ratios will change from None to (0.0,) "
-                "in version 1.10. From version 1.10 onwards, only array-like "
-                "with values in [0, 1] will be allowed, None will be forbidden. "
-                "To avoid this warning, explicitly set a value, "
-                "e.g. l1_ratios=(0,).",
-                FutureWarning, stacklevel=3,
-            )
-        else:
-            l1_ratios = self.l1_ratios
-        if self.penalty == "deprecated":
-            if self.l1_ratios is None:
-                warnings.warn(
-                    "'l1_ratios=None' was deprecated in version 1.8 and will "
-                    "trigger an error in 1.10. Use an array-like with values"
-                    "in [0, 1] instead.",
-                    FutureWarning, stacklevel=3,
-                )
-            if l1_ratios is None or np.all(np.asarray(l1_ratios) == 0):
-                penalty = "l2"
-            elif np.all(np.asarray(l1_ratios) == 1):
-                penalty = "l1"
-            else:
-                penalty = "elasticnet"
-        else:
-            penalty = self.penalty
-            warnings.warn(
-                "'penalty' was deprecated in version 1.8 and will be removed in"
-                " 1.10. To avoid this warning, leave 'penalty' set to its default"
-                " value and use 'l1_ratios' and 'Cs' instead."
-                " Use l1_ratios=(0,) instead of penalty='l2',"
-                " l1_ratios=(1,) instead of penalty='l1',"
-                " l1_ratios set to floats between 0 and 1 instead of"
-                " penalty='elasticnet', and Cs=(np.inf,) instead of penalty=None.",
-                FutureWarning, stacklevel=3,
-            )
-        if self.scoring == "warn":
-            warnings.warn(
-                "The default value of the parameter 'scoring' will change from None, "
-                "i.e. accuracy, to 'neg_log_loss' in version 1.11. To silence this "
-                "warning, explicitly set the scoring parameter: "
-                "scoring='neg_log_loss' for the new, scoring='accuracy' or "
-                "scoring=None for the old default.",
-                FutureWarning, stacklevel=3,
-            )
-            scoring = None
-        else:
-            scoring = self.scoring
-        if self.use_legacy_attributes == "warn":
-            name = type(self).__name__
-            warnings.warn(
-                f"The fitted attributes of {name} will be "
-                "simplified in scikit-learn 1.10 to remove redundancy. Set"
-                "`use_legacy_attributes=False` to enable the new behavior now, or "
-                "set it to `True` to silence this warning during the transition period "
-                "while keeping the deprecated behavior for the time being. The default "
-                "value of use_legacy_attributes will change from True to False in "
-                f"scikit-learn 1.10. See the docstring of {name} "
-                "for more details.",
-                FutureWarning, stacklevel=3,
-            )
-            legacy = True
-        else:
-            legacy = self.use_legacy_attributes
-        _check_solver(self.solver, penalty, self.dual)
-        if penalty == "elasticnet":
-            if (l1_ratios is None or len(l1_ratios) == 0 or any(
-                    not isinstance(r, numbers.Number) or r < 0 or r > 1 for r in l1_ratios)):
-                # sklearn formats with ``% l1_ratios``, a TypeError for a tuple of two.
-                raise ValueError("l1_ratios must be an array-like of numbers between "
-                                 f"0 and 1; got (l1_ratios={l1_ratios!r})")
-            l1_ratios_ = l1_ratios
-        else:
-            if l1_ratios is not None and self.penalty != "deprecated":
-                warnings.warn(
-                    "l1_ratios parameter is only used when penalty "
-                    f"is 'elasticnet'. Got (penalty={penalty})", stacklevel=3,
-                )
-            l1_ratios_ = [None] if l1_ratios is None else l1_ratios
-        return l1_ratios, l1_ratios_, penalty, scoring, legacy
-
     # fit -----------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -405,7 +318,7 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
             Fitted estimator.
         """
         _raise_for_params(params, self, "fit")
-        l1_ratios, l1_ratios_, penalty, scoring, legacy = self._resolve()
+        l1_ratios, l1_ratios_, penalty, scoring, legacy = resolve_options(self)
         if isinstance(X, Dataset):
             return self._fit_dataset(X, y, sample_weight, l1_ratios, l1_ratios_, penalty,
                                      scoring, legacy)
@@ -468,10 +381,10 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
                    "train": train, "test": test}
         result = self._run_distributed("logistic_cv", cv_params, columns)[0]
 
-        def driver_scores(paths):
-            return self._driver_scores(X, y, folds, paths, scoring, score_params)
+        def score_on_driver(paths):
+            return driver_scores(self, X, y, folds, paths, scoring, score_params)
 
-        scores = driver_scores if worker_scoring is None else result["scores"]
+        scores = score_on_driver if worker_scoring is None else result["scores"]
         return self._finish(result, cv_params, scores, columns, l1_ratios,
                             l1_ratios_, penalty, legacy, n_features)
 
@@ -560,8 +473,8 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
                 self.timings_ = {"cv": timings, "refit": self.timings_}
             self._warn({"lbfgs": [refit["lbfgs"]], "warnings": refit["warnings"]})
             refit_coef = refit["coef"].reshape(d, n_outputs).T
-        self._set_attributes(paths, scores, result["n_iter"], refit_coef, l1_ratios,
-                             l1_ratios_, penalty, legacy, n_features, is_binary)
+        set_cv_attributes(self, paths, scores, result["n_iter"], refit_coef, l1_ratios,
+                          l1_ratios_, penalty, legacy, n_features, is_binary)
         return self
 
     def _worker_scoring(self, scoring, score_params: dict) -> str | None:
@@ -581,117 +494,6 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
             if info is not None:
                 _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
                                        extra_warning_msg=_CONVERGENCE_ADVICE)
-
-    def _driver_scores(self, X, y, folds, paths, scoring, score_params) -> np.ndarray:
-        """scikit-learn's ``_log_reg_scoring_path`` scoring of every fold model
-        on the driver (scorers the workers do not compute)."""
-        classes = self.classes_
-        is_binary = classes.size <= 2
-        scorer = get_scorer(scoring)
-        if hasattr(scorer, "_score_func"):
-            signature = inspect.signature(scorer._score_func).parameters
-            if "labels" in signature:
-                pos_label = {"pos_label": classes[-1]} if (
-                    is_binary and "pos_label" in signature) else {}
-                scorer = make_scorer(
-                    scorer._score_func, greater_is_better=scorer._sign == 1,
-                    response_method=scorer._response_method, labels=classes, **pos_label,
-                    **getattr(scorer, "_kwargs", {}))
-        model = LogisticRegression(solver=self.solver)
-        model.classes_ = classes
-        n_folds, n_l1, n_cs = paths.shape[:3]
-        scores = np.empty((n_folds, n_l1, n_cs))
-        for k, (_, test) in enumerate(folds):
-            params = _check_method_params(X=X, params=score_params, indices=test)
-            for li in range(n_l1):
-                for ci in range(n_cs):
-                    w = paths[k, li, ci]
-                    model.C = self.Cs_[ci]
-                    if self.fit_intercept:
-                        model.coef_, model.intercept_ = w[:, :-1], w[:, -1]
-                    else:
-                        model.coef_, model.intercept_ = w, 0.0
-                    scores[k, li, ci] = scorer(model, X[test], y[test], **params)
-        return scores
-
-    def _set_attributes(self, paths, scores, n_iter, refit_coef, l1_ratios, l1_ratios_,
-                        penalty, legacy, n_features, is_binary) -> None:
-        """scikit-learn's fitted attributes from the fold models (``paths`` of
-        shape (n_folds, n_l1, n_cs, m, d), ``scores`` and ``n_iter`` of shape
-        (n_folds, n_l1, n_cs)) and the refitted (m, d) coefficients."""
-        n_folds, n_l1, n_cs = scores.shape
-        classes = self.classes_
-        n_classes = 1 if is_binary else classes.size
-        labels = classes[1:] if is_binary else classes
-        if is_binary:
-            coefs_paths = np.swapaxes(paths[:, :, :, 0, :], 1, 2)[None, ...]
-        else:
-            coefs_paths = np.moveaxis(paths, (0, 1, 3), (1, 3, 0))
-        self.n_iter_ = np.swapaxes(np.asarray(n_iter, dtype=np.int32), 1, 2)[None, ...]
-        tiled = np.tile(np.swapaxes(scores, 1, 2)[None, ...], (n_classes, 1, 1, 1))
-        self.scores_ = dict(zip(labels, tiled, strict=True))
-        self.coefs_paths_ = dict(zip(labels, coefs_paths, strict=True))
-        scores = self.scores_[labels[0]]  # (n_folds, n_cs, n_l1)
-        C_, l1_ratio_ = [], []
-        self.intercept_ = np.zeros(n_classes)
-        if self.refit:
-            summed = scores.sum(axis=0)
-            best = np.unravel_index(np.argmax(summed), summed.shape)
-            C_.append(self.Cs_[best[0]])
-            l1_ratio_.append(l1_ratios_[best[1]])
-            w = refit_coef[0] if is_binary else refit_coef
-        else:
-            best_indices = np.argmax(scores.reshape(n_folds, -1), axis=1)
-            best_indices = list(zip(*np.unravel_index(best_indices, (n_cs, n_l1)), strict=True))
-            if is_binary:
-                w = np.mean([coefs_paths[0, i, best_indices[i][0], best_indices[i][1], :]
-                             for i in range(n_folds)], axis=0)
-            else:
-                w = np.mean([coefs_paths[:, i, best_indices[i][0], best_indices[i][1], :]
-                             for i in range(n_folds)], axis=0)
-            best_indices = np.asarray(best_indices)
-            C_.append(np.mean(self.Cs_[best_indices[:, 0]]))
-            if penalty == "elasticnet":
-                l1_ratio_.append(np.mean(np.asarray(l1_ratios_)[best_indices[:, 1]]))
-            else:
-                l1_ratio_.append(0.0)
-        if is_binary:
-            self.coef_ = w[:, :n_features] if w.ndim == 2 else w[:n_features][None, :]
-            if self.fit_intercept:
-                self.intercept_[0] = w[0, -1] if w.ndim == 2 else w[-1]
-        else:
-            C_ = np.tile(C_, n_classes)
-            l1_ratio_ = np.tile(l1_ratio_, n_classes)
-            self.coef_ = w[:, :n_features]
-            if self.fit_intercept:
-                self.intercept_ = w[:, -1]
-        self.coef_ = np.ascontiguousarray(self.coef_)
-        self.C_ = np.asarray(C_)
-        self.l1_ratio_ = np.asarray(l1_ratio_)
-        self.l1_ratios_ = np.asarray(l1_ratios_)
-        if l1_ratios is None:
-            for cls, path in self.coefs_paths_.items():
-                self.coefs_paths_[cls] = path[:, :, 0, :]
-            for cls, score in self.scores_.items():
-                self.scores_[cls] = score[:, :, 0]
-            self.n_iter_ = self.n_iter_[:, :, :, 0]
-        if not legacy:
-            n_dof = n_features + int(self.fit_intercept)
-            self.C_ = float(self.C_[0])
-            newpaths = np.concatenate(list(self.coefs_paths_.values()))
-            newscores = self.scores_[labels[0]]
-            newniter = self.n_iter_[0]
-            if l1_ratios is None:
-                newpaths = newpaths.reshape(max(n_classes, 1), n_folds, n_cs, 1, n_dof)
-                newscores = newscores.reshape(n_folds, n_cs, 1)
-                newniter = newniter.reshape(n_folds, n_cs, 1)
-                self.l1_ratio_ = 1.0 if self.penalty == "l1" else 0.0
-            else:
-                self.l1_ratio_ = float(self.l1_ratio_[0])
-                newpaths = newpaths.reshape(n_classes, n_folds, n_cs, n_l1, n_dof)
-            self.coefs_paths_ = np.moveaxis(newpaths, (0, 1, 3), (3, 0, 1))
-            self.scores_ = np.moveaxis(newscores, (1, 2), (2, 1))
-            self.n_iter_ = np.moveaxis(newniter, (1, 2), (2, 1))
 
     # prediction and scoring ----------------------------------------------------------
 

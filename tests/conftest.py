@@ -239,6 +239,17 @@ def no_pool(monkeypatch):
 
 
 @pytest.fixture
+def no_workers(monkeypatch):
+    """Fails the test if a fit gets as far as launching workers."""
+    import sklearn_serverless._estimator as base
+
+    def launched(*args, **kwargs):
+        raise AssertionError("workers were launched")
+
+    monkeypatch.setattr(base, "run_distributed", launched)
+
+
+@pytest.fixture
 def leaves_nothing():
     """Asserts that the test's fits left no temp folder, Lithops job file or
     worker process behind (Redis keys are checked by the tests themselves)."""

@@ -21,6 +21,7 @@ from sklearn.datasets import make_blobs
 from sklearn_serverless import (
     ServerlessKMeans,
     ServerlessLogisticRegression,
+    ServerlessLogisticRegressionCV,
     read_csv,
     read_npy,
     read_parquet,
@@ -333,6 +334,63 @@ def test_logistic_dataset_errors(store, labelled, tmp_path, leaves_nothing):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv"))
     with pytest.raises(ValueError, match="'nope'"):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv", label="nope"))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logistic_cv_from_csv_prefix_and_parquet(store, labelled, n_classes, leaves_nothing):
+    """The whole search where the rows lie (a CSV prefix of several objects, a
+    Parquet object) is the search in memory on the same rows and folds, and
+    scikit-learn's LogisticRegressionCV at a tight tol."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    X, labels = labelled
+    keep = labels != "emu" if n_classes == 2 else np.ones(len(labels), dtype=bool)
+    X, labels = X[keep][:1500], labels[keep][:1500]
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    frame["late"] = labels
+    for i, (low, high) in enumerate([(0, 400), (400, 401), (401, 1100), (1100, 1500)]):
+        store.put(f"cv{n_classes}/csv/{i}.csv", _csv(frame[low:high]))
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame), buf, row_group_size=300)
+    parquet = store.put(f"cv{n_classes}/x.parquet", buf.getvalue())
+    common = dict(Cs=[0.01, 1.0], l1_ratios=(0,), use_legacy_attributes=False, tol=1e-10,
+                  max_iter=1000, scoring="neg_log_loss")
+    execution = dict(n_workers=3, backend=store.config, state_store=store.redis, timeout=60)
+    for cv in ((None, KFold(3)) if n_classes == 2 else (StratifiedKFold(4),)):
+        reference = LogisticRegressionCV(**common, cv=cv).fit(X, labels)
+        memory = ServerlessLogisticRegressionCV(**common, cv=cv, **execution).fit(X, labels)
+        for data in (read_csv(f"{BUCKET}/cv{n_classes}/csv/", label="late"),
+                     read_parquet(parquet, label="late")):
+            model = ServerlessLogisticRegressionCV(**common, cv=cv, **execution).fit(data)
+            np.testing.assert_array_equal(model.classes_, reference.classes_)
+            assert model.C_ == memory.C_ == reference.C_
+            np.testing.assert_allclose(model.scores_, memory.scores_, rtol=1e-9)
+            np.testing.assert_allclose(model.scores_, reference.scores_, rtol=1e-6)
+            np.testing.assert_allclose(model.coef_, memory.coef_, atol=1e-9)
+            np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-5, atol=1e-6)
+            assert model.n_iter_.shape == reference.n_iter_.shape
+            assert list(model.feature_names_in_) == list("abcde")
+
+
+def test_logistic_cv_dataset_refuses_folds_it_cannot_compute(store, labelled, no_workers):
+    """Splitters and scorers that need the rows on the driver are refused
+    before any worker starts (nothing placed: the bucket keeps the data only)."""
+    from sklearn.model_selection import GroupKFold, KFold, ShuffleSplit
+
+    X, labels = labelled
+    frame = pd.DataFrame(X[:300], columns=list("abcde"))
+    frame["late"] = labels[:300]
+    data = read_csv(store.put("cv-err/x.csv", _csv(frame)), label="late")
+    model = dict(l1_ratios=(0,), use_legacy_attributes=False, scoring="accuracy",
+                 n_workers=2, backend=store.config, state_store=store.redis)
+    for cv in (KFold(3, shuffle=True, random_state=0), ShuffleSplit(3), GroupKFold(3),
+               [(np.arange(100), np.arange(100, 300))]):
+        with pytest.raises(ValueError, match="cv must be None, an int, KFold or Strat"):
+            ServerlessLogisticRegressionCV(**model, cv=cv).fit(data)
+    for scoring in ("roc_auc", "f1", "precision"):
+        with pytest.raises(ValueError, match="computed on the driver"):
+            ServerlessLogisticRegressionCV(**(model | {"scoring": scoring})).fit(data)
 
 
 def test_warm_start_of_the_wrong_shape_on_a_dataset_names_both_shapes(tmp_path, labelled,

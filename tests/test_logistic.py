@@ -304,17 +304,6 @@ def test_verbose_prints_the_log(capsys):
 # bad input: sklearn's errors, before any worker is launched -------------------------------
 
 
-@pytest.fixture
-def no_workers(monkeypatch):
-    """Fails the test if a fit gets as far as launching workers."""
-    import sklearn_serverless._estimator as base
-
-    def launched(*args, **kwargs):
-        raise AssertionError("workers were launched")
-
-    monkeypatch.setattr(base, "run_distributed", launched)
-
-
 @pytest.mark.parametrize("X, y, error, match", [
     (np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 2.0]]), [0, 1, 0], ValueError, "NaN"),
     (np.array([[0.0, np.inf], [1.0, 1.0], [2.0, 2.0]]), [0, 1, 0], ValueError, "infinity"),

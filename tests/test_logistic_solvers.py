@@ -190,17 +190,6 @@ def test_sklearns_parameters_and_defaults_accepted_whole(ours, theirs):
     assert names[-5:] == ["backend", "state_mode", "n_workers", "state_store", "timeout"]
 
 
-@pytest.fixture
-def no_workers(monkeypatch):
-    """Fails the test if a fit gets as far as launching workers."""
-    import sklearn_serverless._estimator as base
-
-    def launched(*args, **kwargs):
-        raise AssertionError("workers were launched")
-
-    monkeypatch.setattr(base, "run_distributed", launched)
-
-
 def _messages(record) -> list[tuple[type, str]]:
     return sorted((w.category.__name__, str(w.message)) for w in record)
 

@@ -67,9 +67,10 @@ class ServerlessKMeans(
         (same ``random_state``, same initial centres).
 
     n_init : 'auto' or int, default='auto'
-        Runs from different initial centres, all inside the same map; the
-        lowest inertia wins. 'auto' is 1 for 'k-means++' and arrays, 10
-        otherwise.
+        Runs from different initial centres, in lockstep inside the same map
+        (each round steps every run still iterating); scikit-learn's choice
+        wins: the lowest inertia, the first of equals. 'auto' is 1 for
+        'k-means++' and arrays, 10 otherwise.
 
     max_iter : int, default=300
         Maximum Lloyd iterations of one run.

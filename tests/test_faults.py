@@ -151,6 +151,25 @@ def test_kmeans_survives_a_killed_worker(blobs, kill_worker, rank, state_mode, s
         assert request.getfixturevalue("redis_server").keys() == []
 
 
+@pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
+def test_kmeans_lockstep_runs_survive_a_killed_worker(blobs, kill_worker, rank,
+                                                      leaves_nothing):
+    # n_init=10 in lockstep, killed after some runs have stopped: the new
+    # generation replays the recorded rounds (steps of several runs, final
+    # E-steps) and rebuilds the finished runs' labels where it needs them.
+    X, _ = blobs
+    params = dict(init="random", n_init=10, random_state=0)
+    kill_worker("kmeans", rank, at=20)
+    model = ServerlessKMeans(12, n_workers=2, timeout=30, **params).fit(X)
+    assert model.timings_["generations"] == 2
+    reference = KMeans(12, **params).fit(X)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_,
+                               rtol=0, atol=1e-9)
+    assert model.n_iter_ == reference.n_iter_
+    assert model.inertia_ == pytest.approx(reference.inertia_, rel=1e-12)
+
+
 @pytest.mark.parametrize("solver", ["lbfgs", "newton-cholesky"])
 @pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
 def test_logistic_survives_a_killed_worker(kill_worker, solver, rank, leaves_nothing):

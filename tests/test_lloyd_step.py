@@ -32,7 +32,8 @@ def _worker(X, sample_weight):
 
 
 def _round(worker, centers, new_run):
-    table = worker.handle("lloyd", [centers, np.array([0, new_run, 0])])
+    # One Lloyd step of run 0: [run, final, new_run]; no inertia.
+    table = worker.handle("lloyd", [centers[None], np.array([[0, 0, new_run]]), np.array([0])])
     return table[0, 2:]  # the own row: k x (d+1) sums and weights, changed, inertia
 
 
@@ -57,7 +58,7 @@ def test_updated_and_full_sums_are_the_rows_sums_by_label(dtype):
         rows = X
     sample_weight = np.random.RandomState(0).uniform(0.5, 2.0, X.shape[0]).astype(dtype)
     worker = _worker(rows, sample_weight)
-    assert worker.chunk_sums.shape[0] == 5  # 8192-row chunks
+    assert worker.chunk_sums.shape[:2] == (1, 5)  # one run, 8192-row chunks
 
     centers = X[[0, 1, 2, 3]].astype(np.float64)
     labels = None
@@ -72,7 +73,7 @@ def test_updated_and_full_sums_are_the_rows_sums_by_label(dtype):
         np.testing.assert_allclose(sums, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
         changed = X.shape[0] if labels is None else int((new_labels != labels).sum())
         assert own[-2] == changed
-        touched = worker.chunk_sums[:, -1]
+        touched = worker.chunk_sums[0, :, -1]
         if i == 0 or i == 8:
             assert not touched.any(), "a new run or a mass change is summed in full"
         else:
@@ -93,7 +94,7 @@ def test_a_chunk_is_summed_in_full_once_its_changes_exceed_the_budget():
     history = []
     for centers in (b, a, b):
         own = _round(worker, centers, new_run=False)
-        history.append(worker.chunk_sums[:, -1].copy())
+        history.append(worker.chunk_sums[0, :, -1].copy())
         _, expected = _expected(X, sample_weight, centers)
         np.testing.assert_allclose(own[:-2].reshape(K, -1), expected, rtol=1e-12,
                                    atol=1e-12 * np.abs(expected).max())

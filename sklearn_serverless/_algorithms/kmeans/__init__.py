@@ -1,9 +1,13 @@
 """Lloyd's k-means, distributed: each worker assigns its rows and sums them
 per cluster; the coordinator turns the sums into the new centres.
 
-- :mod:`._kernels`: the Lloyd step on a block of rows;
-- :mod:`._worker`: a partition's side, chunk by chunk (work sharing);
-- :mod:`._coordinator`: the iterations, empty clusters, convergence;
+- :mod:`._kernels`: the Lloyd step on a block of rows (:mod:`._compiled`:
+  the same by numba, for every run of a round in one pass);
+- :mod:`._batch`: the runs (initialisations) one round computes, in lockstep;
+- :mod:`._worker`: a partition's side, chunk by chunk (work sharing), with
+  the numpy kernel's round in :mod:`._numpy_step`;
+- :mod:`._coordinator`: the iterations, empty clusters, convergence, the
+  choice among the runs;
 - :mod:`._dataset`: statistics and k-means|| on a dataset's raw rows;
 - :mod:`._apply`: a fitted model on a dataset's rows (predict, transform).
 """

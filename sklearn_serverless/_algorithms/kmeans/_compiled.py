@@ -71,87 +71,127 @@ def _jit(function):
 
 
 @_jit
-def _lloyd(X, sample_weight, model_t, shift, centers, labels, out, chunk_rows, new_run,
-           sums_wanted, inertia_wanted, scores, accumulator):
-    """Chunk by chunk of ``chunk_rows`` rows: scores ``X @ model_t + shift``
-    by GEMM blocks, the first maximum into ``labels`` (counting changes),
-    the weighted sums of the rows by label, the inertia. ``out`` row per
-    chunk: ``k x m`` sums, changed (every row with ``new_run``), inertia."""
+def _lloyd(X, sample_weight, model_t, shift, centers, labels, runs, offset, out, chunk_rows,
+           new_run, sums_wanted, inertia_wanted, scores, accumulator, changed, inertia):
+    """Chunk by chunk of ``chunk_rows`` rows, for each run ``e`` of a batch
+    (its labels in row ``runs[e]`` of the ``labels`` table, from column
+    ``offset``): scores ``X @ model_t[e] + shift[e]`` by GEMM blocks, the
+    first maximum as the row's label (counting changes), the weighted sums
+    of the rows by label, the inertia.
+    Each block of rows is read once for all the runs (it stays in cache).
+    ``out[chunk, e]``: ``k x m`` sums, changed (every row with
+    ``new_run[e]``), inertia."""
     n, m = X.shape
-    k = model_t.shape[1]
-    d = centers.shape[1]
+    n_runs, _, k = model_t.shape
+    d = centers.shape[2]
     n_chunks = out.shape[0]
     for chunk in range(n_chunks):
         first = chunk * chunk_rows
         last = min(first + chunk_rows, n)
-        accumulator[:, :] = 0
-        changed = 0
-        inertia = 0.0
+        accumulator[:, :, :] = 0
+        changed[:] = 0
+        inertia[:] = 0.0
         for start in range(first, last, BLOCK):
             stop = min(start + BLOCK, last)
             rows = stop - start
             block = scores[:rows]
-            np.dot(X[start:stop], model_t, block)
-            for r in range(rows):
-                i = start + r
-                best = 0
-                top = block[r, 0] + shift[0]
-                for c in range(1, k):
-                    score = block[r, c] + shift[c]
-                    if score > top:
-                        top = score
-                        best = c
-                if labels[i] != best or new_run:
-                    changed += 1
-                    labels[i] = best
-                weight = sample_weight[i]
-                if sums_wanted:
+            for e in range(n_runs):
+                np.dot(X[start:stop], model_t[e], block)
+                run_labels = labels[runs[e]]
+                run_shift = shift[e]
+                fresh = new_run[e]
+                sums = sums_wanted[e]
+                distances = inertia_wanted[e]
+                for r in range(rows):
+                    i = start + r
+                    best = 0
+                    top = block[r, 0] + run_shift[0]
+                    for c in range(1, k):
+                        score = block[r, c] + run_shift[c]
+                        if score > top:
+                            top = score
+                            best = c
+                    if run_labels[offset + i] != best or fresh:
+                        changed[e] += 1
+                        run_labels[offset + i] = best
+                    weight = sample_weight[i]
+                    if sums:
+                        for j in range(m):
+                            accumulator[e, best, j] += weight * X[i, j]
+                    if distances:
+                        distance = 0.0
+                        for j in range(d):
+                            diff = X[i, j] - centers[e, best, j]
+                            distance += diff * diff
+                        inertia[e] += distance * weight
+        for e in range(n_runs):
+            if sums_wanted[e]:
+                for c in range(k):
                     for j in range(m):
-                        accumulator[best, j] += weight * X[i, j]
-                if inertia_wanted:
-                    distance = 0.0
-                    for j in range(d):
-                        diff = X[i, j] - centers[best, j]
-                        distance += diff * diff
-                    inertia += distance * weight
-        if sums_wanted:
-            for c in range(k):
-                for j in range(m):
-                    out[chunk, c * m + j] = accumulator[c, j]
-        out[chunk, k * m] = changed
-        out[chunk, k * m + 1] = inertia
+                        out[chunk, e, c * m + j] = accumulator[e, c, j]
+            out[chunk, e, k * m] = changed[e]
+            out[chunk, e, k * m + 1] = inertia[e]
+
+
+def lloyd_runs(X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray,
+               labels: np.ndarray, runs: np.ndarray, chunk_rows: int, *,
+               new_run: np.ndarray, sums: np.ndarray, inertia: np.ndarray,
+               offset: int = 0, augmented: bool = True) -> np.ndarray:
+    """One Lloyd pass over dense rows ``X`` (C-contiguous), chunk by chunk,
+    for a batch of runs at once: ``centers`` is ``(R, k, d)``; run ``e``'s
+    labels are row ``runs[e]`` of the ``labels`` table (C-contiguous int32,
+    one row per run of the fit), row ``i`` of ``X`` at column ``offset + i``
+    (updated in place: one array layout, one compiled variant per dtype);
+    ``new_run``, ``sums``, ``inertia`` are ``(R,)`` flags (or one for all).
+
+    ``augmented``: ``X`` ends with a column of ones, so one GEMM with the
+    model ``[C, -||c||^2 / 2]`` gives the scores and the ones' sums are the
+    weights. Returns ``(n_chunks, R, k * X.shape[1] + 2)`` float64: per
+    chunk and run the ``k x X.shape[1]`` sums (with ``augmented``, ``k x
+    (d+1)`` sums and weights; zeros without ``sums``), the count of changed
+    labels (every row with ``new_run``: the first round from new centres),
+    and the inertia (0 without ``inertia``). Each run's values are those of
+    :func:`lloyd` on that run alone, to the bit."""
+    X = np.ascontiguousarray(X)
+    dtype = X.dtype
+    centers = np.ascontiguousarray(centers, dtype=dtype)
+    n_runs, k = centers.shape[:2]
+    m = X.shape[1]
+    # Per run, as for one run (a batched einsum may sum in another order).
+    half_sq = np.stack([0.5 * np.einsum("ij,ij->i", c, c) for c in centers])
+    if augmented:
+        model_t = np.ascontiguousarray(
+            np.concatenate([centers, -half_sq[:, :, None]], axis=2).transpose(0, 2, 1))
+        shift = np.zeros((n_runs, k), dtype=dtype)
+    else:
+        model_t = np.ascontiguousarray(centers.transpose(0, 2, 1))
+        shift = (-half_sq).astype(dtype)
+    n_chunks = max(1, -(-X.shape[0] // chunk_rows))
+    out = np.zeros((n_chunks, n_runs, k * m + 2))
+    scores = np.empty((BLOCK, k), dtype=dtype)
+    accumulator = np.empty((n_runs, k, m), dtype=dtype)
+
+    def flags(values):
+        return np.ascontiguousarray(np.broadcast_to(values, (n_runs,)), dtype=np.bool_)
+
+    _lloyd(X, np.ascontiguousarray(sample_weight, dtype=dtype), model_t, shift, centers, labels,
+           np.ascontiguousarray(runs, dtype=np.int64), offset, out, chunk_rows, flags(new_run),
+           flags(sums), flags(inertia), scores, accumulator, np.zeros(n_runs, dtype=np.int64),
+           np.zeros(n_runs))
+    return out
 
 
 def lloyd(X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray, labels: np.ndarray,
           chunk_rows: int, *, new_run: bool = False, augmented: bool = True,
           sums: bool = True, inertia: bool = False) -> np.ndarray:
-    """One Lloyd pass over dense rows ``X`` (C-contiguous), chunk by chunk.
-
-    ``augmented``: ``X`` ends with a column of ones, so one GEMM with the
-    model ``[C, -||c||^2 / 2]`` gives the scores and the ones' sums are the
-    weights. ``labels`` (int32) holds the last labels and gets the new ones.
-    Returns one float64 row per chunk: the ``k x X.shape[1]`` sums (with
-    ``augmented``, ``k x (d+1)`` sums and weights), the count of changed
-    labels (every row with ``new_run``: the first round from new centres),
-    and the inertia (0 unless ``inertia``)."""
-    X = np.ascontiguousarray(X)
-    dtype = X.dtype
-    centers = np.ascontiguousarray(centers, dtype=dtype)
-    k, m = centers.shape[0], X.shape[1]
-    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
-    if augmented:
-        model_t = np.ascontiguousarray(np.hstack([centers, -half_sq[:, None]]).T)
-        shift = np.zeros(k, dtype=dtype)
-    else:
-        model_t = np.ascontiguousarray(centers.T)
-        shift = (-half_sq).astype(dtype)
-    n_chunks = max(1, -(-X.shape[0] // chunk_rows))
-    out = np.zeros((n_chunks, k * m + 2))
-    scores = np.empty((BLOCK, k), dtype=dtype)
-    accumulator = np.empty((k, m), dtype=dtype)
-    _lloyd(X, np.ascontiguousarray(sample_weight, dtype=dtype), model_t, shift, centers, labels,
-           out, chunk_rows, new_run, sums, inertia, scores, accumulator)
-    return out
+    """One Lloyd pass over dense rows ``X`` (C-contiguous), chunk by chunk,
+    for one run: :func:`lloyd_runs` with ``centers`` of shape ``(k, d)`` and
+    ``labels`` (int32, one per row) updated in place. Returns one float64
+    row per chunk: the sums, the count of changed labels, the inertia."""
+    out = lloyd_runs(X, sample_weight, np.asarray(centers)[None], labels[None],
+                     np.zeros(1, dtype=np.int64), chunk_rows, new_run=new_run, sums=sums,
+                     inertia=inertia, augmented=augmented)
+    return out[:, 0]
 
 
 @_jit

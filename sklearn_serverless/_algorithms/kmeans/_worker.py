@@ -1,6 +1,7 @@
 """One partition's side of Lloyd's algorithm: each worker assigns its rows
 and sums them per cluster, chunk by chunk, so that workers on one machine can
-compute each other's chunks (see :mod:`sklearn_serverless.distributed._sharing`).
+compute each other's chunks (see :mod:`sklearn_serverless.distributed._sharing`),
+for every initialisation still running at once (see :mod:`._batch`).
 """
 
 from __future__ import annotations
@@ -12,22 +13,18 @@ import scipy.sparse as sp
 
 from ...distributed._sharing import Chunks, Team, partial_table, shared_array
 from . import _kernels
-from ._kernels import Workspace, assign, block_size, labels_inertia, row_norms, row_range
+from ._batch import Batch, clustering_map
+from ._kernels import Workspace, assign, block_size
+from ._numpy_step import NumpyStep
 from ._params import KMeansParams
 
 #: Chunks per worker (see :mod:`._sharing`): enough that the last ones, which
 #: helpers take, are short; each is a whole number of blocks.
 _CHUNKS_PER_WORKER = 64
 
-
-#: A run of at most this many chunks is summed as soon as it is labelled.
-_SHORT_RUN = 2
-
-#: A chunk's sums are updated with its changed rows only (see
-#: :meth:`Worker._partials`) until the rows changed since its last full sum
-#: would exceed this fraction of its rows: then the update costs more than a
-#: full sum, and its rounding could exceed the full sum's.
-_UPDATE_BUDGET = 0.5
+#: What a run's row of labels holds on this worker: nothing known (a
+#: replacement worker), its last Lloyd step's labels, its final labels.
+_UNKNOWN, _STEP, _FINAL = 0, 1, 2
 
 
 def chunk_rows(block: int, rows_per_worker: int, n_clusters: int) -> int:
@@ -39,14 +36,20 @@ def chunk_rows(block: int, rows_per_worker: int, n_clusters: int) -> int:
     return block * blocks
 
 
-class Worker:
+class Worker(NumpyStep):
     """One partition's side of Lloyd's algorithm.
 
     A Lloyd round works chunk by chunk (see :mod:`._sharing`): each chunk's
     cluster sums, weights and label changes come out on their own and are
     folded in chunk order, so a chunk gives the same bits whichever worker
-    computes it. Labels live in a file every worker maps when rows are
-    shared (a helper updates the owner's labels), in memory otherwise.
+    computes it. Labels, one row per initialisation (run), live in a file
+    every worker maps when rows are shared (a helper updates the owner's
+    labels), in memory otherwise.
+
+    Commands: ``'lloyd'`` (a :class:`._batch.Batch` of Lloyd steps and
+    final E-steps), ``'farthest'`` (empty clusters' candidates),
+    ``'same'`` (scikit-learn's same-clustering test between runs) and
+    ``'stop'`` (which run's labels are the model's).
     """
 
     #: Seconds of sleep per chunk taken (a slow CPU): tests set it in a subclass.
@@ -61,17 +64,22 @@ class Worker:
         self.sample_weight = data["sample_weight"]
         self.team = team
         self.k = params.n_clusters
+        # Data in memory brings its initial centres, a dataset its seeds.
+        self.n_runs = max(1, len(params.inits), len(params.seeds))
         n = self.X.shape[0]
         self.block = block_size(self.k)
         if team.shares_rows:
             owner_rows = [p.stop - p.start for p in team.peers]
             self.all_labels = shared_array(os.path.join(team.folder, "labels"),
-                                           (team.n_samples,), np.int32)
+                                           (self.n_runs, team.n_samples), np.int32)
             mine = team.peers[team.rank]
-            self.labels = self.all_labels[mine.start:mine.stop]
+            self.label_offset = mine.start
+            self.labels = self.all_labels[:, mine.start:mine.stop]
         else:
             owner_rows = [n] * team.n_workers
-            self.labels = np.full(n, -1, dtype=np.int32)
+            self.all_labels = self.labels = np.full((self.n_runs, n), -1, dtype=np.int32)
+            self.label_offset = 0
+        self.status = np.full(self.n_runs, _UNKNOWN, dtype=np.int8)
         self.chunk_rows = chunk_rows(self.block, max(owner_rows), self.k)
         self.owner_rows = owner_rows
         n_chunks = [-(-rows // self.chunk_rows) for rows in owner_rows]
@@ -83,12 +91,12 @@ class Worker:
         # Dense rows take the compiled kernel when there is one (read now, so a
         # test can take it away): a full sum costs it little, so no chunk_sums.
         self.compiled = None if self.sparse else _kernels.compiled
-        self.chunk_sums = None if self.compiled else self._chunk_sums_store(team, n_chunks)
+        self.chunk_sums = None if self.compiled else self._chunk_sums_store(n_chunks)
         if self.chunk_sums is not None:
             # Nothing is known of this worker's chunks yet (a replacement may
             # find a predecessor's file): their first round sums in full.
             first = int(self.first_chunk[team.rank])
-            self.chunk_sums[first:first + n_chunks[team.rank], -1] = np.inf
+            self.chunk_sums[:, first:first + n_chunks[team.rank], -1] = np.inf
         self.workspace = self.chunk_offsets = None
         if self.compiled is None:  # the numpy kernel's buffers
             workspace_rows = max(n, self.chunk_rows)
@@ -97,140 +105,82 @@ class Worker:
             self.chunk_offsets = (np.arange(workspace_rows) // self.chunk_rows * self.k).astype(
                 self.workspace.row_pointers.dtype)
         self.borrowed: dict[tuple[int, int], dict] = {}
-        # Labels of the last final E-step, and of the best run so far (None:
-        # not seen by this worker, which then computes them from the centres).
-        self.final_labels = self.best_labels = None
+        self.best_labels = None
         self.x_squared_norms = None
         self.epoch = 0
 
     def handle(self, command: str, arrays: list) -> np.ndarray | None:
         if command == "lloyd":
-            centers, (keep, new_run, inertia) = arrays
-            if keep:
-                self.best_labels = self.final_labels  # the run just finished is the best
-            return self._lloyd_step(centers, new_run=bool(new_run), inertia=bool(inertia))
+            centers, table, flags = arrays
+            return self._lloyd_round(centers, Batch.from_message(table, flags, centers))
         if command == "farthest":
-            return self._farthest(arrays[0], int(arrays[1][0]))
-        if command == "final":
-            return self._final(arrays[0])
+            centers, table = arrays
+            return self._farthest(centers, np.asarray(table, dtype=np.int64).reshape(-1, 2))
+        if command == "same":
+            centers, runs, pairs = arrays
+            for run_centers, run in zip(centers, runs, strict=True):
+                self._ensure_final(int(run), run_centers)
+            return np.stack([clustering_map(self.labels[a], self.labels[b], self.k)
+                             for a, b in np.asarray(pairs, dtype=np.int64).reshape(-1, 2)])
         if command == "stop":
-            keep, best_centers = arrays
-            if keep[0]:
-                self.best_labels = self.final_labels
-            if self.best_labels is None:  # a replacement that did not see the best run end
-                self.best_labels, _ = labels_inertia(self.X, self.sample_weight, best_centers,
-                                                     self.block)
+            (best,), centers = arrays
+            self._ensure_final(int(best), centers)
+            self.best_labels = np.array(self.labels[int(best)], dtype=np.int32)
             return None
         raise ValueError(f"unknown k-means command {command!r}")
 
     def result(self) -> dict:
-        return {"labels": np.array(self.best_labels, dtype=np.int32)}
+        return {"labels": self.best_labels}
 
     def close(self) -> None:
         self.chunks.close()
-        self.labels = self.final_labels = self.best_labels = self.all_labels = None
+        self.labels = self.best_labels = self.all_labels = None
         self.chunk_sums = None
 
-    # kernels ------------------------------------------------------------------------------
+    # a round ------------------------------------------------------------------------------
 
-    def _chunk_sums_store(self, team: Team, n_chunks: list[int]) -> np.ndarray | None:
-        """Every chunk's last sums, ``[sums..., weights..., rows changed since
-        the last full sum]``, so that a round only adds the rows that changed
-        cluster. In the fit folder when rows are shared (a helper updates the
-        owner's chunks). None where the sums would outweigh half the rows
-        (sparse rows with many columns, few rows per cluster)."""
-        width = self.k * (self.X.shape[1] + 1) + 1
-        if self.sparse:
-            data_bytes = self.X.data.nbytes + self.X.indices.nbytes
-        else:
-            data_bytes = self.X_ones.nbytes
-        if 2 * n_chunks[team.rank] * width * 8 > data_bytes:
-            return None
-        shape = (int(self.first_chunk[-1]), width)
-        if team.shares_rows:
-            return shared_array(os.path.join(team.folder, "chunk_sums"), shape, np.float64)
-        return np.zeros(shape)
-
-    def _row_norms(self) -> np.ndarray:
-        if self.x_squared_norms is None:
-            self.x_squared_norms = row_norms(self.X)
-        return self.x_squared_norms
-
-    def _lloyd_step(self, centers: np.ndarray, new_run: bool, inertia: bool) -> np.ndarray:
-        """This worker's chunks from the front, then other owners' chunks
-        from the back while any is left (see :mod:`._sharing`).
-
-        Own chunks are labelled run by run; the big early runs are summed in
-        one product when the runs get short (a product after each run slowed
-        the next run's GEMM: 2-3 ms per 60 ms round), the short last runs at
-        once, so that little is left to do when the chunks run out."""
+    def _lloyd_round(self, centers: np.ndarray, batch: Batch) -> np.ndarray:
+        """Every entry of the batch on this worker's chunks from the front,
+        then on other owners' chunks from the back while any is left."""
         self.epoch += 1
         self.chunks.open_round(self.epoch)
         if self.compiled is not None:
-            return self._compiled_step(centers, new_run, inertia)
-        X = self.X if self.sparse else self.X_ones
-        new, maxima = self.workspace.labels, self.workspace.maxima
-        own = np.zeros(self.k * (self.X.shape[1] + 1) + 2)
-        summed = done = 0
-        while (run := self.chunks.take()) is not None:
-            start, done = run[0] * self.chunk_rows, min(run[1] * self.chunk_rows, X.shape[0])
-            assign(row_range(X, start, done), centers, new[start:done], maxima[start:done],
-                   self.block, augmented=not self.sparse, argmax=self.workspace.argmax)
-            if run[1] - run[0] <= _SHORT_RUN:
-                self._fold_own(own, slice(summed, done), new_run, inertia)
-                summed = done
-        if summed < done:
-            self._fold_own(own, slice(summed, done), new_run, inertia)
-        taken = []
-        while (got := self.chunks.steal()) is not None:
-            owner, chunk = got
-            rows = self._borrow(owner, chunk, inertia)
-            n = rows["sample_weight"].shape[0]
-            assign(rows["X"], centers, new[:n], maxima[:n], self.block,
-                   augmented=not self.sparse, argmax=self.workspace.argmax)
-            start = self.team.peers[owner].start + chunk * self.chunk_rows
-            (partial,) = self._partials(rows["X"], rows["sample_weight"], new[:n],
-                                        self.all_labels[start:start + n], new_run,
-                                        maxima[:n], rows.get("norms"),
-                                        int(self.first_chunk[owner]) + chunk)
-            taken.append((owner, chunk, partial))
-        return partial_table(own, self.team.rank, taken)
+            own, borrowed = self._compiled_step(centers, batch)
+        else:
+            own, borrowed = self._numpy_step(centers, batch)
+        self.status[batch.runs] = np.where(batch.final, _FINAL, _STEP)
+        return partial_table(own, self.team.rank, borrowed)
 
-    def _compiled_step(self, centers: np.ndarray, new_run: bool, inertia: bool) -> np.ndarray:
-        """:meth:`_lloyd_step` by the compiled kernel: each run of chunks in
-        one call that labels, sums and counts; full sums every round."""
-        lloyd = self.compiled.lloyd
-        own = np.zeros(self.k * (self.X.shape[1] + 1) + 2)
-        while (run := self.chunks.take()) is not None:
-            start = run[0] * self.chunk_rows
-            stop = min(run[1] * self.chunk_rows, self.X_ones.shape[0])
-            for chunk in lloyd(self.X_ones[start:stop], self.sample_weight[start:stop], centers,
-                               self.labels[start:stop], self.chunk_rows, new_run=new_run,
-                               inertia=inertia):
-                own += chunk
-        taken = []
+    def _compiled_step(self, centers: np.ndarray, batch: Batch
+                       ) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+        """:meth:`_lloyd_round` by the compiled kernel: each run of chunks in
+        one call that labels, sums and counts for every entry of the batch
+        (a block of rows read once for all); full sums every round."""
+        own = np.zeros(batch.width)
+        while (taken := self.chunks.take()) is not None:
+            start = taken[0] * self.chunk_rows
+            stop = min(taken[1] * self.chunk_rows, self.X_ones.shape[0])
+            for chunk in self._compiled(self.X_ones[start:stop], self.sample_weight[start:stop],
+                                        centers, batch, self.label_offset + start):
+                own += batch.pack(chunk)
+        borrowed = []
         while (got := self.chunks.steal()) is not None:
             owner, chunk = got
             rows = self._borrow(owner, chunk, False)
-            n = rows["sample_weight"].shape[0]
             start = self.team.peers[owner].start + chunk * self.chunk_rows
-            (partial,) = lloyd(rows["X"], rows["sample_weight"], centers,
-                               self.all_labels[start:start + n], self.chunk_rows,
-                               new_run=new_run, inertia=inertia)
-            taken.append((owner, chunk, partial))
-        return partial_table(own, self.team.rank, taken)
+            (values,) = self._compiled(rows["X"], rows["sample_weight"], centers, batch, start)
+            borrowed.append((owner, chunk, batch.pack(values)))
+        return own, borrowed
 
-    def _fold_own(self, own: np.ndarray, rows: slice, new_run: bool, inertia: bool) -> None:
-        """Add the partials of this worker's rows just labelled into ``own``,
-        chunk by chunk."""
-        X = self.X if self.sparse else self.X_ones
-        new, maxima = self.workspace.labels, self.workspace.maxima
-        norms = self._row_norms()[rows] if inertia else None
-        first = int(self.first_chunk[self.team.rank]) + rows.start // self.chunk_rows
-        for chunk in self._partials(row_range(X, rows.start, rows.stop),
-                                    self.sample_weight[rows], new[rows],
-                                    self.labels[rows], new_run, maxima[rows], norms, first):
-            own += chunk
+    def _compiled(self, X_ones: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray,
+                  batch: Batch, offset: int) -> np.ndarray:
+        """The compiled kernel on rows whose labels start at column ``offset``
+        of the labels table: sums for the steps, inertia for the final
+        E-steps (and the steps when wanted)."""
+        return self.compiled.lloyd_runs(
+            X_ones, sample_weight, centers, self.all_labels, batch.runs, self.chunk_rows,
+            new_run=batch.new_run, sums=~batch.final, inertia=batch.final | batch.inertia,
+            offset=offset)
 
     def _borrow(self, owner: int, chunk: int, inertia: bool) -> dict:
         """Another owner's chunk of rows, read once and kept."""
@@ -240,100 +190,67 @@ class Worker:
             stop = min(start + self.chunk_rows, self.owner_rows[owner])
             rows = self.borrowed[owner, chunk] = self.team.read_rows(owner, start, stop)
         if inertia and "norms" not in rows:
-            X = rows["X"] if self.sparse else rows["X"][:, :-1]
-            rows["norms"] = row_norms(X)
+            rows["norms"] = _kernels.row_norms(self._features(rows["X"]))
         return rows
 
-    def _partials(self, X, sample_weight: np.ndarray, new: np.ndarray, labels: np.ndarray,
-                  new_run: bool, maxima: np.ndarray, norms: np.ndarray | None,
-                  first_chunk: int) -> np.ndarray:
-        """For a run of whole chunks just labelled ``new`` (global chunk ids
-        from ``first_chunk``): one row per chunk of cluster sums with the
-        weights as last column (k x (d+1)), labels changed since ``labels``
-        (then updated), and (given ``norms``) the inertia.
+    # what a replacement worker rebuilds ---------------------------------------------------
 
-        A chunk's sums are its last sums plus the rows that changed cluster
-        (in at the new label, out at the old), while the rows changed since
-        its last full sum stay within :data:`_UPDATE_BUDGET` of its rows;
-        otherwise a full sum. After the first rounds few labels change, so
-        this skips a pass over the rows (a third of a round's compute).
-        Either way a chunk's values depend only on its rows and its last
-        sums, never on who computes it or with which other chunks."""
-        n, k, workspace = X.shape[0], self.k, self.workspace
-        starts = np.arange(0, n, self.chunk_rows)
-        sizes = np.diff(np.r_[starts, n])
-        out = np.empty((starts.size, k * (self.X.shape[1] + 1) + 2))
-        changed = None if new_run else new != labels
-        out[:, -2] = sizes if new_run else np.add.reduceat(changed, starts, dtype=np.int64)
-        state = None
-        if self.chunk_sums is not None:
-            state = self.chunk_sums[first_chunk:first_chunk + starts.size]
-            touched = state[:, -1] + out[:, -2]
-            full = np.asarray(touched > _UPDATE_BUDGET * sizes) | new_run
-        if state is None or full.all():
-            columns = np.add(new, self.chunk_offsets[:n], out=workspace.columns[:n])
-            one_hot = sp.csc_matrix((sample_weight, columns, workspace.row_pointers[:n + 1]),
-                                    shape=(starts.size * k, n))
-            sums = self._sums(one_hot, X, columns, sample_weight, starts.size * k)
+    def _ensure_step(self, run: int, centers: np.ndarray) -> None:
+        """Run ``run``'s labels from its last Lloyd step (``centers``), as the
+        step computed them, where this worker has not seen that step (a
+        replacement whose first message is ``'farthest'``)."""
+        if self.status[run] == _STEP:
+            return
+        n = self.X.shape[0]
+        if self.compiled is not None:
+            self.compiled.lloyd_runs(self.X_ones, self.sample_weight, centers[None],
+                                     self.all_labels, np.array([run]), self.chunk_rows,
+                                     new_run=False, sums=False, inertia=False,
+                                     offset=self.label_offset)
         else:
-            sums = self._updated_sums(X, sample_weight, new, labels, changed, full,
-                                      state[:, :-1])
-        labels[:] = new
-        out[:, :-2] = sums.reshape(starts.size, -1)
-        if state is not None:
-            state[:, :-1] = out[:, :-2]
-            state[:, -1] = np.where(full, 0, touched)
-        out[:, -1] = 0.0
-        if norms is not None:
-            distances = np.maximum(norms - 2 * maxima, 0) * sample_weight
-            out[:, -1] = np.add.reduceat(distances, starts)
-        return out
+            X = self.X if self.sparse else self.X_ones
+            assign(X, centers, self.labels[run], self.workspace.maxima[:n], self.block,
+                   augmented=not self.sparse, argmax=self.workspace.argmax)
+        self.status[run] = _STEP
 
-    def _sums(self, one_hot, X, columns: np.ndarray, sample_weight: np.ndarray,
-              n_rows: int) -> np.ndarray:
-        """``one_hot @ X`` as a dense array with the weights as last column."""
-        sums = one_hot @ X
-        if self.sparse:
-            weights = np.bincount(columns, weights=sample_weight, minlength=n_rows)
-            sums = np.hstack([sums.toarray(), weights[:, None]])
-        return sums
+    def _ensure_final(self, run: int, centers: np.ndarray) -> None:
+        """Run ``run``'s final labels from its final ``centers``, as its final
+        E-step computed them, where this worker has not seen that E-step."""
+        if self.status[run] == _FINAL:
+            return
+        if self.compiled is not None:
+            self.compiled.lloyd_runs(self.X_ones, self.sample_weight, centers[None],
+                                     self.all_labels, np.array([run]), self.chunk_rows,
+                                     new_run=False, sums=False, inertia=False,
+                                     offset=self.label_offset)
+        else:
+            self._final_chunks(self.X, self.sample_weight, centers, self.labels[run])
+        self.status[run] = _FINAL
 
-    def _updated_sums(self, X, sample_weight: np.ndarray, new: np.ndarray,
-                      old: np.ndarray, changed: np.ndarray, full: np.ndarray,
-                      last: np.ndarray) -> np.ndarray:
-        """Sums of a run of chunks: ``last`` plus the changed rows (in at
-        ``new``, out at ``old``) for the chunks not ``full``, every row for
-        those that are, in one product over just those rows."""
-        k = self.k
-        n = X.shape[0]
-        full_rows = np.repeat(full, self.chunk_rows)[:n]
-        rows = np.flatnonzero(full_rows | changed)
-        leaving = ~full_rows[rows]  # a changed row of an updated chunk also leaves its old cluster
-        pointers = np.zeros(rows.size + 1, dtype=np.int64)
-        np.cumsum(1 + leaving, out=pointers[1:])
-        offsets = self.chunk_offsets[rows]
-        weights = sample_weight[rows]
-        columns = np.empty(pointers[-1], dtype=np.int64)
-        values = np.empty(pointers[-1], dtype=sample_weight.dtype)
-        columns[pointers[:-1]] = offsets + new[rows]
-        values[pointers[:-1]] = weights
-        second = pointers[:-1][leaving] + 1
-        columns[second] = offsets[leaving] + old[rows[leaving]]
-        values[second] = -weights[leaving]
-        one_hot = sp.csc_matrix((values, columns, pointers), shape=(full.size * k, rows.size))
-        sums = self._sums(one_hot, X[rows], columns, values, full.size * k)
-        sums = sums.reshape(full.size, -1)
-        return np.where(full[:, None], sums, last + sums)
+    # empty clusters -----------------------------------------------------------------------
 
-    def _farthest(self, centers: np.ndarray, n_empty: int) -> np.ndarray:
-        """This worker's ``n_empty`` rows farthest from their centre, farthest
-        first, each as ``[distance, weight, label, x...]`` (a gather)."""
+    def _farthest(self, centers: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """For each run ``[run, n_empty]`` of ``table`` (``centers``: those of
+        its last step), this worker's ``n_empty`` rows farthest from their
+        centre, farthest first, each as ``[run, distance, weight, label,
+        x...]`` (a gather). Every run's labels are rebuilt if need be, so
+        that a replacement worker is ready for the next step."""
+        out = [np.empty((0, centers.shape[2] + 4))]
+        for run_centers, (run, n_empty) in zip(centers, table, strict=True):
+            self._ensure_step(int(run), run_centers)
+            if n_empty:
+                rows = self._farthest_rows(run_centers, self.labels[run], int(n_empty))
+                out.append(np.c_[np.full(rows.shape[0], run), rows])
+        return np.vstack(out)
+
+    def _farthest_rows(self, centers: np.ndarray, labels: np.ndarray, n_empty: int
+                       ) -> np.ndarray:
         if self.sparse:
             diff_sq = (self._row_norms() - 2 * np.asarray(
-                self.X.multiply(centers[self.labels]).sum(axis=1)).ravel()
-                + np.einsum("ij,ij->i", centers, centers)[self.labels])
+                self.X.multiply(centers[labels]).sum(axis=1)).ravel()
+                + np.einsum("ij,ij->i", centers, centers)[labels])
         else:
-            diff = self.X - centers[self.labels]
+            diff = self.X - centers[labels]
             diff_sq = np.einsum("ij,ij->i", diff, diff)
         m = min(n_empty, diff_sq.shape[0])
         out = np.empty((m, centers.shape[1] + 3))
@@ -343,17 +260,6 @@ class Worker:
             rows = self.X[far]
             out[:, 0] = diff_sq[far]
             out[:, 1] = self.sample_weight[far]
-            out[:, 2] = self.labels[far]
+            out[:, 2] = labels[far]
             out[:, 3:] = rows.toarray() if self.sparse else rows
         return out
-
-    def _final(self, centers: np.ndarray) -> np.ndarray:
-        """Final E-step: labels for the final centres and the exact inertia."""
-        if self.compiled is not None:
-            self.final_labels, inertia = _kernels.compiled_labels_inertia(
-                self.X_ones, self.sample_weight, centers, augmented=True)
-            return np.array([inertia])
-        self.final_labels, inertia = labels_inertia(
-            self.X, self.sample_weight, centers, self.block
-        )
-        return np.array([inertia])

@@ -361,6 +361,35 @@ def test_a_cloud_pool_ends_when_its_owners_heartbeat_stops(cloud, monkeypatch, l
     assert pool not in _pool._pools and len(_pool._pools) == 1
 
 
+@pytest.mark.redis
+def test_a_cloud_pool_worker_whose_heartbeat_lapses_gets_no_fit(cloud, monkeypatch,
+                                                                leaves_nothing):
+    # A frozen function: its process is there, its heartbeat is not (what
+    # the owner sees of a cloud function that died without a word).
+    from sklearn_serverless._execution import _pool_cloud
+
+    monkeypatch.setattr(_pool_cloud, "HEARTBEAT_SECONDS", 1.0)
+    X, y = make_classification(600, 5, random_state=14)
+    with config_context(worker_pool=True):
+        _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
+        pool = _pool._pools[0]
+        victim = pool.pids()[1]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 5
+            while not pool.lost_slots() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pool.lost_slots() == {1: "its pool worker stopped renewing its heartbeat"}
+            model, _ = _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
+        finally:
+            if process_alive(victim):  # else the old pool's shutdown killed it
+                os.kill(victim, signal.SIGCONT)
+        _same_logistic(model, X, y)
+        assert model.timings_["generations"] == 1  # never handed to the frozen worker
+    assert pool not in _pool._pools and len(_pool._pools) == 1
+    assert not _wait_gone([victim])
+
+
 _CLOUD_OWNER = textwrap.dedent("""
     import json, sys, time
     from sklearn.datasets import make_classification

@@ -110,7 +110,8 @@ def cloud_path(repeat: int) -> dict:
     """The loopback cloud path (localhost compute, moto's S3 as the Lithops
     storage, a Redis state store, as tests/conftest.py's ``cloud`` fixture):
     the first and the second of two successive fits in a fresh process state,
-    with a pool (``worker_pool=True``) and without."""
+    with a pool (``worker_pool=True``: jobs and results as storage objects,
+    job ids in Redis lists) and without, for both estimators."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -124,21 +125,27 @@ def cloud_path(repeat: int) -> dict:
         config = {"lithops": {"backend": "localhost", "storage": "minio"},
                   "minio": moto.storage_config("sks-bench")}
         X, y = make_classification(2000, 10, random_state=0)
+        estimators = {
+            "logistic": (lambda: ServerlessLogisticRegression(
+                n_workers=2, backend=config, state_store=redis.url), (X, y)),
+            "kmeans": (lambda: ServerlessKMeans(8, n_workers=2, random_state=0, backend=config,
+                                                state_store=redis.url), (X,)),
+        }
         out: dict = {}
-        for pooled in (True, False):
-            firsts, seconds = [], []
-            for _ in range(repeat):
-                shutdown_workers()
-                with config_context(worker_pool=pooled):
-                    times = []
-                    for _ in range(2):
-                        started = time.perf_counter()
-                        ServerlessLogisticRegression(n_workers=2, backend=config,
-                                                     state_store=redis.url).fit(X, y)
-                        times.append(time.perf_counter() - started)
-                firsts.append(times[0])
-                seconds.append(times[1])
-            out["pool" if pooled else "no pool"] = {"first": firsts, "second": seconds}
+        for _ in range(repeat):  # the arms interleaved
+            for pooled in (True, False):
+                for name, (make, data) in estimators.items():
+                    shutdown_workers()
+                    with config_context(worker_pool=pooled):
+                        times = []
+                        for _ in range(2):
+                            started = time.perf_counter()
+                            make().fit(*data)
+                            times.append(time.perf_counter() - started)
+                    row = out.setdefault("pool" if pooled else "no pool", {}).setdefault(
+                        name, {"first": [], "second": []})
+                    row["first"].append(times[0])
+                    row["second"].append(times[1])
         shutdown_workers()
         return out
     finally:
@@ -157,9 +164,10 @@ def main() -> None:
         import statistics
 
         results = {"machine": machine(), "cloud": cloud_path(args.repeat)}
-        for name, row in results["cloud"].items():
-            print(f"{name:8s} first fit {statistics.median(row['first']) * 1e3:7.1f} ms, "
-                  f"second {statistics.median(row['second']) * 1e3:7.1f} ms")
+        for arm, rows in results["cloud"].items():
+            for name, row in rows.items():
+                print(f"{arm:8s} {name:9s} first fit {statistics.median(row['first']) * 1e3:7.1f}"
+                      f" ms, second {statistics.median(row['second']) * 1e3:7.1f} ms")
         if args.json:
             write_json(Path(args.json), results)
         return

@@ -11,7 +11,7 @@ _DEFAULTS = {
     # Lost workers a fit replaces per slot before it fails (0: none).
     "max_replacements": 3,
     # Workers that serve many fits: 'auto' (on where they cost nothing idle:
-    # localhost), True, False.
+    # localhost), True (also cloud functions), False.
     "worker_pool": "auto",
     # Seconds a pool of workers waits for its next fit before it ends.
     "pool_idle": 60.0,
@@ -47,8 +47,9 @@ def set_config(*, max_replacements: int | None = None, worker_pool=None,
         a fit (see the user guide, "Workers that serve many fits"). 'auto'
         (the default): on when the workers run on this machine with its
         storage (Lithops localhost), where an idle worker costs nothing but
-        memory; True: also with another Lithops storage. Functions on a
-        cloud platform are not pooled yet. None keeps the current value.
+        memory; True: on for every backend, cloud functions included (an
+        idle function is billed; its jobs travel through the Lithops storage
+        and the fit's Redis state store). None keeps the current value.
     pool_idle : float, default=None
         Seconds a pool's workers wait for the next fit before they end
         (default 60). Applies to pools started afterwards. None keeps the

@@ -254,25 +254,185 @@ def test_an_idle_pool_ends(leaves_nothing):
     assert pool not in _pool._pools
 
 
+# pools of cloud functions, on loopback: localhost compute with moto's S3 or
+# Lithops' Redis storage, a real redis-server: the storage + Redis channel ---------------
+
+
+def _pool_keys(cloud) -> list[bytes]:
+    return [key for key in cloud.state_keys() if key.startswith(b"sks:pool:")]
+
+
+def _fit_objects(cloud) -> list[str]:
+    """Objects other than the Lithops job files of a pool's map."""
+    return [key for key in cloud.objects()
+            if "lithops.jobs" not in key and key not in ("storage/", "storage/lithops.jobs/")]
+
+
+def _cloud_fit(cloud, model, *data):
+    model.set_params(backend=cloud.config, state_store=cloud.redis.url)
+    started = time.perf_counter()
+    model.fit(*data)
+    return model, time.perf_counter() - started
+
+
 @pytest.mark.redis
-def test_the_loopback_cloud_path_uses_a_pool_when_asked(cloud, leaves_nothing):
-    # Localhost compute with remote storage (moto's S3 or Lithops' Redis
-    # storage) and a Redis state store: pools are opt-in there.
+def test_a_cloud_pool_serves_successive_fits(cloud, leaves_nothing):
     X, y = make_classification(900, 6, random_state=11)
+    Xb, _ = make_blobs(1200, 4, centers=5, random_state=12)
+    init = Xb[:5].copy()
     with config_context(worker_pool=True):
-        for C in (0.5, 2.0):
-            model = ServerlessLogisticRegression(C=C, n_workers=2, backend=cloud.config,
-                                                 state_store=cloud.redis.url).fit(X, y)
-            _same_logistic(model, X, y, C=C)
-    assert len(_pool._pools) == 1 and _pool._pools[0].jobs == 2
-    # Each fit's data objects and state keys are gone; the pool's own Lithops
-    # job stays in the storage while it lives.
-    assert [key for key in cloud.objects()
-            if "lithops.jobs" not in key and key not in ("storage/", "storage/lithops.jobs/")] == []
-    assert cloud.state_keys() == []
-    # By default ('auto') that site starts a map per fit.
+        model, first = _cloud_fit(cloud, ServerlessLogisticRegression(C=0.5, n_workers=2), X, y)
+        _same_logistic(model, X, y, C=0.5)
+        assert len(_pool._pools) == 1
+        pool = _pool._pools[0]
+        assert pool.channel.__class__.__name__ == "CloudChannel"
+        pids = pool.pids()
+        assert len(pids) == 2
+        # Another estimator, other data and parameters: the same pool, no new map.
+        model, second = _cloud_fit(cloud, ServerlessKMeans(5, init=init, n_init=1,
+                                                           n_workers=2), Xb)
+        _same_kmeans(model, Xb, n_clusters=5, init=init, n_init=1)
+        model, _ = _cloud_fit(cloud, ServerlessLogisticRegression(C=2.0, n_workers=1),
+                              X[:500], y[:500])
+        _same_logistic(model, X[:500], y[:500], C=2.0)
+    assert _pool._pools == [pool] and pool.jobs == 3 and pool.pids() == pids
+    assert len(pool.futures) == 2  # one map, started by the first fit
+    assert second < 0.6 * first, (first, second)
+    # Each fit's data, jobs, results and state keys are gone; while the pool
+    # lives it has its Lithops job files, its owner's and workers' heartbeats.
+    assert _fit_objects(cloud) == []
+    tag = pool.channel.keys.encode()
+    assert sorted(_pool_keys(cloud)) == [tag + name for name in
+                                         (b"alive:0", b"alive:1", b"owner")]
+    assert cloud.state_keys() == _pool_keys(cloud)
+    # The default ('auto') is a map per fit there: idle functions are billed.
     ServerlessLogisticRegression(n_workers=2, backend=cloud.config,
                                  state_store=cloud.redis.url).fit(X, y)
-    assert _pool._pools[0].jobs == 2
+    assert pool.jobs == 3
     shutdown_workers()
     cloud.assert_empty()
+    assert not _wait_gone(pids)
+
+
+@pytest.mark.redis
+def test_a_cloud_pool_worker_killed_during_a_fit(cloud, monkeypatch, tmp_path,
+                                                 leaves_nothing):
+    X, y = make_classification(3000, 8, random_state=9)
+    with config_context(worker_pool=True):
+        _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
+        old = _pool._pools[0]
+        pids = old.pids()
+        algorithm = ALGORITHMS["logistic"]
+        monkeypatch.setitem(ALGORITHMS, "logistic", dataclasses.replace(
+            algorithm, worker=_KilledOnce(algorithm.worker, 1, 4, str(tmp_path / "killed"))))
+        model, _ = _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
+        _same_logistic(model, X, y)
+        assert model.timings_["generations"] == 2  # the next generation on a fresh map
+        assert old not in _pool._pools
+        assert not _wait_gone(pids)
+        assert _fit_objects(cloud) == [] and _pool_keys(cloud) == []
+        _same_logistic(_cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)[0],
+                       X, y)
+    assert len(_pool._pools) == 1 and _pool._pools[0] is not old
+
+
+@pytest.mark.redis
+def test_a_cloud_pool_ends_when_its_owners_heartbeat_stops(cloud, monkeypatch, leaves_nothing):
+    from sklearn_serverless._execution import _pool_cloud
+
+    monkeypatch.setattr(_pool_cloud, "HEARTBEAT_SECONDS", 1.0)
+    X, y = make_classification(600, 5, random_state=13)
+    with config_context(worker_pool=True):
+        _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
+        pool = _pool._pools[0]
+        pids = pool.pids()
+        assert len(pids) == 2
+        pool.channel.stop_heartbeat()  # as if the owner were gone
+        assert not _wait_gone(pids, 8.0)
+        # The workers deleted their keys; the owner's lapsed.
+        deadline = time.monotonic() + 5
+        while _pool_keys(cloud) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _pool_keys(cloud) == []
+        assert _fit_objects(cloud) == []
+        # The owner does not hand a fit to it: a new pool serves the next one.
+        model, _ = _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
+        _same_logistic(model, X, y)
+    assert pool not in _pool._pools and len(_pool._pools) == 1
+
+
+@pytest.mark.redis
+def test_a_cloud_pool_worker_whose_heartbeat_lapses_gets_no_fit(cloud, monkeypatch,
+                                                                leaves_nothing):
+    # A frozen function: its process is there, its heartbeat is not (what
+    # the owner sees of a cloud function that died without a word).
+    from sklearn_serverless._execution import _pool_cloud
+
+    monkeypatch.setattr(_pool_cloud, "HEARTBEAT_SECONDS", 2.0)
+    X, y = make_classification(600, 5, random_state=14)
+    with config_context(worker_pool=True):
+        _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
+        pool = _pool._pools[0]
+        victim = pool.pids()[1]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 10
+            while 1 not in pool.lost_slots() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pool.lost_slots()[1] == "its pool worker stopped renewing its heartbeat"
+            model, _ = _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
+        finally:
+            if process_alive(victim):  # else the old pool's shutdown killed it
+                os.kill(victim, signal.SIGCONT)
+        _same_logistic(model, X, y)
+        assert model.timings_["generations"] == 1  # never handed to the frozen worker
+    assert pool not in _pool._pools and len(_pool._pools) == 1
+    assert not _wait_gone([victim])
+
+
+_CLOUD_OWNER = textwrap.dedent("""
+    import json, sys, time
+    from sklearn.datasets import make_classification
+    from sklearn_serverless import ServerlessLogisticRegression, config_context
+    from sklearn_serverless._execution import _pool, _pool_cloud
+
+    _pool_cloud.HEARTBEAT_SECONDS = 2.0
+    config, redis_url = json.loads(sys.argv[1]), sys.argv[2]
+    X, y = make_classification(700, 5, random_state=5)
+    with config_context(worker_pool=True):
+        ServerlessLogisticRegression(n_workers=2, backend=config,
+                                     state_store=redis_url).fit(X, y)
+    print(json.dumps({"pids": _pool.live_pids()}), flush=True)
+    time.sleep(120)
+""")
+
+
+@pytest.mark.redis
+def test_a_killed_owner_leaves_no_cloud_pool_behind(moto_server, redis_server):
+    from conftest import Cloud
+
+    cloud = Cloud("minio", moto_server, redis_server, moto_server.create_bucket("sks-owner"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    owner = subprocess.Popen([sys.executable, "-c", _CLOUD_OWNER, json.dumps(cloud.config),
+                              redis_server.url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, text=True)
+    line = owner.stdout.readline()
+    assert line, owner.stderr.read()[-3000:]
+    pids = json.loads(line)["pids"]
+    assert len(pids) == 2 and _pool_keys(cloud)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+    owner.stdout.close()
+    owner.stderr.close()
+    assert not _wait_gone(pids)
+    deadline = time.monotonic() + 10  # the heartbeats lapse
+    while _pool_keys(cloud) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _pool_keys(cloud) == [] and cloud.state_keys() == []
+    # What stays is the Lithops job files of the killed owner's map, as with a
+    # killed fit: no job, result or data object of a fit.
+    assert _fit_objects(cloud) == []
+    leftovers = moto_server.keys("sks-owner")
+    if leftovers:
+        moto_server.client.delete_objects(
+            Bucket="sks-owner", Delete={"Objects": [{"Key": key} for key in leftovers]})

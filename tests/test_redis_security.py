@@ -130,3 +130,28 @@ def test_the_ca_bundle_travels_as_text_and_passwords_stay_out_of_reprs(secure_re
     assert redacted(f"x redis://u:{PASSWORD}@h:1/0 y rediss://:{PASSWORD}@h/0") == (
         "x redis://u:***@h:1/0 y rediss://:***@h/0")
     assert redacted("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_a_cloud_pool_with_an_acl_user_and_tls(secure_redis, moto_server, blobs, caplog,
+                                               leaves_nothing):
+    # A pool off this machine's files waits on Redis lists under sks:*: the
+    # ACL user of the fits is enough, over TLS with the CA bundle sent along.
+    from sklearn_serverless import config_context, shutdown_workers
+    from sklearn_serverless._execution import _pool
+
+    bucket = moto_server.create_bucket("sks-secure-pool")
+    config = {"lithops": {"backend": "localhost", "storage": "minio"},
+              "minio": moto_server.storage_config(bucket)}
+    X, init = blobs
+    reference = KMeans(3, init=init, n_init=1).fit(X)
+    caplog.set_level(logging.DEBUG)
+    with config_context(worker_pool=True):
+        for _ in range(2):
+            model = ServerlessKMeans(3, init=init, n_workers=2, backend=config, timeout=30,
+                                     state_store=secure_redis.tls_url).fit(X)
+            np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_,
+                                       rtol=1e-10)
+    assert len(_pool._pools) == 1 and _pool._pools[0].jobs == 2
+    shutdown_workers()
+    assert [key for key in moto_server.keys(bucket) if "lithops.runtimes" not in key] == []
+    assert PASSWORD not in caplog.text

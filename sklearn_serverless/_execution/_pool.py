@@ -13,11 +13,15 @@ own, exactly as with a map.
 A pool serves one fit at a time. A fit that finds every matching pool busy
 starts a pool of its own (at most :data:`MAX_POOLS` per process; beyond that
 it runs on a one-off map). A pool whose fit did not end cleanly (a worker
-lost or stuck, the driver interrupted) is discarded: its processes are
-stopped and its files deleted. Pools are Linux-only (FIFOs) and need the
-workers on this machine (Lithops localhost compute); with localhost storage
-too they are on by default, with another storage only when
-``worker_pool=True``.
+lost or stuck, the driver interrupted) is discarded: its workers are stopped
+and everything it holds deleted.
+
+Jobs and results travel through a channel (:mod:`._pool_channel`): FIFOs and
+files of a private folder when the workers share this machine's files
+(Lithops localhost compute and storage, Linux), where pools are on by
+default; storage objects and lists in the fit's Redis server anywhere else
+(cloud functions, or localhost compute with an object storage), only with
+``worker_pool=True``: an idle function is billed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import atexit
 import json
 import logging
 import os
-import select
 import shutil
 import sys
 import tempfile
@@ -36,12 +39,15 @@ import time
 from .._config import get_config
 from ._backends import Site, delete_lithops_job, record_lithops_executor
 from ._generations import process_alive
+from ._pool_channel import open_channel
 from ._watch import JobFailures
 
 #: Pools one process keeps at most.
 MAX_POOLS = 4
 #: A pool is not handed a fit this close (seconds) to its workers' idle end.
 IDLE_MARGIN = 2.0
+#: Seconds the owner waits for the workers of a pool that it shuts down.
+_GRACE_SECONDS = {True: 2.0, False: 5.0}  # by ``site.local_compute``
 
 _lock = threading.Lock()
 _pools: list[Pool] = []
@@ -50,10 +56,10 @@ _owner = [os.getpid()]
 
 def enabled(site: Site) -> bool:
     """Whether fits on this site use pools (see module doc)."""
-    if not sys.platform.startswith("linux") or not site.local_compute:
-        return False
     if os.environ.get("SKLEARN_SERVERLESS_POOL", "1").strip() in ("0", "false"):
         return False
+    if site.local and not sys.platform.startswith("linux"):
+        return False  # FIFOs
     setting = get_config()["worker_pool"]
     if setting == "auto":
         return site.local
@@ -61,10 +67,13 @@ def enabled(site: Site) -> bool:
 
 
 class Pool:
-    """The owner's handle on one pool (see module doc)."""
+    """The owner's handle on one pool (see module doc). ``redis`` (URL, CA
+    bundle) is the fit's Redis server: the channel of a pool that is not
+    on this machine's files."""
 
     def __init__(self, key: str, size: int, config: dict, site: Site, idle: float,
-                 limit: float | None, executor_factory):
+                 limit: float | None, executor_factory,
+                 redis: tuple[str, str | None] | None = None):
         self.key, self.size, self.site, self.idle = key, size, site, idle
         self.limit = limit
         self.retire = None if limit is None else limit / 2
@@ -73,27 +82,30 @@ class Pool:
         self.started = self.last_used = time.monotonic()
         self.jobs = 0
         self.outstanding: set[int] = set()
-        self._pids: dict[int, int] = {}
-        self._done_lines = b""
         self._posted: dict[int, set[int]] = {}
-        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self._n_tasks = 0
+        base = "/dev/shm" if site.local and os.path.isdir("/dev/shm") else None
+        # Private (0700): the FIFO channel's files, and the executors of the
+        # pool (their local Lithops files go if this process is killed).
         self.folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-pool-{os.getpid()}-",
                                        dir=base)
         self.fexec = None
         self.failures = None
-        self._fds: list[int] = []
+        self.channel = None
+        self.futures: list = []
         try:
-            for slot in range(size):
-                os.mkfifo(self._path(f"slot-{slot}.fifo"), 0o600)
-                self._fds.append(os.open(self._path(f"slot-{slot}.fifo"),
-                                         os.O_RDWR | os.O_NONBLOCK))
-            os.mkfifo(self._path("done.fifo"), 0o600)
-            self._done = os.open(self._path("done.fifo"), os.O_RDWR | os.O_NONBLOCK)
             from ._pool_worker import PoolTask, serve_pool
 
             self.fexec = executor_factory()
             record_lithops_executor(self.folder, self.fexec)
-            tasks = [(PoolTask(slot, self.folder, idle, os.getpid(), self.retire),)
+            if site.local:
+                self.channel = open_channel("fifo", folder=self.folder, size=size)
+            else:
+                url, ca_data = redis
+                self.channel = open_channel(
+                    "cloud", size=size, storage=self.fexec.storage,
+                    bucket=self.fexec.internal_storage.bucket, redis_url=url, ca_data=ca_data)
+            tasks = [(PoolTask(slot, self.channel.endpoint(slot), idle, self.retire),)
                      for slot in range(size)]
             self.failures = JobFailures(self.fexec.executor_id).__enter__()
             self.futures = self.fexec.map(
@@ -103,9 +115,6 @@ class Pool:
         except BaseException:
             self.shutdown()
             raise
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.folder, name)
 
     # -- one fit ------------------------------------------------------------
 
@@ -124,13 +133,7 @@ class Pool:
         self.outstanding = set(range(len(tasks)))
         self._posted[job] = set()
         self._n_tasks = len(tasks)
-        for slot, task in enumerate(tasks):
-            path = self._path(f"job-{job}-{slot}.pkl")
-            with open(f"{path}.partial", "wb") as file:
-                file.write(cloudpickle.dumps((entry, task)))
-            os.rename(f"{path}.partial", path)
-        for slot in range(len(tasks)):
-            os.write(self._fds[slot], f"{job}\n".encode())
+        self.channel.send(job, [cloudpickle.dumps((entry, task)) for task in tasks])
         return job
 
     def wait(self, job: int, seconds: float) -> set[int]:
@@ -138,54 +141,48 @@ class Pool:
         for a new one)."""
         posted = self._posted[job]
         if len(posted) < self._n_tasks:
-            ready, _, _ = select.select([self._done], [], [], seconds)
-            if ready:
-                try:
-                    self._done_lines += os.read(self._done, 4096)
-                except BlockingIOError:
-                    pass
-                *lines, self._done_lines = self._done_lines.split(b"\n")
-                for line in lines:
-                    done_job, slot = map(int, line.split())
-                    if done_job in self._posted:
-                        self._posted[done_job].add(slot)
+            for done_job, slot in self.channel.done(seconds):
+                if done_job in self._posted:
+                    self._posted[done_job].add(slot)
         return set(posted)
 
     def result(self, job: int, slot: int):
         """``('ok', result)`` or ``('error', exception)`` of a posted slot."""
         import cloudpickle
 
-        path = self._path(f"result-{job}-{slot}.pkl")
-        with open(path, "rb") as file:
-            outcome = cloudpickle.loads(file.read())
-        os.unlink(path)
+        outcome = cloudpickle.loads(self.channel.take(job, slot))
         self.outstanding.discard(slot)
+        if not self.outstanding:
+            self.channel.clear(job, self._n_tasks)
         return outcome
 
     def lost_slots(self) -> dict[int, str]:
-        """Slots whose pool process is gone, with why."""
-        lost = {}
+        """Slots whose pool worker is gone, with why."""
         if self.failures is not None and self.failures.seen:
             return {slot: f"the pool's Lithops job failed: {self.failures.detail()}"
                     for slot in range(self.size)}
-        for slot in range(self.size):
-            pid = self._pid(slot)
-            if pid is not None and not process_alive(pid):
-                lost[slot] = f"its pool process {pid} is gone"
+        if self.channel is None:
+            return dict.fromkeys(range(self.size), "the pool did not start")
+        lost = {slot: "its pool call ended" for slot, future in enumerate(self.futures)
+                if future.ready or future.success or future.done}
+        try:
+            beating = self.channel.heartbeats()
+        except Exception as exc:  # noqa: BLE001 - Redis gone: every worker with it
+            beating = dict.fromkeys(range(self.size), False)
+            logging.getLogger(__name__).debug("pool heartbeats: %r", exc)
+        lost.update({slot: "its pool worker stopped renewing its heartbeat"
+                     for slot, ok in beating.items() if not ok})
+        if self.site.local_compute:
+            for slot, pid in self.channel.pids().items():
+                if not process_alive(pid):
+                    lost[slot] = f"its pool process {pid} is gone"
         return lost
 
-    def _pid(self, slot: int) -> int | None:
-        pid = self._pids.get(slot)
-        if pid is None:
-            try:
-                with open(self._path(f"slot-{slot}.pid"), "rb") as file:
-                    pid = self._pids[slot] = int(file.read())
-            except (OSError, ValueError):
-                return None
-        return pid
-
     def pids(self) -> list[int]:
-        return [pid for pid in map(self._pid, range(self.size)) if pid is not None]
+        """The workers' processes on this machine (localhost compute)."""
+        if self.channel is None:
+            return []
+        return [pid for _, pid in sorted(self.channel.pids().items())]
 
     def usable(self, now: float) -> bool:
         """Idle, alive and far enough from its workers' idle and age limits."""
@@ -199,43 +196,38 @@ class Pool:
 
     # -- its end ------------------------------------------------------------
 
-    def shutdown(self, grace: float = 2.0) -> None:
+    def shutdown(self, grace: float | None = None) -> None:
         """Stop the workers (politely, then by closing the executor), delete
-        the pool's Lithops job and folder. Every step runs."""
+        the pool's Lithops job, channel and folder. Every step runs."""
         self.broken = True
-        for fd in self._fds:
-            try:
-                os.write(fd, b"stop\n")
-            except OSError:
-                pass
+        if grace is None:
+            grace = _GRACE_SECONDS[self.site.local_compute]
+        if self.channel is not None:
+            _quietly(self.channel.stop, self.size)
         pids = self.pids()
-        deadline = time.monotonic() + (grace if not self.outstanding else 0.2)
-        while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        deadline = time.monotonic() + (grace if not self.outstanding or
+                                       not self.site.local_compute else 0.2)
+        while time.monotonic() < deadline and self._running(pids):
             time.sleep(0.005)
         if self.fexec is not None:
             self._await_job_end(deadline + 0.5)
-            for step in (lambda: self.fexec.__exit__(None, None, None),
-                         lambda: delete_lithops_job(self.fexec)):
-                try:
-                    step()
-                except Exception:  # noqa: BLE001
-                    logging.getLogger(__name__).debug("pool shutdown step", exc_info=True)
+            _quietly(self.fexec.__exit__, None, None, None)
+            _quietly(delete_lithops_job, self.fexec)
         if self.failures is not None:
             self.failures.__exit__()
-        for fd in [*self._fds, getattr(self, "_done", None)]:
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self._fds = []
-        self._done = None
+        if self.channel is not None:
+            _quietly(self.channel.close)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _running(self, pids: list[int]) -> bool:
+        if self.site.local_compute:
+            return any(process_alive(pid) for pid in pids)
+        return not all(f.ready or f.success or f.done for f in self.futures)
 
     def _await_job_end(self, deadline: float) -> None:
         """The localhost runner writes its end marker after the calls end:
         wait for it (bounded), so the cleanup comes after it."""
-        if not self.site.local_compute or not getattr(self, "futures", None):
+        if not self.site.local_compute or not self.futures:
             return
         from lithops.constants import JOBS_DIR
 
@@ -244,20 +236,29 @@ class Pool:
             time.sleep(0.002)
 
 
-def _key(config: dict) -> str:
+def _quietly(step, *args) -> None:
+    try:
+        step(*args)
+    except Exception:  # noqa: BLE001 - every shutdown step runs
+        logging.getLogger(__name__).debug("pool shutdown step", exc_info=True)
+
+
+def _key(config: dict, redis: tuple[str, str | None] | None) -> str:
     stripped = {name: ({k: v for k, v in value.items() if k != "worker_processes"}
                        if isinstance(value, dict) else value)
                 for name, value in config.items()}
-    return json.dumps(stripped, sort_keys=True, default=repr)
+    return json.dumps([stripped, redis], sort_keys=True, default=repr)
 
 
 def acquire(config: dict, site: Site, n_workers: int, limit: float | None,
-            executor_factory) -> Pool | None:
+            executor_factory, redis: tuple[str, str | None] | None = None) -> Pool | None:
     """An idle pool for a fit of ``n_workers`` on this config, marked busy;
-    a new one when none is idle; None when pools are off or too many are busy."""
-    if not enabled(site):
+    a new one when none is idle; None when pools are off or too many are busy.
+    ``redis`` (URL, CA bundle): the fit's Redis state store, which a pool off
+    this machine's files needs for its channel (and is keyed by)."""
+    if not enabled(site) or (not site.local and redis is None):
         return None
-    key = _key(config)
+    key = _key(config, None if site.local else redis)
     idle = float(get_config()["pool_idle"])
     retired = []
     try:
@@ -279,7 +280,7 @@ def acquire(config: dict, site: Site, n_workers: int, limit: float | None,
                 oldest = min(idle_pools, key=lambda pool: pool.last_used)
                 _pools.remove(oldest)
                 retired.append(oldest)
-            pool = Pool(key, n_workers, config, site, idle, limit, executor_factory)
+            pool = Pool(key, n_workers, config, site, idle, limit, executor_factory, redis)
             _pools.append(pool)
             return pool
     finally:

@@ -23,6 +23,7 @@ PRELOAD = (
     "sklearn_serverless._state", "sklearn_serverless._state._sqlite",
     "sklearn_serverless._state._redis", "sklearn_serverless._execution._placement",
     "sklearn_serverless.distributed._worker_loop", "sklearn_serverless._execution._pool_worker",
+    "sklearn_serverless._execution._pool_fifo", "sklearn_serverless._execution._pool_cloud",
     # Every built-in algorithm, from its registry.
     "sklearn_serverless._algorithms",
 )

@@ -80,9 +80,9 @@ class Worker:
             self.first_chunk = np.r_[0, np.cumsum(n_chunks)]
         else:  # its own only, from 0
             self.first_chunk = np.r_[np.zeros(team.n_workers, dtype=int), n_chunks[team.rank]]
-        # Dense rows take the compiled kernel when there is one (read now, so a
-        # test can take it away): a full sum costs it little, so no chunk_sums.
-        self.compiled = None if self.sparse else _kernels.compiled
+        # Rows take the compiled kernel when there is one (read now, so a test
+        # can take it away): a full sum costs it little, so no chunk_sums.
+        self.compiled = _kernels.compiled
         self.chunk_sums = None if self.compiled else self._chunk_sums_store(team, n_chunks)
         if self.chunk_sums is not None:
             # Nothing is known of this worker's chunks yet (a replacement may
@@ -199,14 +199,15 @@ class Worker:
     def _compiled_step(self, centers: np.ndarray, new_run: bool, inertia: bool) -> np.ndarray:
         """:meth:`_lloyd_step` by the compiled kernel: each run of chunks in
         one call that labels, sums and counts; full sums every round."""
-        lloyd = self.compiled.lloyd
+        lloyd = self.compiled.lloyd_sparse if self.sparse else self.compiled.lloyd
+        X = self.X if self.sparse else self.X_ones
         own = np.zeros(self.k * (self.X.shape[1] + 1) + 2)
         while (run := self.chunks.take()) is not None:
             start = run[0] * self.chunk_rows
-            stop = min(run[1] * self.chunk_rows, self.X_ones.shape[0])
-            for chunk in lloyd(self.X_ones[start:stop], self.sample_weight[start:stop], centers,
-                               self.labels[start:stop], self.chunk_rows, new_run=new_run,
-                               inertia=inertia):
+            stop = min(run[1] * self.chunk_rows, X.shape[0])
+            for chunk in lloyd(row_range(X, start, stop), self.sample_weight[start:stop],
+                               centers, self.labels[start:stop], self.chunk_rows,
+                               new_run=new_run, inertia=inertia):
                 own += chunk
         taken = []
         while (got := self.chunks.steal()) is not None:
@@ -351,7 +352,8 @@ class Worker:
         """Final E-step: labels for the final centres and the exact inertia."""
         if self.compiled is not None:
             self.final_labels, inertia = _kernels.compiled_labels_inertia(
-                self.X_ones, self.sample_weight, centers, augmented=True)
+                self.X if self.sparse else self.X_ones, self.sample_weight, centers,
+                augmented=not self.sparse)
             return np.array([inertia])
         self.final_labels, inertia = labels_inertia(
             self.X, self.sample_weight, centers, self.block

@@ -97,7 +97,9 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
         ``'load'`` (per worker: start to data in memory), ``'n_rounds'`` and,
         per round and worker,
         ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
-        (seconds) and ``'helped'`` (chunks of other workers' rows this
+        (seconds), ``'cpu'`` (CPU seconds of the worker's process in the
+        round, its threads included; the first round's includes its set-up
+        after the load) and ``'helped'`` (chunks of other workers' rows this
         worker computed: work sharing on localhost), arrays of shape
         (n_rounds, ``n_workers_``).
 """

@@ -130,7 +130,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
     try:
         store = open_store(spec, create=True)
         pool = _pool.acquire(config, site, n_workers, limit,
-                             lambda: _executor(config, site))
+                             lambda: _executor(_pool.executor_config(config), site))
         while True:
             if pool is not None:
                 pids = []

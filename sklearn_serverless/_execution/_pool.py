@@ -42,6 +42,11 @@ from ._watch import JobFailures
 MAX_POOLS = 4
 #: A pool is not handed a fit this close (seconds) to its workers' idle end.
 IDLE_MARGIN = 2.0
+#: Seconds between Lithops' polls of a pool map's status. A pool learns of
+#: results through its FIFO and of lost processes from their pids, so the
+#: poll is a backstop; every 5 ms it listed the status files of all the
+#: pool's calls for as long as the pool lived (a third of a core at 64).
+MONITOR_SECONDS = 0.5
 
 _lock = threading.Lock()
 _pools: list[Pool] = []
@@ -244,11 +249,23 @@ class Pool:
             time.sleep(0.002)
 
 
+_PER_FIT = ("worker_processes", "monitoring_interval")
+
+
 def _key(config: dict) -> str:
-    stripped = {name: ({k: v for k, v in value.items() if k != "worker_processes"}
+    stripped = {name: ({k: v for k, v in value.items() if k not in _PER_FIT}
                        if isinstance(value, dict) else value)
                 for name, value in config.items()}
     return json.dumps(stripped, sort_keys=True, default=repr)
+
+
+def executor_config(config: dict) -> dict:
+    """A fit's Lithops config for its pool's map: statuses polled every
+    :data:`MONITOR_SECONDS`."""
+    pool_config = {name: dict(value) if isinstance(value, dict) else value
+                   for name, value in config.items()}
+    pool_config.setdefault("lithops", {})["monitoring_interval"] = MONITOR_SECONDS
+    return pool_config
 
 
 def acquire(config: dict, site: Site, n_workers: int, limit: float | None,

@@ -75,7 +75,8 @@ EXECUTION_PARAMS_DOC = """
         :class:`TimeoutError`; also how long a failed fit waits for its
         remaining workers. The driver's own checks follow from it: every
         worker must have started within the backend's start time (30 s on
-        localhost, 60 s for function services, at most ``timeout / 2``),
+        localhost, 60 s for function services, at most ``timeout / 2``; on
+        localhost at least 0.5 s per worker and core),
         and a fit whose rounds stop advancing without an error is stopped
         after ``1.5 * timeout + 5`` s.
 """

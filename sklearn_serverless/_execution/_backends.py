@@ -84,9 +84,9 @@ class Site:
             return "machines"
         return "functions"
 
-    def deadlines(self, timeout: float) -> Deadlines:
-        """Every limit of a fit on this site, from ``timeout``."""
-        return Deadlines.from_timeout(timeout, self.kind)
+    def deadlines(self, timeout: float, n_workers: int = 1) -> Deadlines:
+        """Every limit of a fit of ``n_workers`` on this site, from ``timeout``."""
+        return Deadlines.from_timeout(timeout, self.kind, n_workers)
 
 
 def site_of(backend) -> Site:

@@ -8,8 +8,10 @@ worker's rows), a cold worker's start with and without numba, and whole fits
 
 Shapes: ``pp10`` 300,000 x 10, k=16, k-means++ from one seed to convergence
 (default tol); ``d50`` 300,000 x 50, k=20, 30 iterations (given init, tol=0);
-``big`` 1,000,000 x 50, k=20, 50 iterations. Arms are interleaved; medians
-and the range of the repeats are reported.
+``big`` 1,000,000 x 50, k=20, 50 iterations; ``sparse`` CSR 300,000 x 1,000
+of density 0.01 (uniform values), k=16, 30 iterations (its kernel round:
+150,000 rows). Arms are interleaved; medians and the range of the repeats
+are reported.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SHAPES = {
     "pp10": dict(n=300_000, d=10, k=16, max_iter=300, init="k-means++", tol=1e-4),
     "d50": dict(n=300_000, d=50, k=20, max_iter=30, init="given", tol=0.0),
     "big": dict(n=1_000_000, d=50, k=20, max_iter=50, init="given", tol=0.0),
+    "sparse": dict(n=300_000, d=1000, k=16, max_iter=30, init="given", tol=0.0, density=0.01),
 }
 
 
@@ -35,7 +38,12 @@ def _stats(times: list[float]) -> dict:
             "max": float(max(times)), "times": [float(t) for t in times]}
 
 
-def _data(shape: dict, seed: int = 0) -> np.ndarray:
+def _data(shape: dict, seed: int = 0):
+    if "density" in shape:
+        import scipy.sparse as sp
+
+        return sp.random(shape["n"], shape["d"], density=shape["density"], format="csr",
+                         random_state=seed)
     rng = np.random.default_rng(seed)
     if shape["init"] == "k-means++":  # noise, as kmeans_plusplus.py: ~100-200 iterations
         return rng.normal(size=(shape["n"], shape["d"]))
@@ -52,9 +60,10 @@ def kernel_round(shape: dict, dtype, repeat: int) -> dict:
     """One Lloyd round on half the rows (one of two workers' share), one
     thread: the worker's round with the compiled kernel and with the numpy
     kernel (labels, sums, changed; the incremental sums of later rounds
-    included), and scikit-learn's ``lloyd_iter_chunked_dense`` (labels and
-    sums, no inertia)."""
-    from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense
+    included), and scikit-learn's ``lloyd_iter_chunked_dense`` (or
+    ``_sparse`` for CSR; labels and sums, no inertia)."""
+    import scipy.sparse as sp
+    from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense, lloyd_iter_chunked_sparse
     from threadpoolctl import threadpool_limits
 
     from sklearn_serverless._algorithms.kmeans import _kernels
@@ -65,22 +74,24 @@ def kernel_round(shape: dict, dtype, repeat: int) -> dict:
 
     n, d, k = shape["n"] // 2, shape["d"], shape["k"]
     X = _data(dict(shape, n=n)).astype(dtype)
-    centers = X[np.random.RandomState(0).choice(n, k, replace=False)].copy()
+    sparse = sp.issparse(X)
+    centers = X[np.random.RandomState(0).choice(n, k, replace=False)]
+    centers = centers.toarray() if sparse else centers.copy()
+    rows = X if sparse else with_ones_column(X)
+    sklearn_iter = lloyd_iter_chunked_sparse if sparse else lloyd_iter_chunked_dense
     weights = np.ones(n, dtype=dtype)
     params = KMeansParams(k, max_iter=1, tol=0.0, verbose=0, n_features=d, dtype=X.dtype.str)
     compiled = _kernels.compiled
     workers = {}
     for name, module in (("compiled", compiled), ("numpy", None)):
         _kernels.compiled = module
-        workers[name] = Worker({"X": with_ones_column(X), "sample_weight": weights}, params,
-                               Team(0, 1))
+        workers[name] = Worker({"X": rows, "sample_weight": weights}, params, Team(0, 1))
     _kernels.compiled = compiled
     new_centers, in_cluster = np.empty_like(centers), np.empty(k, dtype=dtype)
     labels, shift = np.empty(n, dtype=np.int32), np.empty(k, dtype=dtype)
 
     def sklearn_round():
-        lloyd_iter_chunked_dense(X, weights, centers, new_centers, in_cluster, labels, shift,
-                                 1, True)
+        sklearn_iter(X, weights, centers, new_centers, in_cluster, labels, shift, 1, True)
 
     def ours(worker):
         def round_():
@@ -157,6 +168,7 @@ def fits(name: str, shape: dict, repeat: int, n_workers: int) -> dict:
     X = _data(shape)
     if shape["init"] == "given":
         init = X[np.random.RandomState(0).choice(shape["n"], shape["k"], replace=False)]
+        init = init.toarray() if hasattr(init, "toarray") else init
         common = dict(init=init, n_init=1, tol=shape["tol"], max_iter=shape["max_iter"])
     else:
         common = dict(init="k-means++", n_init=1, tol=shape["tol"],

@@ -75,7 +75,8 @@ EXECUTION_PARAMS_DOC = """
         :class:`TimeoutError`; also how long a failed fit waits for its
         remaining workers. The driver's own checks follow from it: every
         worker must have started within the backend's start time (30 s on
-        localhost, 60 s for function services, at most ``timeout / 2``),
+        localhost, 60 s for function services, at most ``timeout / 2``; on
+        localhost at least 0.5 s per worker and core),
         and a fit whose rounds stop advancing without an error is stopped
         after ``1.5 * timeout + 5`` s.
 """
@@ -97,7 +98,9 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
         ``'load'`` (per worker: start to data in memory), ``'n_rounds'`` and,
         per round and worker,
         ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
-        (seconds) and ``'helped'`` (chunks of other workers' rows this
+        (seconds), ``'cpu'`` (CPU seconds of the worker's process in the
+        round, its threads included; the first round's includes its set-up
+        after the load) and ``'helped'`` (chunks of other workers' rows this
         worker computed: work sharing on localhost), arrays of shape
         (n_rounds, ``n_workers_``).
 """

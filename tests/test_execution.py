@@ -93,3 +93,16 @@ def test_a_failed_lithops_job_process_is_noticed():
         assert failures.seen
         assert "lithops.worker.invoker" in failures.detail()
     assert failures not in lithops_logger.parent.handlers
+
+
+def test_the_localhost_start_time_grows_with_the_workers_per_core(monkeypatch):
+    # Each worker's process start takes CPU: 64 of them took 6.5 s on 2 cores.
+    from sklearn_serverless._execution import _deadlines
+    from sklearn_serverless._execution._deadlines import Deadlines
+
+    monkeypatch.setattr(_deadlines, "_cores", lambda: 2)
+    assert Deadlines.from_timeout(10, "localhost", 2).start == 5.0
+    assert Deadlines.from_timeout(10, "localhost", 64).start == 16.0
+    assert Deadlines.from_timeout(120, "localhost", 64).start == 30.0
+    assert Deadlines.from_timeout(120, "localhost", 256).start == 64.0
+    assert Deadlines.from_timeout(10, "functions", 256).start == 5.0

@@ -1,7 +1,8 @@
 """The compiled Lloyd kernel (numba) against the numpy kernel it replaces and
 against scikit-learn: the same labels, centres to 1e-9 and the same n_iter_
-from the same initial centres, in float64 and float32, with sample weights,
-empty clusters and sparse rows (which keep the numpy kernel).
+from the same initial centres, in float64 and float32, with sample weights
+and empty clusters, on dense rows and on CSR rows (scikit-learn's sparse
+Lloyd, which does not centre the data).
 
 The fits here run workers in this process (:class:`_InProcessRounds`), so
 that taking the compiled kernel away (``_kernels.compiled = None``) reaches
@@ -132,17 +133,115 @@ def test_empty_cluster_relocated_as_sklearn(kernel):
     _assert_as_sklearn(X, np.ones(X.shape[0]), init, 0.0, 1e-9)
 
 
-@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
-def test_sparse_as_sklearn(kernel):
-    X, init = _data(n=3000, d=8, k=4, seed=4)
+def _sparse_data(dtype=np.float64, n=3000, d=8, k=4, seed=4):
+    """Blobs with the small entries dropped (CSR, not centred: sklearn keeps
+    sparse data as it is), and ``k`` of its rows as initial centres."""
+    X, _ = _data(dtype, n=n, d=d, k=k, seed=seed)
     X[np.abs(X) < 2] = 0
     X = sp.csr_matrix(X)
-    init = X[np.random.RandomState(4).choice(X.shape[0], 4, replace=False)].toarray()
-    reference = KMeans(4, init=init, n_init=1, tol=0.0).fit(X)
-    centers, labels, inertia, n_iter = _fit(X, np.ones(X.shape[0]), init)
-    np.testing.assert_array_equal(labels, reference.labels_)
-    assert n_iter == reference.n_iter_
-    np.testing.assert_allclose(centers, reference.cluster_centers_, rtol=1e-9, atol=1e-9)
+    init = X[np.random.RandomState(seed).choice(X.shape[0], k, replace=False)].toarray()
+    return X, init
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("tol", [0.0, 1e-4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_as_sklearn(kernel, tol, dtype):
+    X, init = _sparse_data(dtype)
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    _assert_as_sklearn(X, np.ones(X.shape[0], dtype=dtype), init, tol, rtol)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_sparse_sample_weights_as_sklearn(kernel):
+    X, init = _sparse_data(n=4000, d=10, k=6, seed=10)
+    weights = np.random.RandomState(10).uniform(0.2, 3.0, X.shape[0])
+    _assert_as_sklearn(X, weights, init, 0.0, 1e-9, n_workers=3)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_sparse_empty_cluster_relocated_as_sklearn(kernel):
+    X, init = _sparse_data(n=3000, k=4, seed=11)
+    far = np.asarray(X.max(axis=0).todense()).ravel() + 100.0  # empty at once
+    _assert_as_sklearn(X, np.ones(X.shape[0]), np.vstack([init, far]), 0.0, 1e-9)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_compiled_and_numpy_kernels_give_the_same_model(dtype, monkeypatch):
+    X = sp.random(20_000, 300, density=0.03, format="csr", random_state=12, dtype=dtype)
+    init = X[np.random.RandomState(12).choice(X.shape[0], 16, replace=False)].toarray()
+    weights = np.random.RandomState(12).uniform(0.5, 2.0, X.shape[0]).astype(dtype)
+    fast = _fit(X, weights, init, n_workers=2, max_iter=30)
+    monkeypatch.setattr(_kernels, "compiled", None)
+    slow = _fit(X, weights, init, n_workers=2, max_iter=30)
+    np.testing.assert_array_equal(fast[1], slow[1])
+    assert fast[3] == slow[3]
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(fast[0], slow[0], rtol=rtol, atol=rtol * np.abs(slow[0]).max())
+    assert fast[2] == pytest.approx(slow[2], rel=rtol)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_one_pass_gives_labels_sums_changes_and_inertia(dtype):
+    from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_sparse
+
+    rng = np.random.RandomState(13)
+    n, d, k, chunk = 3000, 40, 7, 512
+    X = sp.random(n, d, density=0.1, format="csr", random_state=13, dtype=dtype)
+    weights = rng.uniform(0.5, 2.0, n).astype(dtype)
+    centers = X[rng.choice(n, k, replace=False)].toarray()
+    expected = np.empty(n, dtype=np.int32)  # scikit-learn's labels, one thread
+    lloyd_iter_chunked_sparse(X, weights, centers, np.empty_like(centers),
+                              np.empty(k, dtype=dtype), expected, np.empty(k, dtype=dtype), 1,
+                              False)
+    old = rng.randint(0, k, n).astype(np.int32)
+    labels = old.copy()
+    out = compiled.lloyd_sparse(X, weights, centers, labels, chunk, inertia=True)
+    np.testing.assert_array_equal(labels, expected)
+    assert out.shape == (-(-n // chunk), k * (d + 1) + 2)
+    dense = X.toarray().astype(np.float64)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for c, start in enumerate(range(0, n, chunk)):
+        rows = slice(start, start + chunk)
+        sums = np.zeros((k, d + 1))
+        np.add.at(sums[:, :-1], expected[rows], dense[rows] * weights[rows, None])
+        np.add.at(sums[:, -1], expected[rows], weights[rows])
+        np.testing.assert_allclose(out[c, :-2].reshape(k, d + 1), sums, rtol=rtol,
+                                   atol=rtol * np.abs(sums).max())
+        assert out[c, -2] == (old[rows] != expected[rows]).sum()
+        diff = dense[rows] - centers[expected[rows]]
+        assert out[c, -1] == pytest.approx(((diff ** 2).sum(axis=1) * weights[rows]).sum(),
+                                           rel=rtol)
+    again = compiled.lloyd_sparse(X, weights, centers, labels, chunk, new_run=True)
+    assert again[:, -2].sum() == n  # a new run counts every row as changed
+
+
+@needs_numba
+def test_sparse_ties_go_to_the_first_centre():
+    X = sp.csr_matrix(np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]))
+    centers = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])  # equidistant from every row
+    labels = np.full(3, -1, dtype=np.int32)
+    compiled.lloyd_sparse(X, np.ones(3), centers, labels, 2)
+    np.testing.assert_array_equal(labels, [0, 0, 0])
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_predict_and_score_as_sklearn(kernel, dtype):
+    X, init = _sparse_data(dtype, seed=14)
+    reference = KMeans(init.shape[0], init=init, n_init=1, max_iter=5).fit(X)
+    model = ServerlessKMeans(init.shape[0], init=init, n_init=1, max_iter=5)
+    model.cluster_centers_ = reference.cluster_centers_
+    model.n_features_in_ = X.shape[1]
+    weights = np.random.RandomState(14).uniform(0.5, 2.0, X.shape[0])
+    np.testing.assert_array_equal(model.predict(X), reference.predict(X))
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    assert model.score(X, sample_weight=weights) == pytest.approx(
+        reference.score(X, sample_weight=weights), rel=rtol)
+    out = _apply.labels({"X": X}, {"centers": reference.cluster_centers_})
+    np.testing.assert_array_equal(out["labels"], reference.predict(X))
 
 
 @needs_numba
@@ -227,6 +326,18 @@ def test_kmeans_parallel_helpers(kernel):
 def test_fit_through_workers_as_sklearn(dtype):
     """Worker processes take whichever kernel their interpreter has."""
     X, init = _data(dtype, n=6000, d=5, k=6, seed=9)
+    reference = KMeans(6, init=init, n_init=1, tol=0.0).fit(X)
+    model = ServerlessKMeans(6, init=init, n_init=1, tol=0.0, n_workers=2).fit(X)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    assert model.n_iter_ == reference.n_iter_
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_, rtol=rtol,
+                               atol=rtol * np.abs(reference.cluster_centers_).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_fit_through_workers_as_sklearn(dtype):
+    X, init = _sparse_data(dtype, n=6000, d=12, k=6, seed=15)
     reference = KMeans(6, init=init, n_init=1, tol=0.0).fit(X)
     model = ServerlessKMeans(6, init=init, n_init=1, tol=0.0, n_workers=2).fit(X)
     np.testing.assert_array_equal(model.labels_, reference.labels_)

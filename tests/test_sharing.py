@@ -151,7 +151,6 @@ def test_shared_array_is_one_array_for_every_opener(tmp_path):
     path = str(tmp_path / "labels")
     first = shared_array(path, (10,), np.int32)
     first[:] = np.arange(10)
-    first.flush()
     second = shared_array(path, (10,), np.int32)
     np.testing.assert_array_equal(second, np.arange(10))
     second[3] = -1

@@ -17,7 +17,7 @@ import pytest
 from sklearn_serverless._state import KEY_TTL, FitAborted, StoreSpec, open_store
 from sklearn_serverless._state._base import sum_in_worker_order
 from sklearn_serverless._state._codec import decode_arrays, encode_arrays
-from sklearn_serverless._state._redis import _RELEASE
+from sklearn_serverless._state._redis_scripts import _RELEASE
 
 
 @pytest.fixture(params=["sqlite", "redis"])

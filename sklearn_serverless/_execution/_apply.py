@@ -28,7 +28,7 @@ def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend
     partitions = _placement.plan_dataset(dataset, _worker_count(dataset, backend, n_workers))
     config = lithops_config(backend, len(partitions))
     site = site_of(config)
-    deadlines = site.deadlines(timeout)
+    deadlines = site.deadlines(timeout, len(partitions))
     fexec = _executor(config, site)
     try:
         with fexec:

@@ -9,6 +9,7 @@ started, a stuck process, a dead storage).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 #: Seconds within which every worker must have started, by kind of backend:
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 #: concurrency limit below ``n_workers``).
 START_SECONDS = {"localhost": 30.0, "functions": 60.0, "containers": 120.0,
                  "machines": 600.0}
+#: On localhost the workers' processes start on this machine's cores, each
+#: with ~0.2 s of CPU (a 64-worker map took 6.5 s on 2 cores): the start
+#: time allows this many seconds per worker and core at least.
+LOCAL_START_PER_WORKER = 0.5
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,8 @@ class Deadlines:
     #: Any single wait of a worker: barrier, lock, message, its data file.
     wait: float
     #: Every worker checked in: the backend's start time, at most half of
-    #: ``wait`` (at least 5 s: a later start is reported by its peers' waits).
+    #: ``wait`` (at least 5 s: a later start is reported by its peers' waits);
+    #: on localhost at least :data:`LOCAL_START_PER_WORKER` per worker and core.
     start: float
     #: No round advanced and no worker reported an error: the driver stops
     #: the fit. Later than ``wait``, so that a worker's own error comes first.
@@ -48,10 +54,14 @@ class Deadlines:
     connect: float
 
     @classmethod
-    def from_timeout(cls, timeout: float, backend_kind: str = "localhost") -> Deadlines:
+    def from_timeout(cls, timeout: float, backend_kind: str = "localhost",
+                     n_workers: int = 1) -> Deadlines:
+        start = min(START_SECONDS[backend_kind], max(timeout / 2, 5.0))
+        if backend_kind == "localhost":
+            start = max(start, LOCAL_START_PER_WORKER * n_workers / _cores())
         return cls(
             wait=timeout,
-            start=min(START_SECONDS[backend_kind], max(timeout / 2, 5.0)),
+            start=start,
             stall=1.5 * timeout + 5,
             stragglers=timeout,
             apply_call=max(1, int(timeout)),
@@ -60,3 +70,9 @@ class Deadlines:
             socket=timeout + 10,
             connect=min(timeout, 10),
         )
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1

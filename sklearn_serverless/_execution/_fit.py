@@ -80,7 +80,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         n_workers = len(planned)
     config = lithops_config(backend, n_workers)
     site = site_of(config)
-    deadlines = site.deadlines(timeout)
+    deadlines = site.deadlines(timeout, n_workers)
     n_threads = max(1, (os.cpu_count() or 1) // n_workers) if site.local_compute else None
     scratch = _scratch_dir(columns) if site.local and dataset is None else None
     _sweep_orphans()
@@ -130,7 +130,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
     try:
         store = open_store(spec, create=True)
         pool = _pool.acquire(config, site, n_workers, limit,
-                             lambda: _executor(config, site),
+                             lambda: _executor(_pool.executor_config(config), site),
                              None if spec.kind != "redis" else (spec.location, spec.ca_data))
         while True:
             if pool is not None:

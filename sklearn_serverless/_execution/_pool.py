@@ -48,6 +48,12 @@ MAX_POOLS = 4
 IDLE_MARGIN = 2.0
 #: Seconds the owner waits for the workers of a pool that it shuts down.
 _GRACE_SECONDS = {True: 2.0, False: 5.0}  # by ``site.local_compute``
+#: Seconds between Lithops' polls of a pool map's status. A pool learns of
+#: results through its channel and of lost workers from their pids or
+#: heartbeats, so the poll is a backstop; every 5 ms it listed the status
+#: files of all the pool's calls for as long as the pool lived (a third of a
+#: core at 64 workers; paid requests on a cloud's storage).
+MONITOR_SECONDS = 0.5
 
 _lock = threading.Lock()
 _pools: list[Pool] = []
@@ -243,11 +249,23 @@ def _quietly(step, *args) -> None:
         logging.getLogger(__name__).debug("pool shutdown step", exc_info=True)
 
 
+_PER_FIT = ("worker_processes", "monitoring_interval")
+
+
 def _key(config: dict, redis: tuple[str, str | None] | None) -> str:
-    stripped = {name: ({k: v for k, v in value.items() if k != "worker_processes"}
+    stripped = {name: ({k: v for k, v in value.items() if k not in _PER_FIT}
                        if isinstance(value, dict) else value)
                 for name, value in config.items()}
     return json.dumps([stripped, redis], sort_keys=True, default=repr)
+
+
+def executor_config(config: dict) -> dict:
+    """A fit's Lithops config for its pool's map: statuses polled every
+    :data:`MONITOR_SECONDS`."""
+    pool_config = {name: dict(value) if isinstance(value, dict) else value
+                   for name, value in config.items()}
+    pool_config.setdefault("lithops", {})["monitoring_interval"] = MONITOR_SECONDS
+    return pool_config
 
 
 def acquire(config: dict, site: Site, n_workers: int, limit: float | None,

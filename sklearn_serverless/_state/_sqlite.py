@@ -2,7 +2,9 @@
 temporary folder. A waiter sleeps on a doorbell (a Unix datagram socket next
 to the database) that writers ring after they commit, and re-checks the
 database when woken; the lock of ``mode='locked'`` is an immediate (write)
-transaction."""
+transaction. A contribution rings the coordinator only when it completes
+the round (it counts the round's slots after its own): the coordinator
+wakes once per round, not once per worker."""
 
 from __future__ import annotations
 
@@ -139,7 +141,7 @@ class SQLiteStore(StateStore):
                 "INSERT OR REPLACE INTO slot VALUES (?, ?, ?)",
                 (round_, worker, encode_array(partial))
             )
-            self._ring_coordinator(worker)
+            self._ring_coordinator(round_, worker)
             return
         # BEGIN IMMEDIATE takes the database's write lock, waiting at most `timeout`.
         self._db.execute("BEGIN IMMEDIATE")
@@ -161,10 +163,17 @@ class SQLiteStore(StateStore):
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._ring_coordinator(worker)
+        self._ring_coordinator(round_, worker)
 
-    def _ring_coordinator(self, worker: int) -> None:
-        if worker != 0:
+    def _ring_coordinator(self, round_: int, worker: int) -> None:
+        """Wake the coordinator if this contribution completed the round.
+        Counted after the commit: the last to commit sees every slot (two
+        that commit together may both ring; a ring is only a hint)."""
+        if worker == 0:
+            return  # the coordinator checks at its barrier
+        (count,) = self._db.execute("SELECT COUNT(*) FROM slot WHERE round = ?",
+                                    (round_,)).fetchone()
+        if count >= self.n_workers:
             self._bells.ring([0])
 
     def barrier(self, round_: int, slots: bool = False) -> None:
@@ -247,9 +256,13 @@ class _Doorbells:
         self.folder = folder
         self._listening: dict[int, _Bell | None] = {}
         self._sender: socket.socket | None = None
+        self._paths: dict[int, str] = {}
 
     def _path(self, party: int) -> str:
-        return os.path.join(self.folder, f"bell-{party}")
+        path = self._paths.get(party)
+        if path is None:
+            path = self._paths[party] = os.path.join(self.folder, f"bell-{party}")
+        return path
 
     def listen(self, party: int) -> _Bell | None:
         """``party``'s bell, bound on first use; None where sockets fail."""
@@ -264,9 +277,10 @@ class _Doorbells:
                 self._sender.setblocking(False)
             except (AttributeError, OSError):
                 return
+        sendto, path = self._sender.sendto, self._path
         for party in parties:
             try:
-                self._sender.sendto(b"!", self._path(party))
+                sendto(b"!", path(party))
             except OSError:  # not listening (yet), or already rung: it re-checks anyway
                 pass
 

@@ -41,16 +41,22 @@ class _Clock:
         self.load = load
         self.rows: list[list[float]] = []
         self.helped: list[int] = []
+        self.cpu: list[float] = []  # the process's CPU seconds in each round
+        self._cpu = time.process_time()
 
     def add(self, compute: float, publish: float, barrier: float, aggregate: float,
             helped: int = 0) -> None:
         self.rows.append([compute, publish, barrier, aggregate])
         self.helped.append(helped)
+        now = time.process_time()
+        self.cpu.append(now - self._cpu)
+        self._cpu = now
 
     def as_dict(self) -> dict:
         table = np.array(self.rows, dtype=np.float64).reshape(-1, len(PHASES))
         return {"load": self.load, "rounds": table,
-                "helped": np.array(self.helped, dtype=np.int64)}
+                "helped": np.array(self.helped, dtype=np.int64),
+                "cpu": np.array(self.cpu, dtype=np.float64)}
 
 
 def _message(kind: int, command: str, arrays) -> bytes:

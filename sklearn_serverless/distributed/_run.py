@@ -174,6 +174,8 @@ def timings_of(outcome) -> dict:
     timings["helped"] = np.stack(
         [result["timings"]["helped"][:n_rounds] for result in outcome.results], axis=1)
     timings["load"] = np.array([result["timings"]["load"] for result in outcome.results])
+    timings["cpu"] = np.stack(
+        [result["timings"]["cpu"][:n_rounds] for result in outcome.results], axis=1)
     timings["fit"] = outcome.seconds
     timings["upload"] = outcome.upload
     timings["n_rounds"] = n_rounds

@@ -75,7 +75,9 @@ def shared_array(path: str, shape: tuple[int, ...], dtype) -> np.ndarray:
             os.ftruncate(fd, size)
     finally:
         os.close(fd)
-    return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
+    # A plain ndarray over the mapping (it keeps the map alive): np.memmap's
+    # slicing costs ~5 us per view, a dozen views per round and worker.
+    return np.memmap(path, dtype=dtype, mode="r+", shape=shape).view(np.ndarray)
 
 
 class Chunks:
@@ -196,6 +198,10 @@ def fold_partials(parts: list[np.ndarray]) -> np.ndarray:
     if parts[0].ndim == 1:
         return sum_in_worker_order(parts)
     rows = np.vstack(parts)
+    if rows.shape[0] == len(parts) and (rows[:, CHUNK] == OWN).all() and (
+            rows[:, OWNER] == np.arange(len(parts))).all():
+        # Nobody computed another owner's chunks: the owners' own rows, in order.
+        return sum_in_worker_order(list(rows[:, 2:]))
     rows = rows[np.lexsort((rows[:, CHUNK], rows[:, OWNER]))]
     owners = rows[:, OWNER]
     starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])

@@ -11,6 +11,10 @@ product and scikit-learn's Cython do), then go out as float64 rows, one per
 chunk: a chunk gives the same bits whichever worker computes it. No
 ``fastmath``: the arithmetic is IEEE's, in a fixed order, on every CPU.
 
+CSR rows (:func:`lloyd_sparse`) go one row at a time, as scikit-learn's
+``_update_chunk_sparse`` does: a row's scores over its stored entries for
+every centre, the first maximum, its entries added to its cluster's sums.
+
 Importing this module imports numba (and compiles nothing: each kernel is
 compiled on its first call for the dtypes it meets, or loaded from numba's
 on-disk cache, see :func:`_enable_cache`). :mod:`._kernels` imports it when
@@ -24,6 +28,7 @@ import tempfile
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 #: Rows per GEMM block, counted from the start of each chunk.
 BLOCK = 256
@@ -195,6 +200,105 @@ def lloyd(X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray, labels:
 
 
 @_jit
+def _lloyd_sparse(data, indices, indptr, sample_weight, centers_t, half_sq, centers,
+                  center_norms, labels, out, chunk_rows, new_run, sums_wanted, inertia_wanted,
+                  scores, accumulator):
+    """:func:`_lloyd` for CSR rows, one row at a time as scikit-learn's
+    ``_update_chunk_sparse``: each score ``x.c`` accumulates over the row's
+    stored entries in their order, in the rows' dtype, for every centre at
+    once (``centers_t`` is ``d x k``); the sums go to ``k x (d+1)`` with the
+    weights last; the inertia is scikit-learn's ``_euclidean_sparse_dense``."""
+    k = centers_t.shape[1]
+    m = accumulator.shape[1]
+    n = indptr.shape[0] - 1
+    n_chunks = out.shape[0]
+    for chunk in range(n_chunks):
+        first = chunk * chunk_rows
+        last = min(first + chunk_rows, n)
+        accumulator[:, :] = 0
+        changed = 0
+        inertia = 0.0
+        for i in range(first, last):
+            for c in range(k):
+                scores[c] = 0
+            low, high = indptr[i], indptr[i + 1]
+            for p in range(low, high):
+                value = data[p]
+                centre = centers_t[indices[p]]
+                for c in range(k):
+                    scores[c] += value * centre[c]
+            best = 0
+            top = scores[0] - half_sq[0]
+            for c in range(1, k):
+                score = scores[c] - half_sq[c]
+                if score > top:
+                    top = score
+                    best = c
+            if labels[i] != best or new_run:
+                changed += 1
+                labels[i] = best
+            weight = sample_weight[i]
+            if sums_wanted:
+                sums = accumulator[best]
+                for p in range(low, high):
+                    sums[indices[p]] += data[p] * weight
+                sums[m - 1] += weight
+            if inertia_wanted:
+                distance = 0.0
+                for p in range(low, high):
+                    centre = centers[best, indices[p]]
+                    diff = data[p] - centre
+                    distance += diff * diff - centre * centre
+                distance += center_norms[best]
+                inertia += max(distance, 0.0) * weight
+        if sums_wanted:
+            for c in range(k):
+                for j in range(m):
+                    out[chunk, c * m + j] = accumulator[c, j]
+        out[chunk, k * m] = changed
+        out[chunk, k * m + 1] = inertia
+
+
+def lloyd_sparse(X, sample_weight: np.ndarray, centers: np.ndarray, labels: np.ndarray,
+                 chunk_rows: int, *, new_run: bool = False, sums: bool = True,
+                 inertia: bool = False) -> np.ndarray:
+    """:func:`lloyd` for CSR rows ``X`` (not centred, as scikit-learn keeps
+    sparse data): the same output, ``k x (d+1)`` sums and weights, changed
+    labels and inertia per chunk of ``chunk_rows`` rows."""
+    dtype = X.dtype
+    centers = np.ascontiguousarray(centers, dtype=dtype)
+    k, d = centers.shape
+    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
+    n_chunks = max(1, -(-X.shape[0] // chunk_rows))
+    out = np.zeros((n_chunks, k * (d + 1) + 2))
+    _lloyd_sparse(X.data, X.indices, X.indptr, np.ascontiguousarray(sample_weight, dtype=dtype),
+                  np.ascontiguousarray(centers.T), half_sq, centers,
+                  np.einsum("ij,ij->i", centers, centers).astype(np.float64), labels, out,
+                  chunk_rows, new_run, sums, inertia, np.empty(k, dtype=dtype),
+                  np.empty((k, d + 1), dtype=dtype))
+    return out
+
+
+def lloyd_runs_sparse(X, sample_weight: np.ndarray, centers: np.ndarray, labels: np.ndarray,
+                      runs: np.ndarray, chunk_rows: int, *, new_run, sums, inertia,
+                      offset: int = 0) -> np.ndarray:
+    """:func:`lloyd_runs` for CSR rows: run after run over the rows (a sparse
+    row is cheap to read again), each as :func:`lloyd_sparse` with the labels
+    of row ``runs[e]`` of the ``labels`` table from column ``offset``."""
+    n_runs, k, d = np.shape(centers)
+    n = X.shape[0]
+    flags = [np.broadcast_to(np.asarray(f, dtype=bool), (n_runs,)) for f in (new_run, sums,
+                                                                              inertia)]
+    out = np.zeros((max(1, -(-n // chunk_rows)), n_runs, k * (d + 1) + 2))
+    for e in range(n_runs):
+        out[:, e] = lloyd_sparse(X, sample_weight, centers[e],
+                                 labels[runs[e], offset:offset + n], chunk_rows,
+                                 new_run=bool(flags[0][e]), sums=bool(flags[1][e]),
+                                 inertia=bool(flags[2][e]))
+    return out
+
+
+@_jit
 def _nearest(X, centers_t, center_norms, row_norms, closest, nearest, scores, rows):
     """scikit-learn's ``euclidean_distances(squared=True)`` to every centre,
     ``(-2 x.c + ||x||^2) + ||c||^2`` clipped at 0, its minimum and first
@@ -235,10 +339,13 @@ def nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def warm_up() -> None:
     """Compile (or load from the cache) the kernels for the types a fit
-    passes them, float64 and float32: a process that forks workers (the
-    warm server) calls this once, so that no worker pays for it."""
+    passes them, float64 and float32 (CSR rows with int32 indices): a
+    process that forks workers (the warm server) calls this once, so that no
+    worker pays for it."""
     for dtype in (np.float64, np.float32):
         X = np.ones((4, 3), dtype=dtype)
         labels = np.full(4, -1, dtype=np.int32)
         lloyd(X, np.ones(4, dtype=dtype), X[:2, :-1], labels, 2, inertia=True)
         nearest(X[:, :-1], X[:2, :-1])
+        sparse = sp.csr_matrix(X[:, :-1])
+        lloyd_sparse(sparse, np.ones(4, dtype=dtype), X[:2, :-1], labels, 2, inertia=True)

@@ -2,11 +2,11 @@
 ``||c||^2 - 2 x.c`` from a GEMM over row blocks, the first minimum as
 scikit-learn picks it, and the exact inertia. numpy and scipy only.
 
-Dense rows take the compiled kernel of :mod:`._compiled` (assignment, sums,
-changed labels and inertia in one pass) when numba is installed: chosen
-here, once, at import; ``compiled`` is None without numba, and callers read
-it at the time of the call (tests set it to None to take the numpy path).
-Sparse rows always take the numpy path."""
+Rows, dense or CSR, take the compiled kernels of :mod:`._compiled`
+(assignment, sums, changed labels and inertia in one pass) when numba is
+installed: chosen here, once, at import; ``compiled`` is None without numba,
+and callers read it at the time of the call (tests set it to None to take
+the numpy path)."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
                    block: int | None = None) -> tuple[np.ndarray, float]:
     """Labels and ``sum_i w_i ||x_i - c_label||^2``, computed directly for
     dense data as sklearn's ``_inertia`` does."""
-    if compiled is not None and not sp.issparse(X):
+    if compiled is not None:
         return compiled_labels_inertia(X, sample_weight, centers)
     labels = np.empty(X.shape[0], dtype=np.int32)
     best = np.empty(X.shape[0], dtype=centers.dtype)
@@ -160,13 +160,17 @@ def labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
     return labels, float(distances @ sample_weight)
 
 
-def compiled_labels_inertia(X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray,
+def compiled_labels_inertia(X, sample_weight: np.ndarray, centers: np.ndarray,
                             augmented: bool = False) -> tuple[np.ndarray, float]:
-    """:func:`labels_inertia` by the compiled kernel, for dense ``X`` (with
-    ``augmented``, ending with a column of ones that is not a feature)."""
+    """:func:`labels_inertia` by the compiled kernels, for dense ``X`` (with
+    ``augmented``, ending with a column of ones that is not a feature) or CSR."""
     labels = np.full(X.shape[0], -1, dtype=np.int32)
-    out = compiled.lloyd(X, sample_weight, centers, labels, max(1, X.shape[0]),
-                         augmented=augmented, sums=False, inertia=True)
+    if sp.issparse(X):
+        out = compiled.lloyd_sparse(X, sample_weight, centers, labels, max(1, X.shape[0]),
+                                    sums=False, inertia=True)
+    else:
+        out = compiled.lloyd(X, sample_weight, centers, labels, max(1, X.shape[0]),
+                             augmented=augmented, sums=False, inertia=True)
     return labels, float(out[0, -1])
 
 

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from ...distributed._sharing import Chunks, Team, partial_table, shared_array
 from . import _kernels
 from ._batch import Batch, clustering_map
-from ._kernels import Workspace, assign, block_size
+from ._kernels import Workspace, assign, block_size, row_range
 from ._numpy_step import NumpyStep
 from ._params import KMeansParams
 
@@ -88,9 +88,9 @@ class Worker(NumpyStep):
             self.first_chunk = np.r_[0, np.cumsum(n_chunks)]
         else:  # its own only, from 0
             self.first_chunk = np.r_[np.zeros(team.n_workers, dtype=int), n_chunks[team.rank]]
-        # Dense rows take the compiled kernel when there is one (read now, so a
-        # test can take it away): a full sum costs it little, so no chunk_sums.
-        self.compiled = None if self.sparse else _kernels.compiled
+        # Rows take the compiled kernel when there is one (read now, so a test
+        # can take it away): a full sum costs it little, so no chunk_sums.
+        self.compiled = _kernels.compiled
         self.chunk_sums = None if self.compiled else self._chunk_sums_store(n_chunks)
         if self.chunk_sums is not None:
             # Nothing is known of this worker's chunks yet (a replacement may
@@ -155,13 +155,15 @@ class Worker(NumpyStep):
                        ) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
         """:meth:`_lloyd_round` by the compiled kernel: each run of chunks in
         one call that labels, sums and counts for every entry of the batch
-        (a block of rows read once for all); full sums every round."""
+        (a block of dense rows read once for all); full sums every round."""
         own = np.zeros(batch.width)
+        X = self._rows()
         while (taken := self.chunks.take()) is not None:
             start = taken[0] * self.chunk_rows
-            stop = min(taken[1] * self.chunk_rows, self.X_ones.shape[0])
-            for chunk in self._compiled(self.X_ones[start:stop], self.sample_weight[start:stop],
-                                        centers, batch, self.label_offset + start):
+            stop = min(taken[1] * self.chunk_rows, X.shape[0])
+            for chunk in self._compiled(row_range(X, start, stop),
+                                        self.sample_weight[start:stop], centers, batch,
+                                        self.label_offset + start):
                 own += batch.pack(chunk)
         borrowed = []
         while (got := self.chunks.steal()) is not None:
@@ -172,13 +174,25 @@ class Worker(NumpyStep):
             borrowed.append((owner, chunk, batch.pack(values)))
         return own, borrowed
 
-    def _compiled(self, X_ones: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray,
+    def _rows(self):
+        """The rows the kernels read: dense ones with their column of ones."""
+        return self.X if self.sparse else self.X_ones
+
+    def _compiled_labels(self, run: int, centers: np.ndarray) -> None:
+        """Run ``run``'s labels for ``centers`` by the compiled kernel, nothing else."""
+        kernel = self.compiled.lloyd_runs_sparse if self.sparse else self.compiled.lloyd_runs
+        kernel(self._rows(), self.sample_weight, centers[None], self.all_labels,
+               np.array([run]), self.chunk_rows, new_run=False, sums=False, inertia=False,
+               offset=self.label_offset)
+
+    def _compiled(self, X, sample_weight: np.ndarray, centers: np.ndarray,
                   batch: Batch, offset: int) -> np.ndarray:
         """The compiled kernel on rows whose labels start at column ``offset``
         of the labels table: sums for the steps, inertia for the final
         E-steps (and the steps when wanted)."""
-        return self.compiled.lloyd_runs(
-            X_ones, sample_weight, centers, self.all_labels, batch.runs, self.chunk_rows,
+        kernel = self.compiled.lloyd_runs_sparse if self.sparse else self.compiled.lloyd_runs
+        return kernel(
+            X, sample_weight, centers, self.all_labels, batch.runs, self.chunk_rows,
             new_run=batch.new_run, sums=~batch.final, inertia=batch.final | batch.inertia,
             offset=offset)
 
@@ -203,10 +217,7 @@ class Worker(NumpyStep):
             return
         n = self.X.shape[0]
         if self.compiled is not None:
-            self.compiled.lloyd_runs(self.X_ones, self.sample_weight, centers[None],
-                                     self.all_labels, np.array([run]), self.chunk_rows,
-                                     new_run=False, sums=False, inertia=False,
-                                     offset=self.label_offset)
+            self._compiled_labels(run, centers)
         else:
             X = self.X if self.sparse else self.X_ones
             assign(X, centers, self.labels[run], self.workspace.maxima[:n], self.block,
@@ -219,10 +230,7 @@ class Worker(NumpyStep):
         if self.status[run] == _FINAL:
             return
         if self.compiled is not None:
-            self.compiled.lloyd_runs(self.X_ones, self.sample_weight, centers[None],
-                                     self.all_labels, np.array([run]), self.chunk_rows,
-                                     new_run=False, sums=False, inertia=False,
-                                     offset=self.label_offset)
+            self._compiled_labels(run, centers)
         else:
             self._final_chunks(self.X, self.sample_weight, centers, self.labels[run])
         self.status[run] = _FINAL

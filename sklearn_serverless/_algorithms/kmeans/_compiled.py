@@ -157,32 +157,58 @@ def lloyd_runs(X: np.ndarray, sample_weight: np.ndarray, centers: np.ndarray,
     labels (every row with ``new_run``: the first round from new centres),
     and the inertia (0 without ``inertia``). Each run's values are those of
     :func:`lloyd` on that run alone, to the bit."""
+    prepared = prepare_runs(centers, X.dtype, new_run=new_run, sums=sums, inertia=inertia,
+                            augmented=augmented, width=X.shape[1])
+    return lloyd_prepared(X, sample_weight, prepared, labels, runs, chunk_rows, offset=offset)
+
+
+class Prepared:
+    """What :func:`lloyd_prepared` needs of a batch of runs, computed once a
+    round: every call on a run of chunks reuses it (a round makes ~20)."""
+
+    def __init__(self, centers: np.ndarray, dtype, *, new_run, sums, inertia,
+                 augmented: bool, width: int):
+        centers = np.ascontiguousarray(centers, dtype=dtype)
+        n_runs, k = centers.shape[:2]
+        # Per run, as for one run (a batched einsum may sum in another order).
+        half_sq = np.stack([0.5 * np.einsum("ij,ij->i", c, c) for c in centers])
+        if augmented:
+            self.model_t = np.ascontiguousarray(
+                np.concatenate([centers, -half_sq[:, :, None]], axis=2).transpose(0, 2, 1))
+            self.shift = np.zeros((n_runs, k), dtype=dtype)
+        else:
+            self.model_t = np.ascontiguousarray(centers.transpose(0, 2, 1))
+            self.shift = (-half_sq).astype(dtype)
+        self.centers, self.dtype, self.n_runs, self.width = centers, np.dtype(dtype), n_runs, width
+        self.out_width = k * width + 2
+
+        def flags(values):
+            return np.ascontiguousarray(np.broadcast_to(values, (n_runs,)), dtype=np.bool_)
+
+        self.new_run, self.sums, self.inertia = flags(new_run), flags(sums), flags(inertia)
+        self.scores = np.empty((BLOCK, k), dtype=dtype)
+        self.accumulator = np.empty((n_runs, k, width), dtype=dtype)
+        self.changed = np.zeros(n_runs, dtype=np.int64)
+        self.inertias = np.zeros(n_runs)
+
+
+def prepare_runs(centers: np.ndarray, dtype, *, new_run, sums, inertia, augmented: bool = True,
+                 width: int) -> Prepared:
+    """The per-round part of :func:`lloyd_runs` for rows of ``width`` columns."""
+    return Prepared(centers, dtype, new_run=new_run, sums=sums, inertia=inertia,
+                    augmented=augmented, width=width)
+
+
+def lloyd_prepared(X: np.ndarray, sample_weight: np.ndarray, prepared: Prepared,
+                   labels: np.ndarray, runs: np.ndarray, chunk_rows: int, *,
+                   offset: int = 0) -> np.ndarray:
+    """:func:`lloyd_runs` with its per-round part computed beforehand."""
     X = np.ascontiguousarray(X)
-    dtype = X.dtype
-    centers = np.ascontiguousarray(centers, dtype=dtype)
-    n_runs, k = centers.shape[:2]
-    m = X.shape[1]
-    # Per run, as for one run (a batched einsum may sum in another order).
-    half_sq = np.stack([0.5 * np.einsum("ij,ij->i", c, c) for c in centers])
-    if augmented:
-        model_t = np.ascontiguousarray(
-            np.concatenate([centers, -half_sq[:, :, None]], axis=2).transpose(0, 2, 1))
-        shift = np.zeros((n_runs, k), dtype=dtype)
-    else:
-        model_t = np.ascontiguousarray(centers.transpose(0, 2, 1))
-        shift = (-half_sq).astype(dtype)
-    n_chunks = max(1, -(-X.shape[0] // chunk_rows))
-    out = np.zeros((n_chunks, n_runs, k * m + 2))
-    scores = np.empty((BLOCK, k), dtype=dtype)
-    accumulator = np.empty((n_runs, k, m), dtype=dtype)
-
-    def flags(values):
-        return np.ascontiguousarray(np.broadcast_to(values, (n_runs,)), dtype=np.bool_)
-
-    _lloyd(X, np.ascontiguousarray(sample_weight, dtype=dtype), model_t, shift, centers, labels,
-           np.ascontiguousarray(runs, dtype=np.int64), offset, out, chunk_rows, flags(new_run),
-           flags(sums), flags(inertia), scores, accumulator, np.zeros(n_runs, dtype=np.int64),
-           np.zeros(n_runs))
+    p = prepared
+    out = np.zeros((max(1, -(-X.shape[0] // chunk_rows)), p.n_runs, p.out_width))
+    _lloyd(X, np.ascontiguousarray(sample_weight, dtype=p.dtype), p.model_t, p.shift, p.centers,
+           labels, np.ascontiguousarray(runs, dtype=np.int64), offset, out, chunk_rows,
+           p.new_run, p.sums, p.inertia, p.scores, p.accumulator, p.changed, p.inertias)
     return out
 
 

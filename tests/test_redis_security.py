@@ -132,8 +132,8 @@ def test_the_ca_bundle_travels_as_text_and_passwords_stay_out_of_reprs(secure_re
     assert redacted("redis://h:1/0") == "redis://h:1/0"
 
 
-def test_a_cloud_pool_with_an_acl_user_and_tls(secure_redis, moto_server, blobs, caplog,
-                                               leaves_nothing):
+def test_a_cloud_pool_with_an_acl_user_and_tls(pools_on, secure_redis, moto_server, blobs,
+                                               caplog, leaves_nothing):
     # A pool off this machine's files waits on Redis lists under sks:*: the
     # ACL user of the fits is enough, over TLS with the CA bundle sent along.
     from sklearn_serverless import config_context, shutdown_workers

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, redis_server  # noqa: E402
+from _common import machine, pyplot, redis_server, save  # noqa: E402
 
 PHASES = ("compute", "publish", "barrier", "aggregate")
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -168,7 +168,14 @@ def main(argv=None) -> int:
     parser.add_argument("--compute-ms", type=float, default=0.0,
                         help="the kernel's time per round, added to the projection")
     parser.add_argument("--out", default=None, help="write the measurements to this JSON file")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="draw the round and its CPU floor against the workers here")
+    parser.add_argument("--from-json", default=None, metavar="JSON",
+                        help="measure nothing: draw --plot from an earlier --out file")
     args = parser.parse_args(argv)
+    if args.from_json:
+        plot(json.loads(Path(args.from_json).read_text()), Path(args.plot))
+        return 0
     rows, starts = [], []
     with redis_server() as url:
         import redis
@@ -244,7 +251,34 @@ def main(argv=None) -> int:
             {"machine": machine(), "cores": CORES, "args": vars(args), "rows": rows,
              "starts": starts, "per_worker_fit": slopes, "projection": projection,
              "projection_model": model}, indent=2))
+    if args.plot:
+        plot({"rows": rows, "cores": CORES}, Path(args.plot))
     return 0
+
+
+def plot(report: dict, path: Path) -> None:
+    """Per store, the round (ms) against the workers in both modes, with
+    the CPU floor (every worker's CPU in a round over the cores), log-log."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, store in zip(axes, ("sqlite", "redis"), strict=True):
+        for mode, colour in (("lock_free", "tab:blue"), ("locked", "tab:orange")):
+            arm = sorted((r for r in report["rows"] if r["store"] == store
+                          and r["mode"] == mode), key=lambda r: r["n_workers"])
+            if not arm:
+                continue
+            workers = [r["n_workers"] for r in arm]
+            ax.plot(workers, [r["round_ms"] for r in arm], "o-", color=colour,
+                    label=f"{mode}: round")
+            ax.plot(workers, [r["cpu_floor_ms"] for r in arm], ":", color=colour,
+                    label=f"{mode}: CPU floor on {report['cores']} cores")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("workers")
+        ax.set_title(f"{store}: one round (tiny partitions)")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("ms per round")
+    save(fig, path)
 
 
 if __name__ == "__main__":

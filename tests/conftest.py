@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -367,6 +368,55 @@ def cloud(request, moto_server, redis_server, bucket, storage_redis):
 
 # The workers unpickle what these fixtures inject: send this module's code along.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class KilledOnce:
+    """Builds the worker of ``rank``; it SIGKILLs its own process when it
+    handles its ``at``-th command, once per ``marker`` file (every time when
+    ``marker`` is None)."""
+
+    def __init__(self, build, rank: int, at: int, marker: str | None):
+        self.build, self.rank, self.at, self.marker = build, rank, at, marker
+
+    def __call__(self, data, params, context):
+        worker = self.build(data, params, context)
+        if context.rank != self.rank:
+            return worker
+        return _Dying(worker, self.at, self.marker)
+
+
+class _Dying:
+    def __init__(self, inner, at: int, marker: str | None):
+        self.inner, self.at, self.marker, self.count = inner, at, marker, 0
+
+    def handle(self, command, arrays):
+        self.count += 1
+        if self.count == self.at and (self.marker is None or not os.path.exists(self.marker)):
+            if self.marker is not None:
+                open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.handle(command, arrays)
+
+    def result(self):
+        return self.inner.result()
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.fixture
+def kill_worker(monkeypatch, tmp_path):
+    """``kill_worker('kmeans', rank, at)``: that worker's process is killed
+    at its ``at``-th command (``every=True``: in every generation)."""
+    from sklearn_serverless._algorithms import ALGORITHMS
+
+    def inject(name: str, rank: int, at: int, every: bool = False) -> None:
+        algorithm = ALGORITHMS[name]
+        marker = None if every else str(tmp_path / f"killed-{rank}")
+        monkeypatch.setitem(ALGORITHMS, name, dataclasses.replace(
+            algorithm, worker=KilledOnce(algorithm.worker, rank, at, marker)))
+
+    return inject
 
 
 class FailingBuild:

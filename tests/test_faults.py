@@ -7,10 +7,8 @@ once, from a marker file, at a chosen round."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import threading
@@ -29,7 +27,6 @@ from sklearn_serverless import (
     config_context,
     shutdown_workers,
 )
-from sklearn_serverless._algorithms import ALGORITHMS
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -69,54 +66,6 @@ def _await_orphans_gone(seconds: float = 20.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"a killed driver's workers still run: {orphans}")
-
-
-class KilledOnce:
-    """Builds the worker of ``rank``; it SIGKILLs its own process when it
-    handles its ``at``-th command, once per ``marker`` file (every time when
-    ``marker`` is None)."""
-
-    def __init__(self, build, rank: int, at: int, marker: str | None):
-        self.build, self.rank, self.at, self.marker = build, rank, at, marker
-
-    def __call__(self, data, params, context):
-        worker = self.build(data, params, context)
-        if context.rank != self.rank:
-            return worker
-        return _Dying(worker, self.at, self.marker)
-
-
-class _Dying:
-    def __init__(self, inner, at: int, marker: str | None):
-        self.inner, self.at, self.marker, self.count = inner, at, marker, 0
-
-    def handle(self, command, arrays):
-        self.count += 1
-        if self.count == self.at and (self.marker is None or not os.path.exists(self.marker)):
-            if self.marker is not None:
-                open(self.marker, "w").close()
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.handle(command, arrays)
-
-    def result(self):
-        return self.inner.result()
-
-    def close(self):
-        self.inner.close()
-
-
-@pytest.fixture
-def kill_worker(monkeypatch, tmp_path):
-    """``kill_worker('kmeans', rank, at)``: that worker's process is killed
-    at its ``at``-th command (``every=True``: in every generation)."""
-
-    def inject(name: str, rank: int, at: int, every: bool = False) -> None:
-        algorithm = ALGORITHMS[name]
-        marker = None if every else str(tmp_path / f"killed-{rank}")
-        monkeypatch.setitem(ALGORITHMS, name, dataclasses.replace(
-            algorithm, worker=KilledOnce(algorithm.worker, rank, at, marker)))
-
-    return inject
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ left once the pools are shut down (``leaves_nothing``)."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -31,7 +30,6 @@ from sklearn_serverless import (
     config_context,
     shutdown_workers,
 )
-from sklearn_serverless._algorithms import ALGORITHMS
 from sklearn_serverless._execution import _pool
 from sklearn_serverless._execution._generations import process_alive
 
@@ -208,41 +206,12 @@ def test_a_pool_process_killed_between_fits(leaves_nothing):
     assert not _wait_gone(old.pids())
 
 
-class _KilledOnce:
-    def __init__(self, build, rank: int, at: int, marker: str):
-        self.build, self.rank, self.at, self.marker = build, rank, at, marker
-
-    def __call__(self, data, params, context):
-        worker = self.build(data, params, context)
-        return _Dying(worker, self.at, self.marker) if context.rank == self.rank else worker
-
-
-class _Dying:
-    def __init__(self, inner, at: int, marker: str):
-        self.inner, self.at, self.marker, self.count = inner, at, marker, 0
-
-    def handle(self, command, arrays):
-        self.count += 1
-        if self.count == self.at and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.handle(command, arrays)
-
-    def result(self):
-        return self.inner.result()
-
-    def close(self):
-        self.inner.close()
-
-
 @pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
-def test_a_pool_process_killed_during_a_fit(rank, monkeypatch, tmp_path, leaves_nothing):
+def test_a_pool_process_killed_during_a_fit(rank, kill_worker, leaves_nothing):
     X, y = make_classification(3000, 8, random_state=9)
     ServerlessLogisticRegression(n_workers=2).fit(X, y)
     old = _pool._pools[0]
-    algorithm = ALGORITHMS["logistic"]
-    monkeypatch.setitem(ALGORITHMS, "logistic", dataclasses.replace(
-        algorithm, worker=_KilledOnce(algorithm.worker, rank, 4, str(tmp_path / "killed"))))
+    kill_worker("logistic", rank, at=4)
     model = ServerlessLogisticRegression(n_workers=2).fit(X, y)
     _same_logistic(model, X, y)
     assert model.timings_["generations"] == 2  # the next generation ran on a fresh map
@@ -327,16 +296,13 @@ def test_a_cloud_pool_serves_successive_fits(cloud, leaves_nothing):
 
 
 @pytest.mark.redis
-def test_a_cloud_pool_worker_killed_during_a_fit(cloud, monkeypatch, tmp_path,
-                                                 leaves_nothing):
+def test_a_cloud_pool_worker_killed_during_a_fit(cloud, kill_worker, leaves_nothing):
     X, y = make_classification(3000, 8, random_state=9)
     with config_context(worker_pool=True):
         _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
         old = _pool._pools[0]
         pids = old.pids()
-        algorithm = ALGORITHMS["logistic"]
-        monkeypatch.setitem(ALGORITHMS, "logistic", dataclasses.replace(
-            algorithm, worker=_KilledOnce(algorithm.worker, 1, 4, str(tmp_path / "killed"))))
+        kill_worker("logistic", 1, at=4)
         model, _ = _cloud_fit(cloud, ServerlessLogisticRegression(n_workers=2), X, y)
         _same_logistic(model, X, y)
         assert model.timings_["generations"] == 2  # the next generation on a fresh map

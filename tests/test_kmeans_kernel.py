@@ -110,29 +110,6 @@ def _assert_as_sklearn(X, sample_weight, init, tol, rtol, n_workers=2):
     return centers, labels, n_iter
 
 
-@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
-@pytest.mark.parametrize("tol", [0.0, 1e-4])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_same_model_as_sklearn(kernel, tol, dtype):
-    X, init = _data(dtype)
-    rtol = 1e-9 if dtype == np.float64 else 1e-5
-    _assert_as_sklearn(X, np.ones(X.shape[0], dtype=dtype), init, tol, rtol)
-
-
-@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
-def test_sample_weights_as_sklearn(kernel):
-    X, init = _data(n=4000, k=6, seed=1)
-    weights = np.random.RandomState(2).uniform(0.2, 3.0, X.shape[0])
-    _assert_as_sklearn(X, weights, init, 0.0, 1e-9, n_workers=3)
-
-
-@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
-def test_empty_cluster_relocated_as_sklearn(kernel):
-    X, init = _data(n=3000, k=4, seed=3)
-    init = np.vstack([init, X.max(axis=0) + 100.0])  # far from every row: empty at once
-    _assert_as_sklearn(X, np.ones(X.shape[0]), init, 0.0, 1e-9)
-
-
 def _sparse_data(dtype=np.float64, n=3000, d=8, k=4, seed=4):
     """Blobs with the small entries dropped (CSR, not centred: sklearn keeps
     sparse data as it is), and ``k`` of its rows as initial centres."""
@@ -143,20 +120,35 @@ def _sparse_data(dtype=np.float64, n=3000, d=8, k=4, seed=4):
     return X, init
 
 
+#: Rows of each layout, and the shape of the sample-weight test's rows.
+ROWS = {"dense": (_data, {"n": 4000, "k": 6, "seed": 1}),
+        "sparse": (_sparse_data, {"n": 4000, "d": 10, "k": 6, "seed": 10})}
+
+
 @pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("rows", list(ROWS))
 @pytest.mark.parametrize("tol", [0.0, 1e-4])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_sparse_as_sklearn(kernel, tol, dtype):
-    X, init = _sparse_data(dtype)
+def test_same_model_as_sklearn(kernel, rows, tol, dtype):
+    X, init = ROWS[rows][0](dtype)
     rtol = 1e-9 if dtype == np.float64 else 1e-5
     _assert_as_sklearn(X, np.ones(X.shape[0], dtype=dtype), init, tol, rtol)
 
 
 @pytest.mark.parametrize("kernel", KERNELS, indirect=True)
-def test_sparse_sample_weights_as_sklearn(kernel):
-    X, init = _sparse_data(n=4000, d=10, k=6, seed=10)
-    weights = np.random.RandomState(10).uniform(0.2, 3.0, X.shape[0])
+@pytest.mark.parametrize("rows", list(ROWS))
+def test_sample_weights_as_sklearn(kernel, rows):
+    make, shape = ROWS[rows]
+    X, init = make(**shape)
+    weights = np.random.RandomState(shape["seed"] + 1).uniform(0.2, 3.0, X.shape[0])
     _assert_as_sklearn(X, weights, init, 0.0, 1e-9, n_workers=3)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_empty_cluster_relocated_as_sklearn(kernel):
+    X, init = _data(n=3000, k=4, seed=3)
+    init = np.vstack([init, X.max(axis=0) + 100.0])  # far from every row: empty at once
+    _assert_as_sklearn(X, np.ones(X.shape[0]), init, 0.0, 1e-9)
 
 
 @pytest.mark.parametrize("kernel", KERNELS, indirect=True)

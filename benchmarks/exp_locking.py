@@ -106,8 +106,8 @@ class _NoCompute:
 
 def _follower(spec, worker: int, size: int) -> None:
     from sklearn_serverless._state import open_store
-    from sklearn_serverless.distributed._rounds import _Clock
-    from sklearn_serverless.distributed._worker_loop import _follow
+    from sklearn_serverless._worker._loop import _follow
+    from sklearn_serverless._worker._rounds import _Clock
 
     store = open_store(spec)
     try:
@@ -123,7 +123,7 @@ def sync_only(kind: str, location: str, mode: str, n_workers: int, k: int, d: in
     contributes k*d + k + 2 floats, the coordinator aggregates. Followers are
     forked processes, as Lithops' localhost workers are processes."""
     from sklearn_serverless._state import StoreSpec, open_store
-    from sklearn_serverless.distributed._rounds import Rounds, _Clock
+    from sklearn_serverless._worker._rounds import Rounds, _Clock
 
     spec = StoreSpec(kind, location, uuid.uuid4().hex, n_workers, mode, 60.0)
     store = open_store(spec, create=True)

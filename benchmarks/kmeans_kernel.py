@@ -86,7 +86,7 @@ def kernel_round(shape: dict, dtype, repeat: int) -> dict:
     from sklearn_serverless._algorithms.kmeans._kernels import with_ones_column
     from sklearn_serverless._algorithms.kmeans._params import KMeansParams
     from sklearn_serverless._algorithms.kmeans._worker import Worker
-    from sklearn_serverless.distributed._sharing import Team
+    from sklearn_serverless._worker._sharing import Team
 
     n, d, k = shape["n"] // 2, shape["d"], shape["k"]
     X = _data(dict(shape, n=n)).astype(dtype)

@@ -15,7 +15,7 @@ import time
 
 from lithops import FunctionExecutor
 
-from sklearn_serverless._execution import _warm
+from sklearn_serverless._driver import _warm
 
 REPEATS = 10
 

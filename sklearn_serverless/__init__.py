@@ -12,9 +12,9 @@ __all__ = ["ServerlessKMeans", "ServerlessLogisticRegression", "ServerlessLogist
            "shutdown_workers"]
 
 _ESTIMATORS = {
-    "ServerlessKMeans": "._kmeans",
-    "ServerlessLogisticRegression": "._logistic",
-    "ServerlessLogisticRegressionCV": "._logistic_cv",
+    "ServerlessKMeans": ".cluster._kmeans",
+    "ServerlessLogisticRegression": ".linear_model._logistic",
+    "ServerlessLogisticRegressionCV": ".linear_model._logistic_cv",
     # Datasets the workers read where they lie (numpy only: workers may import them).
     "read_csv": "._datasets",
     "read_npy": "._datasets",
@@ -24,7 +24,7 @@ _ESTIMATORS = {
     "get_config": "._config",
     "set_config": "._config",
     # Pools of workers that serve many fits.
-    "shutdown_workers": "._execution._pool",
+    "shutdown_workers": "._driver._pool",
 }
 
 

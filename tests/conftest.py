@@ -194,7 +194,7 @@ def _scratch_folders() -> set[str]:
 
 
 #: Processes the fixtures start, which outlive single tests.
-_SERVICES = (b"redis-server", b"moto.server", b"sklearn_serverless._execution._warm_server")
+_SERVICES = (b"redis-server", b"moto.server", b"sklearn_serverless._driver._warm_server")
 
 
 def _worker_processes() -> set[int]:
@@ -270,7 +270,7 @@ class IterationRecorder:
 @pytest.fixture
 def no_workers(monkeypatch):
     """Fails the test if a fit gets as far as launching workers."""
-    import sklearn_serverless._estimator as base
+    import sklearn_serverless._base._estimator as base
 
     def launched(*args, **kwargs):
         raise AssertionError("workers were launched")
@@ -456,7 +456,7 @@ def never_start(task, storage=None):
 def hang_workers(monkeypatch, no_pool):
     """Every worker of the next fits' own map hangs before it checks in (a
     Lithops call that never starts; pools, whose calls are running, are off)."""
-    from sklearn_serverless._execution import _fit
+    from sklearn_serverless._driver import _fit
 
     monkeypatch.setattr(_fit, "run_worker", never_start)
 

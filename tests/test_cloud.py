@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from test_kmeans import _fit_in_thread, _worker_pids
 
 from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression
-from sklearn_serverless._execution import _placement
+from sklearn_serverless._driver import _placement
 
 pytestmark = pytest.mark.redis
 

@@ -310,7 +310,7 @@ def user_module(tmp_path, monkeypatch):
 
 def test_the_workers_cannot_import_the_user_module(user_module, monkeypatch, leaves_nothing):
     """The control: without its code shipped by value, the run fails."""
-    from sklearn_serverless._execution import _fit
+    from sklearn_serverless._driver import _fit
 
     monkeypatch.setattr(_fit, "ship_by_value", lambda algorithm: None)
     with pytest.raises(ModuleNotFoundError, match=user_module.__name__):
@@ -412,7 +412,7 @@ def test_stop_is_not_a_command_of_the_coordinator(leaves_nothing):
 @pytest.fixture
 def no_worker_starts(monkeypatch):
     """Fails the test if a run gets as far as starting workers."""
-    from sklearn_serverless._execution import _fit
+    from sklearn_serverless._driver import _fit
 
     def started(*args, **kwargs):
         raise AssertionError("workers were started")

@@ -11,12 +11,12 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from sklearn_serverless import ServerlessKMeans
-from sklearn_serverless._execution._backends import (
+from sklearn_serverless._driver._backends import (
     check_backend,
     default_n_workers,
     lithops_config,
 )
-from sklearn_serverless._execution._warm import warm_runtime
+from sklearn_serverless._driver._warm import warm_runtime
 
 
 def test_unknown_backend_lists_the_valid_ones():
@@ -69,7 +69,7 @@ def test_worker_modules_do_not_import_sklearn():
         "import sys\n"
         "import sklearn_serverless.distributed, sklearn_serverless._algorithms\n"
         "import sklearn_serverless._state._sqlite, sklearn_serverless._state._redis\n"
-        "import sklearn_serverless._execution._placement\n"
+        "import sklearn_serverless._worker._partitions, sklearn_serverless._worker._loop\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'sklearn'], 'sklearn imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -80,7 +80,7 @@ def test_a_failed_lithops_job_process_is_noticed():
     # and leaves the job's futures pending; the driver must not wait on them.
     import logging
 
-    from sklearn_serverless._execution._watch import JobFailures
+    from sklearn_serverless._driver._watch import JobFailures
 
     lithops_logger = logging.getLogger("lithops.localhost.v1.localhost")
     with JobFailures("abc123-4") as failures:
@@ -97,8 +97,8 @@ def test_a_failed_lithops_job_process_is_noticed():
 
 def test_the_localhost_start_time_grows_with_the_workers_per_core(monkeypatch):
     # Each worker's process start takes CPU: 64 of them took 6.5 s on 2 cores.
-    from sklearn_serverless._execution import _deadlines
-    from sklearn_serverless._execution._deadlines import Deadlines
+    from sklearn_serverless._common._deadlines import Deadlines
+    from sklearn_serverless._driver import _deadlines
 
     monkeypatch.setattr(_deadlines, "_cores", lambda: 2)
     assert Deadlines.from_timeout(10, "localhost", 2).start == 5.0

@@ -178,7 +178,7 @@ def test_a_fit_longer_than_the_function_time_limit_completes(blobs, slow_kmeans_
 def test_a_duplicate_call_for_a_slot_exits_without_writing(blobs, monkeypatch, tmp_path,
                                                            leaves_nothing):
     # A platform retry: a second call for slot 1, started while the fit runs.
-    from sklearn_serverless._execution import _fit
+    from sklearn_serverless._driver import _fit
 
     X, init = blobs
     real = _fit.run_worker
@@ -190,7 +190,7 @@ def test_a_duplicate_call_for_a_slot_exits_without_writing(blobs, monkeypatch, t
             with open(path, "wb") as file:
                 cloudpickle.dump(task, file)
             code = ("import pickle, sys\n"
-                    "from sklearn_serverless.distributed._worker_loop import run_worker\n"
+                    "from sklearn_serverless._worker._loop import run_worker\n"
                     "task = pickle.load(open(sys.argv[1], 'rb'))\n"
                     "pickle.dump(run_worker(task), open(sys.argv[2], 'wb'))\n")
             later = threading.Timer(0.3, subprocess.run, args=(

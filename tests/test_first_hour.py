@@ -111,7 +111,7 @@ def test_verbose_describes_the_distributed_fit(capsys):
 
 
 def test_verbose_summary_blocks_rounds():
-    from sklearn_serverless._estimator import fit_summary
+    from sklearn_serverless._base._estimator import fit_summary
 
     n_rounds, n_workers = 23, 2
     table = np.full((n_rounds, n_workers), 0.001)

@@ -288,7 +288,7 @@ def test_workers_that_never_start_fail_the_fit(blobs, hang_workers, leaves_nothi
 def test_driver_failing_to_write_the_data_stops_the_waiting_workers(blobs, monkeypatch,
                                                                     leaves_nothing):
     # The workers are already started and waiting for their files.
-    from sklearn_serverless._execution import _placement
+    from sklearn_serverless._driver import _placement
 
     def disk_full(columns, folder):
         raise OSError("No space left on device")
@@ -324,7 +324,7 @@ def _worker_pids(root: int) -> list[int]:
         except OSError:
             continue
         children.setdefault(parent, []).append(int(pid))
-    from sklearn_serverless._execution._warm import server_pid
+    from sklearn_serverless._driver._warm import server_pid
 
     server = server_pid()
     level = [server] if server in children.get(root, []) else [root]

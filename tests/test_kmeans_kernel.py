@@ -23,7 +23,7 @@ from sklearn_serverless._algorithms.kmeans._coordinator import coordinate
 from sklearn_serverless._algorithms.kmeans._kernels import with_ones_column
 from sklearn_serverless._algorithms.kmeans._params import KMeansParams
 from sklearn_serverless._algorithms.kmeans._worker import Worker
-from sklearn_serverless.distributed._sharing import Team, fold_partials
+from sklearn_serverless._worker._sharing import Team, fold_partials
 
 compiled = _kernels.compiled
 needs_numba = pytest.mark.skipif(compiled is None, reason="numba is not installed")

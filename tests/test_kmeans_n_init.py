@@ -22,7 +22,7 @@ from sklearn_serverless._algorithms.kmeans._batch import clustering_map, same_cl
 from sklearn_serverless._algorithms.kmeans._kernels import with_ones_column
 from sklearn_serverless._algorithms.kmeans._params import KMeansParams
 from sklearn_serverless._algorithms.kmeans._worker import Worker
-from sklearn_serverless.distributed._sharing import Team
+from sklearn_serverless._worker._sharing import Team
 
 KERNELS = [pytest.param("compiled", marks=pytest.mark.skipif(
     _kernels.compiled is None, reason="numba is not installed")), "numpy"]

@@ -14,7 +14,7 @@ from sklearn_serverless._algorithms.kmeans import _kernels
 from sklearn_serverless._algorithms.kmeans._kernels import block_size, with_ones_column
 from sklearn_serverless._algorithms.kmeans._params import KMeansParams
 from sklearn_serverless._algorithms.kmeans._worker import Worker, chunk_rows
-from sklearn_serverless.distributed._sharing import Team
+from sklearn_serverless._worker._sharing import Team
 
 K = 4
 

@@ -13,13 +13,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sklearn_serverless._execution import _placement
-from sklearn_serverless._execution._placement import (
-    DerivedRows,
-    plan_files,
-    read_partition,
-    write_files,
-)
+from sklearn_serverless._driver import _placement
+from sklearn_serverless._driver._placement import DerivedRows, plan_files, write_files
+from sklearn_serverless._worker._partitions import read_partition
 
 
 def _columns(n=1000, d=4, seed=0):

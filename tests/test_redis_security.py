@@ -137,7 +137,7 @@ def test_a_cloud_pool_with_an_acl_user_and_tls(pools_on, secure_redis, moto_serv
     # A pool off this machine's files waits on Redis lists under sks:*: the
     # ACL user of the fits is enough, over TLS with the CA bundle sent along.
     from sklearn_serverless import config_context, shutdown_workers
-    from sklearn_serverless._execution import _pool
+    from sklearn_serverless._driver import _pool
 
     bucket = moto_server.create_bucket("sks-secure-pool")
     config = {"lithops": {"backend": "localhost", "storage": "minio"},

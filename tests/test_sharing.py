@@ -12,9 +12,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sklearn_serverless._execution._placement import Partition
 from sklearn_serverless._state import sum_in_worker_order
-from sklearn_serverless.distributed._sharing import (
+from sklearn_serverless._worker._partitions import Partition
+from sklearn_serverless._worker._sharing import (
     OWN,
     Chunks,
     Team,

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from sklearn_serverless._execution import _warm
-from sklearn_serverless._execution._backends import delete_lithops_job
+from sklearn_serverless._driver import _warm
+from sklearn_serverless._driver._backends import delete_lithops_job
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -193,8 +193,8 @@ def test_stale_sources_start_a_new_server(warm, monkeypatch):
 OWNER = textwrap.dedent("""
     import json, os, sys
     from lithops import FunctionExecutor
-    from sklearn_serverless._execution import _warm
-    from sklearn_serverless._execution._backends import delete_lithops_job
+    from sklearn_serverless._driver import _warm
+    from sklearn_serverless._driver._backends import delete_lithops_job
 
     def pid_chain(_):
         import os

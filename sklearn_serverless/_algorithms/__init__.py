@@ -9,7 +9,7 @@ theirs in :data:`ALGORITHMS` by name.
 
 from __future__ import annotations
 
-from ..distributed import Algorithm
+from .._worker._algorithm import Algorithm
 from .kmeans import KMEANS
 from .logistic import LOGISTIC
 from .logistic_cv import LOGISTIC_CV

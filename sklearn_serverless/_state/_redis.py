@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import redis
 
-from .._process import process_alive
+from .._common._process import process_alive
 from ._base import KEY_TTL, FitAborted, Reduce, StateStore, StoreSpec, sum_in_worker_order
 from ._codec import decode_array, decode_arrays, encode_array, encode_arrays
 from ._redis_scripts import _ACQUIRE, _ARRIVE, _BEAT, _CHECK_IN, _CLAIM, _DELIVER, _RELEASE

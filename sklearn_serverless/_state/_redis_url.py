@@ -48,7 +48,7 @@ def connect(url: str, timeout: float, ca_data: str | None = None):
     """A redis-py client for ``url`` whose blocking reads outlast ``timeout``."""
     import redis
 
-    from .._execution._deadlines import Deadlines
+    from .._common._deadlines import Deadlines
 
     deadlines = Deadlines.from_timeout(timeout)
     options = {"socket_timeout": deadlines.socket, "socket_connect_timeout": deadlines.connect}

@@ -15,8 +15,8 @@ Worker code may use numpy, scipy and its own modules, never scikit-learn
 (importing it costs each worker about a second).
 """
 
-from ._algorithm import Algorithm, Context, Worker
-from ._rounds import Rounds
+from .._worker._algorithm import Algorithm, Context, Worker
+from .._worker._rounds import Rounds
 from ._run import RunResult, run
 
 __all__ = ["Algorithm", "Context", "Rounds", "RunResult", "Worker", "run"]

@@ -3,17 +3,13 @@ returns."""
 
 from __future__ import annotations
 
-import os
-import sys
-import sysconfig
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-from ._algorithm import Algorithm
-from ._rounds import PHASES
+from .._worker._algorithm import Algorithm
 
 
 @dataclass
@@ -113,8 +109,9 @@ def run(algorithm: Algorithm, data, *, params: Any = None, backend="localhost",
     array([10., 10.])
     """
     from .._datasets import Dataset
-    from .._execution._backends import check_backend, check_state_store, open_storage
-    from .._execution._fit import run_distributed
+    from .._driver._backends import check_backend, check_state_store, open_storage
+    from .._driver._fit import run_distributed
+    from .._driver._timings import timings_of
     from .._state import STATE_MODES
 
     if not isinstance(algorithm, Algorithm):
@@ -162,61 +159,3 @@ def _checked_columns(data) -> dict:
 def _print_line(line) -> None:
     if isinstance(line, str):  # a coordinator's report (arrays) is not printed
         print(line, flush=True)
-
-
-def timings_of(outcome) -> dict:
-    """The time breakdown: the run's wall time, each worker's load time, and
-    one (n_rounds, n_workers) table per phase of a round."""
-    tables = [result["timings"]["rounds"] for result in outcome.results]
-    n_rounds = min(len(table) for table in tables)
-    stacked = np.stack([table[:n_rounds] for table in tables], axis=1)
-    timings = {phase: stacked[:, :, i] for i, phase in enumerate(PHASES)}
-    timings["helped"] = np.stack(
-        [result["timings"]["helped"][:n_rounds] for result in outcome.results], axis=1)
-    timings["load"] = np.array([result["timings"]["load"] for result in outcome.results])
-    timings["cpu"] = np.stack(
-        [result["timings"]["cpu"][:n_rounds] for result in outcome.results], axis=1)
-    timings["fit"] = outcome.seconds
-    timings["upload"] = outcome.upload
-    timings["n_rounds"] = n_rounds
-    generations = outcome.generations
-    # Generations of workers the run had (more than 1 after a lost worker or a
-    # hand-over before the function time limit), and each end: why, and the
-    # seconds from it to the next generation's first round.
-    timings["generations"] = 1 if generations is None else generations.number + 1
-    timings["generation_ends"] = [] if generations is None else list(generations.ends)
-    return timings
-
-
-_INSTALLED = tuple(os.path.realpath(sysconfig.get_paths()[key]) + os.sep
-                   for key in ("stdlib", "platstdlib", "purelib", "platlib"))
-
-
-def ship_by_value(algorithm: Algorithm) -> None:
-    """Send the code of the algorithm's own modules with it: a module that is
-    neither installed nor this package's (a user's script or project) cannot
-    be imported by a function in the cloud, nor always by a local worker."""
-    import cloudpickle
-
-    for value in _parts(algorithm):
-        module = sys.modules.get(getattr(value, "__module__", None) or "")
-        if module is None or module.__name__ == "__main__":
-            continue  # __main__ travels by value anyway
-        if module.__name__.split(".")[0] == __name__.split(".")[0]:
-            continue
-        path = getattr(module, "__file__", None)
-        if path is None or os.path.realpath(path).startswith(_INSTALLED):
-            continue
-        cloudpickle.register_pickle_by_value(module)
-
-
-def _parts(algorithm: Algorithm):
-    for field in fields(algorithm):
-        value = getattr(algorithm, field.name)
-        values = list(value.values()) if isinstance(value, dict) else [value]
-        for item in values:
-            if item is None or isinstance(item, (str, bool)):
-                continue
-            yield item
-            if not isinstance(item, type) and not callable(getattr(item, "__module__", None)):
-                yield type(item)

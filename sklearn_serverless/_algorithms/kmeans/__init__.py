@@ -12,7 +12,7 @@ per cluster; the coordinator turns the sums into the new centres.
 - :mod:`._apply`: a fitted model on a dataset's rows (predict, transform).
 """
 
-from ...distributed import Algorithm
+from ..._worker._algorithm import Algorithm
 from . import _apply
 from ._coordinator import coordinate
 from ._dataset import DatasetWorker, dataset_prologue

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...distributed import Rounds
+from ..._worker._rounds import Rounds
 from ._batch import Batch, same_clustering
 from ._params import KMeansParams
 

@@ -19,8 +19,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..._messages import too_few_samples
-from ...distributed import _prologue
+from ..._common._messages import too_few_samples
+from ..._worker import _prologue
 from . import _kernels
 from ._kernels import squared_distances, with_ones_column
 from ._params import KMeansParams

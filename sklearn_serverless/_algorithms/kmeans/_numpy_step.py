@@ -11,7 +11,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from ...distributed._sharing import shared_array
+from ..._worker._sharing import shared_array
 from ._batch import Batch
 from ._kernels import assign, labels_inertia, row_norms, row_range
 

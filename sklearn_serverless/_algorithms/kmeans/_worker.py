@@ -1,6 +1,6 @@
 """One partition's side of Lloyd's algorithm: each worker assigns its rows
 and sums them per cluster, chunk by chunk, so that workers on one machine can
-compute each other's chunks (see :mod:`sklearn_serverless.distributed._sharing`),
+compute each other's chunks (see :mod:`sklearn_serverless._worker._sharing`),
 for every initialisation still running at once (see :mod:`._batch`).
 """
 
@@ -11,7 +11,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from ...distributed._sharing import Chunks, Team, partial_table, shared_array
+from ..._worker._sharing import Chunks, Team, partial_table, shared_array
 from . import _kernels
 from ._batch import Batch, clustering_map
 from ._kernels import Workspace, assign, block_size, row_range

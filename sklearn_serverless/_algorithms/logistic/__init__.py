@@ -11,7 +11,7 @@ penalty parameters; :mod:`._dataset` the first rounds on a dataset;
 scikit-learn.
 """
 
-from ...distributed import Algorithm
+from ..._worker._algorithm import Algorithm
 from . import _apply
 from ._coordinator import coordinate
 from ._dataset import DatasetWorker, dataset_prologue

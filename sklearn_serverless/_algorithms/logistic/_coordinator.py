@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from ...distributed import Rounds
+from ..._worker._rounds import Rounds
 from ._objective import DistributedObjective
 from ._params import LogisticParams
 

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..._messages import liblinear_multiclass, one_class, warm_start_shape
-from ...distributed import _prologue
+from ..._common._messages import liblinear_multiclass, one_class, warm_start_shape
+from ..._worker import _prologue
 from ._params import LogisticParams
 from ._worker import Worker
 

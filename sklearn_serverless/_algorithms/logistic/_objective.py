@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...distributed import Rounds
+from ..._worker._rounds import Rounds
 from ._params import LogisticParams
 
 #: Above this many degrees of freedom the gd step comes from a trace bound, not the Gram.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...distributed import Context
+from ..._worker._algorithm import Context
 from ._kernels import (
     gradient_sum,
     hessian_product,

@@ -8,7 +8,7 @@ lie (:mod:`._dataset`). The objective, its penalty and the solvers are those of
 :mod:`..logistic`. Nothing here imports scikit-learn.
 """
 
-from ...distributed import Algorithm
+from ..._worker._algorithm import Algorithm
 from ._coordinator import coordinate
 from ._dataset import DatasetWorker, dataset_prologue
 from ._worker import Worker

@@ -11,7 +11,7 @@ import importlib
 
 import numpy as np
 
-from ...distributed import Rounds
+from ..._worker._rounds import Rounds
 from ..logistic._coordinator import SOLVERS
 from ..logistic._objective import DistributedObjective
 from ..logistic._params import LogisticParams

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..._messages import liblinear_multiclass, one_class
-from ...distributed import _prologue
+from ..._common._messages import liblinear_multiclass, one_class
+from ..._worker import _prologue
 from ..logistic._dataset import class_weights
 from ._params import LogisticCVParams
 from ._worker import Worker

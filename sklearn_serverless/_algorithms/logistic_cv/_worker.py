@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ...distributed import Context
+from ..._worker._algorithm import Context
 from ..logistic._worker import _prefetch_solver_modules
 from ._kernels import batch_loss_gradient, score_statistics
 from ._params import LogisticCVParams

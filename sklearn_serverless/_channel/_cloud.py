@@ -32,10 +32,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from .._common._storage import delete_storage_objects
 from .._state._base import KEY_TTL
 from .._state._redis_url import connect
-from ._backends import delete_storage_objects
-from ._pool_channel import STOP, Endpoint, OwnerChannel, WorkerChannel
+from ._base import STOP, Endpoint, OwnerChannel, WorkerChannel
 
 #: Seconds a heartbeat key (the owner's, a worker's) lives unless renewed;
 #: each is renewed four times as often.

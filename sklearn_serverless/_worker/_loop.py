@@ -34,11 +34,11 @@ from typing import Any
 
 from threadpoolctl import ThreadpoolController
 
-from .._execution._placement import Partition, read_partition
-from .._process import process_alive
+from .._common._process import process_alive
 from .._state import FitAborted, StateStore, StoreSpec, open_store
 from .._state._codec import decode_arrays
 from ._algorithm import Algorithm, Context
+from ._partitions import Partition, read_partition
 from ._rounds import (
     _GATHER,
     _HANDOVER,

@@ -9,10 +9,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from .._common._deadlines import Deadlines
 from .._state import StateStore
 from .._state._redis_url import redacted
 from ._backends import Site
-from ._deadlines import Deadlines
 
 #: How often the driver checks that rounds still advance.
 PROGRESS_SECONDS = 0.5

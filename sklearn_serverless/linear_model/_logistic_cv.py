@@ -31,20 +31,20 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._algorithms.logistic._penalty import SOLVERS
-from ._algorithms.logistic_cv._params import STRATEGIES, WORKER_SCORERS, LogisticCVParams
-from ._datasets import Dataset
-from ._estimator import (
+from .._algorithms.logistic_cv._params import STRATEGIES, WORKER_SCORERS, LogisticCVParams
+from .._base._estimator import (
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
+from .._common._messages import liblinear_multiclass
+from .._datasets import Dataset
 from ._logistic import LogisticProbaMixin
 from ._logistic_cv_attributes import set_cv_attributes
 from ._logistic_cv_options import resolve_options
 from ._logistic_cv_scores import driver_scores
-from ._messages import liblinear_multiclass
+from ._penalty import SOLVERS
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
 _CONVERGENCE_ADVICE = (

@@ -1,4 +1,4 @@
-"""The warm server behind :func:`sklearn_serverless._execution._warm.warm_runtime`.
+"""The warm server behind :func:`sklearn_serverless._driver._warm.warm_runtime`.
 
 It runs in its own interpreter, started by one user process (the owner). It
 imports once what every Lithops job of a fit needs (Lithops' worker handler,

@@ -26,10 +26,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .._execution._placement import Partition, read_partition
 from .._state import sum_in_worker_order
 from .._state._base import Backoff
 from ._algorithm import Context
+from ._partitions import Partition, read_partition
 
 #: Column of a partial-result table row holding the owner, and the chunk.
 OWNER, CHUNK = 0, 1

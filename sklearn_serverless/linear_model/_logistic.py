@@ -23,17 +23,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._algorithms.logistic._params import LogisticParams
-from ._algorithms.logistic._penalty import SOLVERS, resolve_penalty
-from ._datasets import Dataset
-from ._estimator import (
+from .._algorithms.logistic._params import LogisticParams
+from .._base._estimator import (
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
+from .._common._messages import liblinear_multiclass, one_class, warm_start_shape
+from .._datasets import Dataset
 from ._logistic_datasets import DatasetClassifierMixin
-from ._messages import liblinear_multiclass, one_class, warm_start_shape
+from ._penalty import SOLVERS, resolve_penalty
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
 _CONVERGENCE_ADVICE = (

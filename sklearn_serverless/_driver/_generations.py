@@ -5,7 +5,7 @@ failure): Lithops reports its process killed, its lease in the store
 lapses, or on this machine its process is gone. The driver then ends that
 generation and starts the next one, which claims every slot, rebuilds each
 worker's state and goes on from the rounds the store recorded (see
-:mod:`sklearn_serverless.distributed._worker_loop`).
+:mod:`sklearn_serverless._worker._loop`).
 Before the platform's function time limit the coordinator hands the run over
 to a next generation in the same way. An error a worker raises itself (bad
 data, a bug) ends the fit at once: a new generation would raise it again.
@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from .._common._process import process_alive
 from .._config import get_config
-from .._process import process_alive
 from .._state import StateStore
 
 #: Lithops' default ``execution_timeout`` (seconds).

@@ -8,15 +8,15 @@ import os
 import time
 from collections.abc import Callable
 
+from .._common._deadlines import Deadlines
+from .._common._process import process_alive
 from .._datasets import DataError
-from .._process import process_alive
 from .._state import FitAborted, StateStore
-from ..distributed._rounds import read_report
-from ..distributed._worker_loop import run_worker
+from .._worker._loop import run_worker
+from .._worker._rounds import read_report
 from ._backends import (
     Site,
 )
-from ._deadlines import Deadlines
 from ._generations import Generations, LossWatch, WorkerLost
 from ._watch import JobFailures, Watchdog
 

@@ -3,7 +3,7 @@ of its owner process one after another (see :mod:`._pool`).
 
 It waits on its channel (:mod:`._pool_channel`: FIFOs on this machine,
 Redis lists and storage objects elsewhere) for a job id; the job's body is a
-pickled :class:`~sklearn_serverless.distributed._worker_loop.WorkerTask`
+pickled :class:`~sklearn_serverless._worker._loop.WorkerTask`
 with the function that runs it (:func:`run_worker`). The worker runs it and
 posts ``('ok', result)`` or ``('error', exception)``, pickled, then waits for
 the next. ``stop`` ends it. Only job ids and status travel through FIFOs or
@@ -22,7 +22,7 @@ import gc
 import time
 from dataclasses import dataclass
 
-from ._pool_channel import STOP, Endpoint
+from .._channel._base import STOP, Endpoint
 
 #: How often an idle worker checks that its owner is alive.
 _CHECK_SECONDS = 0.5

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._process import process_alive
+from .._common._process import process_alive
 from .._state import StateStore, StoreSpec, open_store
 from .._state._redis_url import split_ca_bundle
-from ..distributed._algorithm import Algorithm
-from ..distributed._run import ship_by_value
-from ..distributed._worker_loop import WorkerTask, run_worker
+from .._worker._algorithm import Algorithm
+from .._worker._loop import WorkerTask, run_worker
 from . import _placement, _pool
 from ._backends import (
     Site,
@@ -49,6 +48,7 @@ from ._collect import (
     _collect_pool,
 )
 from ._generations import Generations, LossWatch, WorkerLost, function_limit
+from ._shipping import ship_by_value
 from ._watch import JobFailures, Watchdog, storage_probe
 
 

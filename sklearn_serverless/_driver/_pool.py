@@ -36,10 +36,10 @@ import tempfile
 import threading
 import time
 
+from .._channel import open_channel
 from .._config import get_config
 from ._backends import Site, delete_lithops_job, record_lithops_executor
 from ._generations import process_alive
-from ._pool_channel import open_channel
 from ._watch import JobFailures
 
 #: Pools one process keeps at most.
@@ -100,7 +100,7 @@ class Pool:
         self.channel = None
         self.futures: list = []
         try:
-            from ._pool_worker import PoolTask, serve_pool
+            from .._worker._pool import PoolTask, serve_pool
 
             self.fexec = executor_factory()
             record_lithops_executor(self.folder, self.fexec)

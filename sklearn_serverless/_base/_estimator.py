@@ -8,19 +8,19 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
-from ._algorithms import ALGORITHMS
-from ._execution._apply import run_apply
-from ._execution._backends import (
+from .._algorithms import ALGORITHMS
+from .._driver._apply import run_apply
+from .._driver._backends import (
     BACKENDS,
     check_backend,
     check_state_store,
     closest_backend,
     open_storage,
 )
-from ._execution._fit import run_distributed
-from ._state import STATE_MODES
-from ._state._redis_url import redacted
-from .distributed._run import timings_of
+from .._driver._fit import run_distributed
+from .._driver._timings import timings_of
+from .._state import STATE_MODES
+from .._state._redis_url import redacted
 
 
 class _SortedStrOptions(StrOptions):
@@ -189,9 +189,9 @@ class ServerlessMixin:
 
     def _start_line(self, columns) -> str:
         """What a verbose fit says before its Lithops map: where it runs."""
-        from ._execution import _warm
-        from ._execution._backends import site_of
-        from ._execution._fit import _worker_count
+        from .._driver import _warm
+        from .._driver._backends import site_of
+        from .._driver._fit import _worker_count
 
         site = site_of(self.backend)
         backend = (repr(self.backend) if isinstance(self.backend, str)

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
-from ._datasets import Dataset
+from .._datasets import Dataset
 
 
 class DatasetClassifierMixin:

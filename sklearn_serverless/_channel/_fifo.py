@@ -16,8 +16,8 @@ import os
 import select
 from dataclasses import dataclass
 
-from .._process import process_alive
-from ._pool_channel import STOP, Endpoint, OwnerChannel, WorkerChannel
+from .._common._process import process_alive
+from ._base import STOP, Endpoint, OwnerChannel, WorkerChannel
 
 
 class FifoChannel(OwnerChannel):

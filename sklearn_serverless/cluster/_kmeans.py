@@ -33,16 +33,16 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._algorithms.kmeans._kernels import labels_inertia, with_ones_column
-from ._algorithms.kmeans._params import KMeansParams
-from ._datasets import Dataset
-from ._estimator import (
+from .._algorithms.kmeans._kernels import labels_inertia, with_ones_column
+from .._algorithms.kmeans._params import KMeansParams
+from .._base._estimator import (
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from ._execution._placement import DerivedRows
+from .._datasets import Dataset
+from .._driver._placement import DerivedRows
 
 
 class ServerlessKMeans(

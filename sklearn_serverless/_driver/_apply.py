@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..distributed._algorithm import Algorithm
+from .._common._deadlines import Deadlines
+from .._worker._algorithm import Algorithm
 from . import _placement
 from ._backends import delete_lithops_job, lithops_config, site_of
 from ._collect import _POLL_SECONDS, _await_job_end, _best_effort, _finished
-from ._deadlines import Deadlines
 from ._fit import _executor, _worker_count
 from ._watch import JobFailures
 

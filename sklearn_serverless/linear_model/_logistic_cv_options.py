@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from ._algorithms.logistic._penalty import _check_solver
+from ._penalty import _check_solver
 
 
 def resolve_options(estimator) -> tuple:

@@ -21,9 +21,9 @@ PRELOAD = (
     "lithops.worker.utils", "lithops.storage.backends.localhost",
     "lithops.storage.backends.localhost.localhost",
     "sklearn_serverless._state", "sklearn_serverless._state._sqlite",
-    "sklearn_serverless._state._redis", "sklearn_serverless._execution._placement",
-    "sklearn_serverless.distributed._worker_loop", "sklearn_serverless._execution._pool_worker",
-    "sklearn_serverless._execution._pool_fifo", "sklearn_serverless._execution._pool_cloud",
+    "sklearn_serverless._state._redis", "sklearn_serverless._driver._placement",
+    "sklearn_serverless._worker._loop", "sklearn_serverless._worker._pool",
+    "sklearn_serverless._channel._fifo", "sklearn_serverless._channel._cloud",
     # Every built-in algorithm, from its registry.
     "sklearn_serverless._algorithms",
 )

@@ -40,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .._process import process_alive
+from .._common._process import process_alive
 from ._warm_child import IMPORT_ENV
 
 #: Seconds without a request after which the server exits.
@@ -298,7 +298,7 @@ def _start(base: str) -> _Server:
         # PR_SET_PDEATHSIG fires when the creating *thread* ends: main thread only.
         pdeathsig = "1" if threading.current_thread() is threading.main_thread() else "0"
         boot = ("import sys; sys.path.pop(0); "
-                "from sklearn_serverless._execution._warm_server import main; main()")
+                "from sklearn_serverless._driver._warm_server import main; main()")
         process = subprocess.Popen(
             [sys.executable, "-c", boot, str(listener.fileno()), str(read_end),
              repr(_idle_seconds()), str(os.getpid()), path, pdeathsig],

@@ -1,7 +1,7 @@
 """How a pool's owner and its workers talk: one interface, two channels.
 
 A pool (:mod:`._pool`) sends each of its long-lived workers jobs (a job is
-a pickled :class:`~sklearn_serverless.distributed._worker_loop.WorkerTask`
+a pickled :class:`~sklearn_serverless._worker._loop.WorkerTask`
 with the function that runs it) and waits for their results. What carries
 them depends on where the workers run:
 
@@ -26,7 +26,6 @@ storage objects.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 
 #: What the owner sends a worker instead of a job id to end it.
 STOP = "stop"
@@ -104,24 +103,3 @@ class WorkerChannel(abc.ABC):
     @abc.abstractmethod
     def close(self, owner_gone: bool) -> None:
         """The worker ends; ``owner_gone``: nobody will clean up after it."""
-
-
-def open_channel(kind: str, **options) -> OwnerChannel:
-    """A new owner channel of ``kind`` (``'fifo'`` or ``'cloud'``)."""
-    return CHANNELS[kind]()(**options)
-
-
-def _fifo() -> type[OwnerChannel]:
-    from ._pool_fifo import FifoChannel
-
-    return FifoChannel
-
-
-def _cloud() -> type[OwnerChannel]:
-    from ._pool_cloud import CloudChannel
-
-    return CloudChannel
-
-
-#: Channel kinds, each imported when first used.
-CHANNELS: dict[str, Callable[[], type[OwnerChannel]]] = {"fifo": _fifo, "cloud": _cloud}

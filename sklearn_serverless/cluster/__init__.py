@@ -1,0 +1,5 @@
+"""Clustering estimators whose ``fit`` runs across serverless functions."""
+
+from ._kmeans import ServerlessKMeans
+
+__all__ = ["ServerlessKMeans"]

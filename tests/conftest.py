@@ -397,11 +397,12 @@ class _Dying:
             os.kill(os.getpid(), signal.SIGKILL)
         return self.inner.handle(command, arrays)
 
-    def result(self):
-        return self.inner.result()
+    def result(self, *final):
+        return self.inner.result(*final) if hasattr(self.inner, "result") else {}
 
     def close(self):
-        self.inner.close()
+        if hasattr(self.inner, "close"):
+            self.inner.close()
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ class _InProcessRounds:
 
     def finish(self, *arrays):
         for w in self.workers:
-            w.handle("stop", list(arrays))
+            w.result(*arrays)
 
 
 def _fit(X, sample_weight, init, n_workers=2, max_iter=300, tol=0.0):

@@ -3,83 +3,23 @@ and how ``fit`` runs, their validation, and the fitted time breakdown."""
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import numpy as np
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
 from .._algorithms import ALGORITHMS
 from .._driver._apply import run_apply
 from .._driver._backends import (
-    BACKENDS,
     check_backend,
     check_state_store,
-    closest_backend,
     open_storage,
 )
-from .._driver._fit import run_distributed
-from .._driver._timings import timings_of
-from .._state import STATE_MODES
+from .._driver._params import (  # noqa: F401 - the estimators' one definition
+    DEFAULT_TIMEOUT,
+    EXECUTION_CONSTRAINTS,
+    EXECUTION_PARAMS_DOC,
+    check_execution_params,
+)
 from .._state._redis_url import redacted
-
-
-class _SortedStrOptions(StrOptions):
-    """StrOptions whose error message lists the names in alphabetical order
-    (scikit-learn's lists a set's, which changes from run to run)."""
-
-    def __str__(self):
-        return f"a str among {{{', '.join(repr(name) for name in sorted(self.options))}}}"
-
-
-#: Parameter constraints of the execution parameters, merged into each
-#: estimator's ``_parameter_constraints``.
-EXECUTION_CONSTRAINTS = {
-    "backend": [_SortedStrOptions(set(BACKENDS)), dict],
-    "state_mode": [StrOptions(set(STATE_MODES))],
-    "n_workers": [Interval(Integral, 1, None, closed="left"), None],
-    "state_store": [str, None],
-    "timeout": [Interval(Real, 0, None, closed="neither")],
-}
-
-EXECUTION_PARAMS_DOC = """
-    backend : str or dict, default='localhost'
-        Where the workers run: ``'localhost'`` (processes on this machine, no
-        configuration), the name of a Lithops compute backend
-        (``'aws_lambda'``, ``'gcp_functions'``, ``'code_engine'``, ``'k8s'``,
-        ...; credentials come from your Lithops config file) or a complete
-        Lithops config as a dict.
-
-    state_mode : {'lock_free', 'locked'}, default='lock_free'
-        How partial results are combined every round: ``'lock_free'`` gives
-        each worker its own slot and one reducer sums them in worker order;
-        ``'locked'`` adds them into one shared accumulator under a lock.
-
-    n_workers : int, default=None
-        Number of workers, each owning one contiguous block of rows. None
-        means the CPU count on localhost (at most one worker per 20,000
-        rows) and one worker per 20,000 rows, at most 64, in the cloud.
-
-    state_store : str, default=None
-        Shared state store. None is an embedded SQLite database in the fit's
-        temporary folder, for localhost compute with localhost storage only;
-        a URL ``redis://[user:password@]host:port/db`` uses that Redis server,
-        which every worker must reach (required by any other Lithops compute
-        or storage). ``rediss://...`` connects with TLS; add
-        ``?ssl_ca_certs=/path/ca.pem`` to trust a private CA (the driver reads
-        the file and sends its certificates to the workers). The password
-        never appears in an error message, a log line or the repr.
-
-    timeout : float, default=120.0
-        Seconds any single wait (barrier, lock, message, a worker waiting
-        for its data) may last before the fit fails with
-        :class:`TimeoutError`; also how long a failed fit waits for its
-        remaining workers. The driver's own checks follow from it: every
-        worker must have started within the backend's start time (30 s on
-        localhost, 60 s for function services, at most ``timeout / 2``; on
-        localhost at least 0.5 s per worker and core),
-        and a fit whose rounds stop advancing without an error is stopped
-        after ``1.5 * timeout + 5`` s.
-"""
+from ..distributed._run import print_line, run
 
 #: Fitted attributes every serverless estimator has, for its docstring.
 FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
@@ -113,11 +53,8 @@ class ServerlessMixin:
     def _validate_params(self):
         # A misspelled backend: scikit-learn's message, and the closest names.
         backend = self.get_params(deep=False).get("backend")
-        if isinstance(backend, str) and backend not in BACKENDS:
-            raise InvalidParameterError(
-                f"The 'backend' parameter of {type(self).__name__} must be 'localhost', a "
-                f"Lithops config dict or a Lithops compute backend among {sorted(BACKENDS)}. "
-                f"Got {backend!r} instead.{closest_backend(backend)}")
+        if isinstance(backend, str):
+            check_execution_params(type(self).__name__, backend=backend)
         super()._validate_params()
 
     def _check_execution_params(self) -> None:
@@ -171,21 +108,19 @@ class ServerlessMixin:
         the lines are printed when ``verbose``)."""
         verbose = getattr(self, "verbose", 0)
         if verbose:
-            _print_line(self._start_line(columns))
+            print_line(self._start_line(columns))
         if progress is None and verbose:
-            progress = _print_line
-        outcome = run_distributed(
-            ALGORITHMS[algorithm], params, columns, backend=self.backend,
-            state_store=self.state_store,
-            state_mode=self.state_mode, n_workers=self.n_workers, timeout=self.timeout,
-            progress=progress,
-        )
-        self.n_workers_ = outcome.n_workers
-        self.timings_ = timings_of(outcome)
+            progress = print_line
+        # The same entry point as a user's algorithm (sklearn_serverless.distributed.run).
+        out = run(ALGORITHMS[algorithm], columns, params=params, backend=self.backend,
+                  n_workers=self.n_workers, state_store=self.state_store,
+                  state_mode=self.state_mode, timeout=self.timeout, verbose=progress or False)
+        self.n_workers_ = out.n_workers
+        self.timings_ = out.timings
         if verbose:
             for line in fit_summary(self.timings_, self.n_workers_, type(self).__name__):
-                _print_line(line)
-        return outcome.results
+                print_line(line)
+        return out.worker_results
 
     def _start_line(self, columns) -> str:
         """What a verbose fit says before its Lithops map: where it runs."""
@@ -248,8 +183,3 @@ def fit_summary(timings: dict, n_workers: int, name: str = "fit") -> list[str]:
     lines.append(f"[{name}] done: {n_rounds} rounds in {rounds_total:.3f} s, fit "
                  f"{float(timings['fit']):.3f} s{extra}")
     return lines
-
-
-def _print_line(line) -> None:
-    if isinstance(line, str):  # a coordinator's report (arrays) is not printed
-        print(line, flush=True)

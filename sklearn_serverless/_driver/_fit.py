@@ -56,11 +56,16 @@ from ._watch import JobFailures, Watchdog, storage_probe
 class FitOutcome:
     """What the workers returned, in worker order, and how long it took."""
 
-    results: list[dict]
+    calls: list[dict]  # what each worker's call returned: its result, timings, generation
     n_workers: int
     seconds: float
     upload: float = 0.0  # seconds the driver spent putting the data in storage
     generations: Generations | None = None
+
+    @property
+    def results(self) -> list[dict]:
+        """Each worker's result (worker 0's: the coordinator's dict with its own)."""
+        return [call["result"] for call in self.calls]
 
 
 def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_store,
@@ -71,7 +76,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
     resolved dataset (``sklearn_serverless._datasets``) the workers read.
     ``progress`` receives the coordinator's log lines as they come."""
     started = time.perf_counter()
-    ship_by_value(algorithm)
+    sources = ship_by_value(algorithm)
     dataset = None if isinstance(columns, dict) else columns
     n_workers = _worker_count(columns, backend, n_workers)
     planned = None
@@ -107,7 +112,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                        and algorithm.shares_work else (),
                        generation=generations.number, lease=deadlines.lease,
                        limit=remaining,
-                       driver_pid=os.getpid() if site.local_compute else None)
+                       driver_pid=os.getpid() if site.local_compute else None,
+                       sources=sources or None)
             for i in range(n_workers)
         ]
 

@@ -47,12 +47,10 @@ class DatasetWorker:
             return self._own[command](arrays)
         if command in self.commands:
             return getattr(self, self.commands[command])(arrays)
-        if self.inner is None:
-            return None  # 'stop' before the algorithm started (a prologue error)
         return self.inner.handle(command, arrays)
 
-    def result(self) -> dict:
-        return self.inner.result() if self.inner is not None else {}
+    def result(self, *final) -> dict:
+        return self.inner.result(*final) if self.inner is not None else {}
 
     def close(self) -> None:
         if self.inner is not None:

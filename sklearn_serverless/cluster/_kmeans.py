@@ -36,6 +36,7 @@ from sklearn.utils.validation import (
 from .._algorithms.kmeans._kernels import labels_inertia, with_ones_column
 from .._algorithms.kmeans._params import KMeansParams
 from .._base._estimator import (
+    DEFAULT_TIMEOUT,
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
@@ -144,7 +145,7 @@ class ServerlessKMeans(
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
                  tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="lloyd",
                  backend="localhost", state_mode="lock_free", n_workers=None,
-                 state_store=None, timeout=120.0):
+                 state_store=None, timeout=DEFAULT_TIMEOUT):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init

@@ -25,6 +25,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .._algorithms.logistic._params import LogisticParams
 from .._base._estimator import (
+    DEFAULT_TIMEOUT,
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
@@ -266,7 +267,8 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
                  fit_intercept=True, intercept_scaling=1, class_weight=None,
                  random_state=None, solver="lbfgs", max_iter=100, verbose=0,
                  warm_start=False, n_jobs=None, learning_rate=None, backend="localhost",
-                 state_mode="lock_free", n_workers=None, state_store=None, timeout=120.0):
+                 state_mode="lock_free", n_workers=None, state_store=None,
+                 timeout=DEFAULT_TIMEOUT):
         self.penalty = penalty
         self.C = C
         self.l1_ratio = l1_ratio

@@ -33,6 +33,7 @@ from sklearn.utils.validation import (
 
 from .._algorithms.logistic_cv._params import STRATEGIES, WORKER_SCORERS, LogisticCVParams
 from .._base._estimator import (
+    DEFAULT_TIMEOUT,
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
@@ -257,7 +258,7 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
                  class_weight=None, n_jobs=None, verbose=0, refit=True, intercept_scaling=1.0,
                  random_state=None, use_legacy_attributes="warn", strategy="path",
                  backend="localhost", state_mode="lock_free", n_workers=None,
-                 state_store=None, timeout=120.0):
+                 state_store=None, timeout=DEFAULT_TIMEOUT):
         self.Cs = Cs
         self.l1_ratios = l1_ratios
         self.fit_intercept = fit_intercept

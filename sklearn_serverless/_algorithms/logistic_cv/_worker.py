@@ -55,8 +55,6 @@ class Worker:
             folds, coefs = arrays
             return score_statistics(self.X, self.labels, self.T, folds.astype(np.intp), coefs,
                                     p.fit_intercept, p.n_outputs, p.n_classes)
-        if command == "stop":
-            return None
         raise ValueError(f"unknown logistic regression CV command {command!r}")
 
     def result(self) -> dict:

@@ -31,18 +31,17 @@ from .._base._estimator import (
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from .._common._messages import liblinear_multiclass, one_class, warm_start_shape
+from .._common._messages import (
+    CONVERGENCE_ADVICE,
+    liblinear_multiclass,
+    one_class,
+    warm_start_shape,
+)
 from .._datasets import Dataset
 from ._logistic_datasets import DatasetClassifierMixin
-from ._penalty import SOLVERS, resolve_penalty
+from ._penalty import SOLVER_NAMES, resolve_penalty
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
-_CONVERGENCE_ADVICE = (
-    "Please also refer to the documentation for alternative solver options:\n"
-    "    https://scikit-learn.org/stable/modules/linear_model.html"
-    "#logistic-regression"
-)
-
 #: scikit-learn's warning when its stochastic or liblinear solver reaches max_iter.
 _MAX_ITER_MESSAGES = {
     "liblinear": "Liblinear failed to converge, increase the number of iterations.",
@@ -254,7 +253,7 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
         "intercept_scaling": [Interval(Real, 0, None, closed="neither")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "random_state": ["random_state"],
-        "solver": [StrOptions(set(SOLVERS))],
+        "solver": [StrOptions(set(SOLVER_NAMES))],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -407,11 +406,11 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
                 warnings.warn(max_iter_message, ConvergenceWarning, stacklevel=2)
             elif info is not None and info["status"] != 0:
                 _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
-                                       extra_warning_msg=_CONVERGENCE_ADVICE)
+                                       extra_warning_msg=CONVERGENCE_ADVICE)
         elif info is not None:
             # sklearn's warning (and iteration cap) for L-BFGS-B, raised here on the driver.
             _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
-                                   extra_warning_msg=_CONVERGENCE_ADVICE)
+                                   extra_warning_msg=CONVERGENCE_ADVICE)
         self.n_iter_ = np.asarray([result["n_iter"]], dtype=np.int32)
         if self.solver == "liblinear":
             dtype = np.float64  # scikit-learn's liblinear always returns float64

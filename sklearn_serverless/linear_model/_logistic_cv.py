@@ -39,21 +39,15 @@ from .._base._estimator import (
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from .._common._messages import liblinear_multiclass
+from .._common._messages import CONVERGENCE_ADVICE, liblinear_multiclass
 from .._datasets import Dataset
 from ._logistic import LogisticProbaMixin
 from ._logistic_cv_attributes import set_cv_attributes
 from ._logistic_cv_options import resolve_options
 from ._logistic_cv_scores import driver_scores
-from ._penalty import SOLVERS
+from ._penalty import SOLVER_NAMES
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
-_CONVERGENCE_ADVICE = (
-    "Please also refer to the documentation for alternative solver options:\n"
-    "    https://scikit-learn.org/stable/modules/linear_model.html"
-    "#logistic-regression"
-)
-
 _WARNING_CATEGORIES = {
     "ConvergenceWarning": ConvergenceWarning,
     "LinAlgWarning": scipy.linalg.LinAlgWarning,
@@ -239,7 +233,7 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
         "penalty": [StrOptions({"l1", "l2", "elasticnet"}), Hidden(StrOptions({"deprecated"}))],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None,
                     Hidden(StrOptions({"warn"}))],
-        "solver": [StrOptions(set(SOLVERS) - {"gd"})],
+        "solver": [StrOptions(set(SOLVER_NAMES) - {"gd"})],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
@@ -494,7 +488,7 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
         for info in result["lbfgs"]:
             if info is not None:
                 _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
-                                       extra_warning_msg=_CONVERGENCE_ADVICE)
+                                       extra_warning_msg=CONVERGENCE_ADVICE)
 
     # prediction and scoring ----------------------------------------------------------
 

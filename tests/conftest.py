@@ -270,12 +270,12 @@ class IterationRecorder:
 @pytest.fixture
 def no_workers(monkeypatch):
     """Fails the test if a fit gets as far as launching workers."""
-    import sklearn_serverless._base._estimator as base
+    from sklearn_serverless._driver import _fit
 
     def launched(*args, **kwargs):
         raise AssertionError("workers were launched")
 
-    monkeypatch.setattr(base, "run_distributed", launched)
+    monkeypatch.setattr(_fit, "run_distributed", launched)
 
 
 @pytest.fixture

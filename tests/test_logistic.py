@@ -390,3 +390,35 @@ def test_unreachable_redis_fails_promptly(leaves_nothing):
         ServerlessLogisticRegression(state_store=f"redis://127.0.0.1:{port}/0",
                                      n_workers=2, timeout=30).fit(X, y)
     assert time.monotonic() - started < 10
+
+
+class _CoefRecorder:
+    """A scikit-learn callback that records each task's fitted coefficients."""
+
+    def __init__(self):
+        self.begins, self.coefs = 0, []
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context, *, X=None, y=None, metadata=None):
+        self.begins += 1
+
+    def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
+                        fitted_estimator=None):
+        self.coefs.append(None if fitted_estimator is None else fitted_estimator.coef_.copy())
+
+
+def test_callbacks_get_scikit_learns_tasks_and_iterates(leaves_nothing):
+    X, y = make_classification(500, 6, random_state=0)
+    ours, theirs = _CoefRecorder(), _CoefRecorder()
+    ServerlessLogisticRegression(n_workers=2).set_callbacks(ours).fit(X, y)
+    LogisticRegression().set_callbacks(theirs).fit(X, y)
+    assert ours.begins == theirs.begins
+    assert [c is None for c in ours.coefs] == [c is None for c in theirs.coefs]
+    for mine, reference in zip(ours.coefs, theirs.coefs, strict=True):
+        if reference is not None:
+            np.testing.assert_allclose(mine, reference, rtol=0, atol=1e-12)

@@ -25,6 +25,17 @@ START_SECONDS = {"localhost": 30.0, "functions": 60.0, "containers": 120.0,
 #: with ~0.2 s of CPU (a 64-worker map took 6.5 s on 2 cores): the start
 #: time allows this many seconds per worker and core at least.
 LOCAL_START_PER_WORKER = 0.5
+#: Seconds the coordinator keeps, besides twice its longest round, between
+#: a hand-over and the platform's function time limit: the platform's clock
+#: starts before the worker's.
+HANDOVER_MARGIN = 1.5
+
+#: Pools outlive fits, so their limits do not follow one fit's ``timeout``.
+#: Seconds a pool's heartbeat key (the owner's, a worker's) lives unless
+#: renewed; each is renewed four times as often.
+POOL_HEARTBEAT = 10.0
+#: A pool channel's Redis socket reads outlast its longest blocking wait.
+POOL_SOCKET = 30.0
 
 
 @dataclass(frozen=True)

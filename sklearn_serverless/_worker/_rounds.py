@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._common._deadlines import HANDOVER_MARGIN
 from .._state import StateStore, sum_in_worker_order
 from .._state._codec import decode_arrays, encode_arrays
 from ._sharing import fold_partials, fold_table
@@ -250,7 +251,7 @@ class Rounds:
             return
         # Room for the round about to run and its successor's start, and for
         # the platform's clock starting before this worker's.
-        margin = 2 * self._longest + 1.5
+        margin = 2 * self._longest + HANDOVER_MARGIN
         if time.perf_counter() - self._started + margin > self._limit:
             self.store.publish(self.count, _message(_HANDOVER, STOP, []), self._record)
             raise HandedOver

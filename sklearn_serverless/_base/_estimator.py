@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._algorithms import ALGORITHMS
+from .._common._deadlines import DEFAULT_TIMEOUT  # noqa: F401 - the estimators' default
 from .._driver._apply import run_apply
 from .._driver._backends import (
     check_backend,
@@ -13,7 +14,6 @@ from .._driver._backends import (
     open_storage,
 )
 from .._driver._params import (  # noqa: F401 - the estimators' one definition
-    DEFAULT_TIMEOUT,
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     check_execution_params,

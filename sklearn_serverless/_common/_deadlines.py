@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+#: Seconds any single wait of a fit may last, by default (``timeout``).
+DEFAULT_TIMEOUT = 120.0
+
 #: Seconds within which every worker must have started, by kind of backend:
 #: what a cold start costs there, with room for a slow one. Function services
 #: start a Python container in 0.2-3 s (10 s for a large image); container

@@ -11,9 +11,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._state import STATE_MODES
 from ._backends import BACKENDS
 
-#: Seconds any single wait of a fit may last, by default.
-DEFAULT_TIMEOUT = 120.0
-
 
 class _SortedStrOptions(StrOptions):
     """StrOptions whose error message lists the names in alphabetical order

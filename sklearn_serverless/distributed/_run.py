@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._driver._params import DEFAULT_TIMEOUT
+from .._common._deadlines import DEFAULT_TIMEOUT
 from .._worker._algorithm import Algorithm
 
 

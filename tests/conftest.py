@@ -248,10 +248,11 @@ def pools_on(monkeypatch):
 
 class IterationRecorder:
     """A scikit-learn callback (sklearn.callback's protocol) that records
-    each task's end and the fitted estimator's inertia at that point."""
+    each task's end and the fitted estimator's inertia (k-means) or
+    coefficients (logistic regression) at that point."""
 
     def __init__(self):
-        self.begins, self.inertias = 0, []
+        self.begins, self.inertias, self.coefs = 0, [], []
 
     def setup(self, estimator, context):
         pass
@@ -265,6 +266,8 @@ class IterationRecorder:
     def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
                         fitted_estimator=None):
         self.inertias.append(getattr(fitted_estimator, "inertia_", None))
+        coef = getattr(fitted_estimator, "coef_", None)
+        self.coefs.append(None if coef is None else coef.copy())
 
 
 @pytest.fixture

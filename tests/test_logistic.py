@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import IterationRecorder
 from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
 from sklearn.base import clone
 from sklearn.datasets import make_classification
@@ -392,29 +393,9 @@ def test_unreachable_redis_fails_promptly(leaves_nothing):
     assert time.monotonic() - started < 10
 
 
-class _CoefRecorder:
-    """A scikit-learn callback that records each task's fitted coefficients."""
-
-    def __init__(self):
-        self.begins, self.coefs = 0, []
-
-    def setup(self, estimator, context):
-        pass
-
-    def teardown(self, estimator, context):
-        pass
-
-    def on_fit_task_begin(self, estimator, context, *, X=None, y=None, metadata=None):
-        self.begins += 1
-
-    def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
-                        fitted_estimator=None):
-        self.coefs.append(None if fitted_estimator is None else fitted_estimator.coef_.copy())
-
-
 def test_callbacks_get_scikit_learns_tasks_and_iterates(leaves_nothing):
     X, y = make_classification(500, 6, random_state=0)
-    ours, theirs = _CoefRecorder(), _CoefRecorder()
+    ours, theirs = IterationRecorder(), IterationRecorder()
     ServerlessLogisticRegression(n_workers=2).set_callbacks(ours).fit(X, y)
     LogisticRegression().set_callbacks(theirs).fit(X, y)
     assert ours.begins == theirs.begins

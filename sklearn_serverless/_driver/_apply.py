@@ -6,11 +6,10 @@ No shared state, no rounds; nothing left behind, as a fit."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from .._common._deadlines import Deadlines
 from .._worker._algorithm import Algorithm
+from .._worker._apply import ApplyTask, apply_model
 from . import _placement
 from ._backends import delete_lithops_job, lithops_config, site_of
 from ._collect import _POLL_SECONDS, _await_job_end, _best_effort, _finished
@@ -45,22 +44,6 @@ def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend
     finally:
         _best_effort(delete_lithops_job, fexec)
     return list(results)
-
-
-@dataclass(frozen=True)
-class ApplyTask:
-    """What one call computes: ``output(rows, arrays)`` on its rows."""
-
-    output: Callable[[dict, dict], dict]
-    arrays: dict
-    partition: _placement.Partition
-
-
-def apply_model(task: ApplyTask, storage=None) -> dict:
-    """Entry point of a Lithops call applying a model (``storage`` is
-    injected by Lithops). No shared state: one map, no rounds."""
-    rows = _placement.read_partition(task.partition, storage)
-    return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays)}
 
 
 def _apply_results(fexec, futures, deadlines: Deadlines) -> list:

@@ -2,7 +2,7 @@
 per cluster; the coordinator turns the sums into the new centres.
 
 - :mod:`._kernels`: the Lloyd step on a block of rows (:mod:`._compiled`:
-  the same by numba, for every run of a round in one pass);
+  the same compiled at build time, for every run of a round in one pass);
 - :mod:`._batch`: the runs (initialisations) one round computes, in lockstep;
 - :mod:`._worker`: a partition's side, chunk by chunk (work sharing), with
   the numpy kernel's round in :mod:`._numpy_step`;

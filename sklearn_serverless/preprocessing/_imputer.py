@@ -86,7 +86,7 @@ class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
                     statistics[j] = values[present][np.argmax(counts[present])]
         if self.keep_empty_features and self.strategy != "constant":
             statistics = np.where(np.isnan(statistics), 0.0, statistics)
-        self._fill_dtype = np.dtype(np.float64)
+        self._fit_dtype = self._fill_dtype = np.dtype(np.float64)
         self.statistics_ = statistics
         self.indicator_ = None
         return self

@@ -245,6 +245,20 @@ def _is_text(spec: ReadSpec, k: int) -> bool:
     return bool(spec.kinds) and spec.kinds[k] == "str"
 
 
+def _nulls(column) -> np.ndarray:
+    """Where an arrow column is null, as a boolean numpy array."""
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    parts = []
+    for chunk in chunks:
+        validity = chunk.buffers()[0]
+        if validity is None:
+            parts.append(np.zeros(len(chunk), bool))
+            continue
+        bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        parts.append(bits[chunk.offset:chunk.offset + len(chunk)] == 0)
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
 def _parse_arrow(pa, data: bytes, spec: ReadSpec):
     """pyarrow's CSV reader: ``(X, y, sample_weight, text)``, or None when it
     refuses the block (then numpy gives its opinion, and the line scan names
@@ -299,7 +313,9 @@ def _parse_arrow(pa, data: bytes, spec: ReadSpec):
                 text[k] = np.array(column.to_pylist(), dtype=str)
                 X[:, k] = np.nan
             else:
-                X[:, k] = _numbers(compute.fill_null(column, np.nan), np.float64)
+                X[:, k] = _numbers(column, np.float64)
+                if column.null_count:  # missing cells (fill_null would import pandas)
+                    X[_nulls(column), k] = np.nan
     if np.isinf(X).any():
         return None
     position = len(spec.columns)

@@ -191,7 +191,7 @@ def test_dataset_argument_errors(store, blobs, leaves_nothing):
     X, init = blobs
     data = read_npy(store.put("args/X.npy", _npy(X[:10])))
     model = ServerlessKMeans(6, n_workers=2, backend=store.config, state_store=store.redis)
-    with pytest.raises(ValueError, match="sample_weight is not supported"):
+    with pytest.raises(ValueError, match="sample_weight must be None when fitting a dataset"):
         model.fit(data, sample_weight=np.ones(10))
     with pytest.raises(ValueError, match="n_samples=10 should be >= n_clusters=11"):
         ServerlessKMeans(11, n_workers=2, backend=store.config,

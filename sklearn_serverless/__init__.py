@@ -7,7 +7,9 @@ and must not pay for importing scikit-learn (about one second each).
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression", "ServerlessLogisticRegressionCV",
+__all__ = ["ServerlessColumnTransformer", "ServerlessKMeans", "ServerlessLogisticRegression",
+           "ServerlessLogisticRegressionCV", "ServerlessMinMaxScaler", "ServerlessOneHotEncoder",
+           "ServerlessSimpleImputer", "ServerlessStandardScaler",
            "config_context", "get_config", "read_csv", "read_npy", "read_parquet", "set_config",
            "shutdown_workers"]
 
@@ -15,6 +17,12 @@ _ESTIMATORS = {
     "ServerlessKMeans": ".cluster._kmeans",
     "ServerlessLogisticRegression": ".linear_model._logistic",
     "ServerlessLogisticRegressionCV": ".linear_model._logistic_cv",
+    # Transformers fitted where the data lies.
+    "ServerlessColumnTransformer": ".preprocessing",
+    "ServerlessMinMaxScaler": ".preprocessing",
+    "ServerlessOneHotEncoder": ".preprocessing",
+    "ServerlessSimpleImputer": ".preprocessing",
+    "ServerlessStandardScaler": ".preprocessing",
     # Datasets the workers read where they lie (numpy only: workers may import them).
     "read_csv": "._datasets",
     "read_npy": "._datasets",

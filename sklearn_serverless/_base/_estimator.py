@@ -72,16 +72,20 @@ class ServerlessMixin:
     def _repr_mimebundle_(self, **kwargs) -> dict:
         return {kind: redacted(text) for kind, text in super()._repr_mimebundle_(**kwargs).items()}
 
-    def _resolve_dataset(self, dataset, y, sample_weight):
+    def _resolve_dataset(self, dataset, y, sample_weight, *, raw: bool = False):
         """A dataset's metadata (objects, features), read on the driver; sets
-        ``n_features_in_`` and ``feature_names_in_`` from its header or schema."""
+        ``n_features_in_`` and ``feature_names_in_`` from its header or schema.
+        ``raw``: the step takes text features and missing cells (a
+        transformer); otherwise text is refused here, NaN by the workers."""
         if y is not None:
             raise ValueError("y must be None when fitting a dataset: its labels are the "
                              "dataset's label column (read_csv(..., label=...))")
         if sample_weight is not None:
-            raise ValueError("sample_weight is not supported when fitting a dataset")
+            raise ValueError("sample_weight must be None when fitting a dataset: its "
+                             "weights are the dataset's weight column "
+                             "(read_csv(..., sample_weight=...))")
         self._check_execution_params()
-        resolved = dataset.resolve(open_storage(self.backend))
+        resolved = self._consumed(dataset.resolve(open_storage(self.backend)), raw)
         self.n_features_in_ = resolved.n_features
         if resolved.feature_names is not None:
             self.feature_names_in_ = np.asarray(resolved.feature_names, dtype=object)
@@ -89,11 +93,26 @@ class ServerlessMixin:
             del self.feature_names_in_
         return resolved
 
+    def _consumed(self, resolved, raw: bool):
+        """The dataset as this estimator reads it: text features refused on the
+        driver as scikit-learn's ``check_array`` refuses them, NaN refused by the
+        workers with its message (unless ``raw``)."""
+        if not raw and resolved.text_features:
+            j = resolved.text_features[0]
+            sample = resolved.text_samples[j] if j < len(resolved.text_samples) else None
+            name = (resolved.feature_names[j] if resolved.feature_names is not None
+                    else f"{j} (from 0)")
+            raise ValueError(f"could not convert string to float: {sample!r} (the feature "
+                             f"{name!r} holds text: encode it first, e.g. with "
+                             "ServerlessOneHotEncoder in a pipeline)")
+        return resolved.for_consumer(type(self).__name__, allow_nan=raw)
+
     def _apply_dataset(self, algorithm: str, what: str, dataset, arrays: dict) -> list[dict]:
         """The fitted model ``arrays`` applied where the dataset lies: the
         output ``what`` of ``algorithm``, one result per read, in dataset order."""
         self._check_execution_params()
-        resolved = dataset.resolve(open_storage(self.backend))
+        resolved = self._consumed(dataset.resolve(open_storage(self.backend)),
+                                  getattr(self, "_takes_raw_columns", False))
         if resolved.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {resolved.n_features} features, but {type(self).__name__} is "

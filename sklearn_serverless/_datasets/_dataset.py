@@ -12,7 +12,7 @@ Worker side: imports numpy only (pyarrow lazily, for Parquet and CSV).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -77,6 +77,7 @@ class CSVDataset(Dataset):
     delimiter: str = ","
     columns: tuple | None = None
     dtype: str = "float64"
+    sample_weight: str | int | None = None
     format: ClassVar[str] = "csv"
 
 
@@ -86,6 +87,7 @@ class ParquetDataset(Dataset):
 
     label: str | None = None
     columns: tuple | None = None
+    sample_weight: str | None = None
     format: ClassVar[str] = "parquet"
 
 
@@ -155,6 +157,15 @@ class ReadSpec:
     n_columns: int = 0
     #: Every column's name (CSV with a header), for messages.
     names: tuple[str, ...] | None = None
+    #: Per feature column: 'number' or 'str' (text, read as a str array).
+    kinds: tuple[str, ...] = ()
+    #: The weight column (index or name), read as float64 ``'sample_weight'``.
+    weight: str | int | None = None
+    #: The fitted transformers the rows go through as they are read
+    #: (see :mod:`._chain`), and what the step consuming them accepts.
+    steps: tuple = ()
+    allow_nan: bool = False
+    consumer: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,6 +204,34 @@ class ResolvedDataset:
     n_columns: int = 0
     row_length: int = field(default=1, repr=False)
     column_names: tuple[str, ...] | None = field(default=None, repr=False)
+    #: Per feature: 'number' or 'str'; empty means every feature is a number.
+    kinds: tuple[str, ...] = ()
+    #: The weight column (see ``read_csv(..., sample_weight=...)``).
+    weight: str | int | None = None
+    #: First text cell of each text feature, for messages.
+    text_samples: tuple = field(default=(), repr=False)
+    steps: tuple = ()
+    allow_nan: bool = False
+    consumer: str = ""
+    #: The stored columns' kinds, when ``steps`` change them (``kinds``: after).
+    read_kinds: tuple[str, ...] = ()
+
+    @property
+    def has_weight(self) -> bool:
+        """Whether the dataset has a weight column."""
+        return self.weight is not None
+
+    @property
+    def text_features(self) -> tuple[int, ...]:
+        """Indices of the features that hold text."""
+        return tuple(j for j, kind in enumerate(self.kinds) if kind == "str")
+
+    def for_consumer(self, name: str, allow_nan: bool = False) -> ResolvedDataset:
+        """This dataset as the step ``name`` reads it: text features are
+        refused (as scikit-learn's ``check_array`` does) unless
+        ``allow_nan`` says the step takes raw columns; NaN is refused in the
+        workers unless ``allow_nan``."""
+        return replace(self, allow_nan=allow_nan, consumer=name)
 
     @property
     def total_bytes(self) -> int:
@@ -229,7 +268,8 @@ class ResolvedDataset:
             columns=self.columns, label=self.label, label_kind=self.label_kind,
             dtype=self.dtype, n_columns=self.n_columns,
             delimiter=getattr(self.dataset, "delimiter", ","), names=self.column_names,
-            **extra)
+            kinds=self.read_kinds or self.kinds, weight=self.weight, steps=self.steps,
+            allow_nan=self.allow_nan, consumer=self.consumer, **extra)
 
 
 def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
@@ -244,20 +284,27 @@ def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
     Returns
     -------
     rows : dict
-        ``'X'``: C-ordered 2-D array of the dataset's dtype; ``'y'`` (with a
-        label): 1-D int64, float64 or str; ``'row_offset'`` (None for CSV) and
+        ``'X'``: C-ordered 2-D array of the dataset's dtype (after the
+        spec's fitted ``steps``; a text feature's slots hold NaN, its cells
+        are in ``'text'``: feature index -> 1-D str array); ``'y'`` (with a
+        label): 1-D int64, float64 or str; ``'sample_weight'`` (with a weight
+        column): 1-D float64; ``'row_offset'`` (None for CSV) and
         ``'n_rows'``; ``'requests'`` and ``'bytes_fetched'``: the GETs made.
 
     Raises
     ------
     DataError
-        A cell that is not a number, NaN or infinity, a ragged row or a missing
-        label: the message names the object, the row and the column
-        (a subclass of ValueError).
+        A cell that is not a number in a numeric column, infinity, a ragged
+        row or a missing label: the message names the object, the row and the
+        column (a subclass of ValueError).
+    ValueError
+        A missing cell (NaN) where the spec does not ``allow_nan``: the
+        message is scikit-learn's ("Input X contains NaN.").
     """
+    from ._chain import finish_rows
+
     source = Source(storage_for(storage, spec.local))
-    rows = _format_module(spec.format).read(spec, source)
-    rows["X"] = np.ascontiguousarray(rows["X"], dtype=spec.dtype)
+    rows = finish_rows(_format_module(spec.format).read(spec, source), spec)
     rows["row_offset"] = spec.row_offset
     rows["n_rows"] = rows["X"].shape[0]
     rows["requests"] = source.requests
@@ -286,14 +333,19 @@ def _names(columns, what: str) -> tuple | None:
 
 
 def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
-             delimiter: str = ",", columns=None, dtype=np.float64) -> CSVDataset:
-    """A dataset of delimited text objects of numbers (lazy: nothing is read).
+             delimiter: str = ",", columns=None, dtype=np.float64,
+             sample_weight: str | int | None = None) -> CSVDataset:
+    """A dataset of delimited text objects (lazy: nothing is read).
 
     Workers split the objects by bytes: a row belongs to the worker whose byte
     range it starts in, and rows of any length are read whole. Each worker
     parses its rows with pyarrow's CSV reader (numpy's ``loadtxt`` where
-    pyarrow is not installed: the same results, slower). Feature columns must
-    hold numbers: a text column is refused, naming it. Empty lines are
+    pyarrow is not installed: the same results, slower). A feature column
+    holds numbers or text, as its first row says: text reaches the step that
+    consumes it (an encoder encodes it; a model raises scikit-learn's error).
+    An empty cell of a numeric column is missing (NaN), for an imputer to
+    fill (a model refuses it, as scikit-learn's do); an empty cell of a text
+    column is the text ``''``. Empty lines are
     skipped; quoted cells are unquoted but may not hold line breaks.
     Gzip'd objects are refused (compressed bytes cannot be split).
 
@@ -315,6 +367,10 @@ def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
     columns : list of str or int, default=None
         The feature columns, in this order; None: every column but the label.
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+    sample_weight : str or int, default=None
+        A column of numbers weighting the rows (name, or index with
+        ``header=False``), used by every estimator and transformer that takes
+        ``sample_weight``; not a feature.
 
     Returns
     -------
@@ -332,21 +388,26 @@ def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
         raise ValueError(f"delimiter must be one character, got {delimiter!r}.")
     columns = _names(columns, "columns")
-    for name in (columns or ()) + ((label,) if label is not None else ()):
+    extra = tuple(name for name in (label, sample_weight) if name is not None)
+    if label is not None and label == sample_weight:
+        raise ValueError(f"The column {label!r} cannot be both the label and the weights.")
+    for name in (columns or ()) + extra:
         if not isinstance(name, str | int) or isinstance(name, bool) or (
                 not header and not isinstance(name, int)):
             raise ValueError(f"Column {name!r}: with header={header}, name columns by "
                              f"{'name or index' if header else 'index'}.")
     return CSVDataset(path, label=label, header=bool(header), delimiter=delimiter,
-                      columns=columns, dtype=_float_dtype(dtype))
+                      columns=columns, dtype=_float_dtype(dtype), sample_weight=sample_weight)
 
 
-def read_parquet(path: str, *, label: str | None = None, columns=None) -> ParquetDataset:
+def read_parquet(path: str, *, label: str | None = None, columns=None,
+                 sample_weight: str | None = None) -> ParquetDataset:
     """A dataset of Parquet objects (lazy: nothing is read).
 
     Workers read whole row groups, and only the columns asked for, through
-    ranged GETs. Feature columns must be numeric (integer, float or boolean)
-    without nulls.
+    ranged GETs. Feature columns are numeric (integer, float or boolean;
+    a null is missing: NaN, for an imputer to fill) or strings (text, for an
+    encoder; a null there is refused).
 
     Parameters
     ----------
@@ -356,7 +417,10 @@ def read_parquet(path: str, *, label: str | None = None, columns=None) -> Parque
         The column of the targets; numeric labels are read as float64, others
         as str.
     columns : list of str, default=None
-        The feature columns, in this order; None: every column but the label.
+        The feature columns, in this order; None: every column but the label
+        and the weights.
+    sample_weight : str, default=None
+        A numeric column weighting the rows; not a feature.
 
     Returns
     -------
@@ -372,10 +436,12 @@ def read_parquet(path: str, *, label: str | None = None, columns=None) -> Parque
     ('distance',)
     """
     columns = _names(columns, "columns")
-    for name in (columns or ()) + ((label,) if label is not None else ()):
+    if label is not None and label == sample_weight:
+        raise ValueError(f"The column {label!r} cannot be both the label and the weights.")
+    for name in (columns or ()) + tuple(n for n in (label, sample_weight) if n is not None):
         if not isinstance(name, str):
             raise ValueError(f"Parquet columns are named by str, got {name!r}.")
-    return ParquetDataset(path, label=label, columns=columns)
+    return ParquetDataset(path, label=label, columns=columns, sample_weight=sample_weight)
 
 
 def read_npy(path: str) -> NpyDataset:

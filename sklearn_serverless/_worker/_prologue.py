@@ -28,6 +28,8 @@ class DatasetWorker:
     def __init__(self, raw: dict, params, context: Context):
         self.X = raw["X"]
         self.y = raw.get("y")
+        #: The dataset's weight column, or None.
+        self.sample_weight = raw.get("sample_weight")
         self.params, self.context = params, context
         self.inner = None
         self.state: dict = {}  # what the commands keep between rounds

@@ -407,6 +407,9 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
         scikit-learn's KFold or StratifiedKFold without shuffling, computed
         from the workers' class counts; the workers score the test folds."""
         resolved = self._resolve_dataset(dataset, y, sample_weight)
+        if resolved.has_weight:
+            raise ValueError("ServerlessLogisticRegressionCV does not take a dataset's weight "
+                             "column yet: its folds are counted in rows, not weights")
         if not resolved.has_label:
             raise ValueError("the dataset has no label column: name it, e.g. "
                              "read_csv(path, label='target')")

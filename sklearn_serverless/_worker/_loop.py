@@ -112,7 +112,7 @@ _CONTROLLER: list = []
 @contextlib.contextmanager
 def _frozen_heap():
     """Python's full garbage collections skip every object that exists when
-    the worker starts (numpy, scipy, numba, Lithops: ~0.1 s of CPU to walk
+    the worker starts (numpy, scipy, Lithops: ~0.1 s of CPU to walk
     each time one came, at random rounds: at 64 workers on 2 cores they
     added several ms to the rounds they hit); the objects go back to the
     collector when the worker ends (a pool worker collects between fits)."""

@@ -51,10 +51,7 @@ class DatasetWorker:
             return values
         if command == "counts":
             return self.counts.pop(int(arrays[0][0])).astype(np.float64)
-        return None
-
-    def result(self) -> dict:
-        return {}
+        raise ValueError(f"unknown preprocessing command {command!r}")
 
     def close(self) -> None:
         self.columns = None

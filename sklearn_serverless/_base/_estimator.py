@@ -18,6 +18,7 @@ from .._driver._backends import (
     open_storage,
 )
 from .._driver._fit import run_distributed
+from .._driver._rows import attach_counts, in_view_order
 from .._driver._timings import timings_of
 from .._state import STATE_MODES
 from .._state._redis_url import redacted
@@ -138,13 +139,12 @@ class ServerlessMixin:
     def _resolve_dataset(self, dataset, y, sample_weight):
         """A dataset's metadata (objects, features), read on the driver; sets
         ``n_features_in_`` and ``feature_names_in_`` from its header or schema."""
-        if y is not None:
-            raise ValueError("y must be None when fitting a dataset: its labels are the "
-                             "dataset's label column (read_csv(..., label=...))")
+        _check_dataset_labels(dataset, y, "fitting")
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported when fitting a dataset")
         self._check_execution_params()
-        resolved = dataset.resolve(open_storage(self.backend))
+        resolved = attach_counts(dataset.resolve(open_storage(self.backend)), self.backend,
+                                 self.n_workers)
         self.n_features_in_ = resolved.n_features
         if resolved.feature_names is not None:
             self.feature_names_in_ = np.asarray(resolved.feature_names, dtype=object)
@@ -156,14 +156,16 @@ class ServerlessMixin:
         """The fitted model ``arrays`` applied where the dataset lies: the
         output ``what`` of ``algorithm``, one result per read, in dataset order."""
         self._check_execution_params()
-        resolved = dataset.resolve(open_storage(self.backend))
+        resolved = attach_counts(dataset.resolve(open_storage(self.backend)), self.backend,
+                                 self.n_workers)
         if resolved.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {resolved.n_features} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input."
             )
-        return run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
-                         n_workers=self.n_workers, timeout=self.timeout)
+        parts = run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
+                          n_workers=self.n_workers, timeout=self.timeout)
+        return in_view_order(resolved, parts)
 
     def _run_distributed(self, algorithm: str, params: dict, columns: dict,
                          progress=None) -> list[dict]:
@@ -212,6 +214,22 @@ class ServerlessMixin:
             line += ("; the first fit in this process also starts the warm runtime "
                      "(once: a second or more)")
         return line
+
+
+def _check_dataset_labels(dataset, y, doing: str) -> None:
+    """``y`` given with a dataset must be its labels as ``dataset.labels()``
+    fetched them (model selection passes them back, row subsets included):
+    the workers use the label column where it lies."""
+    if y is None:
+        return
+    labels = dataset.cache().get("labels")
+    if labels is not None and hasattr(dataset, "rows"):
+        labels = labels[dataset.rows]
+    if labels is None or np.shape(y) != labels.shape or not np.array_equal(
+            np.asarray(y), labels):
+        raise ValueError(f"y must be None when {doing} a dataset: its labels are the "
+                         "dataset's label column (read_csv(..., label=...)); y may only be "
+                         "the labels that dataset.labels() fetched")
 
 
 #: A verbose fit prints its rounds' times in at most this many lines.

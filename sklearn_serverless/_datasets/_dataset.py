@@ -197,8 +197,7 @@ class DatasetView(Dataset):
         """The base's metadata, with the view's rows."""
         from dataclasses import replace
 
-        resolved = self.base.resolve(storage)
-        return replace(resolved, rows=self.rows, n_rows=self.rows.size)
+        return replace(self.base.resolve(storage), rows=self.rows)
 
 
 #: The driver's reads of a dataset (row counts, labels: Lithops maps),
@@ -319,7 +318,8 @@ class ResolvedDataset:
     n_columns: int = 0
     row_length: int = field(default=1, repr=False)
     column_names: tuple[str, ...] | None = field(default=None, repr=False)
-    #: A view's global row numbers, in its order (None: every row).
+    #: A view's global row numbers, in its order (None: every row); ``n_rows``
+    #: stays the dataset's.
     rows: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: ``(n_workers, rows of each spec of plan(n_workers))``: a CSV view's counts.
     counts: tuple | None = field(default=None, repr=False, compare=False)

@@ -68,15 +68,13 @@ def attach_counts(resolved, backend, n_workers: int | None):
     a plan already counted is reused)."""
     from ._fit import _worker_count
 
-    if resolved.rows is None or resolved.n_rows is None or resolved.counts is not None:
-        return resolved
-    if resolved.dataset.format != "csv":
-        return resolved
+    if resolved.rows is None or resolved.counts is not None or resolved.n_rows is not None:
+        return resolved  # every row, counted already, or counts from metadata
     counted = resolved.dataset.cache().get("counts", {})
     if n_workers is None and counted:
         workers = next(iter(counted))
     else:
-        workers = _worker_count(replace(resolved, n_rows=None, rows=None), backend, n_workers)
+        workers = _worker_count(resolved, backend, n_workers)
     return replace(resolved, counts=(workers, counts_for(resolved, backend, workers)))
 
 

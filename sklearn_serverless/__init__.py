@@ -23,10 +23,11 @@ _ESTIMATORS = {
     "ServerlessOneHotEncoder": ".preprocessing",
     "ServerlessSimpleImputer": ".preprocessing",
     "ServerlessStandardScaler": ".preprocessing",
-    # Datasets the workers read where they lie (numpy only: workers may import them).
-    "read_csv": "._datasets",
-    "read_npy": "._datasets",
-    "read_parquet": "._datasets",
+    # Datasets the workers read where they lie (with the driver's reads of
+    # their row counts and labels installed).
+    "read_csv": "._driver._rows",
+    "read_npy": "._driver._rows",
+    "read_parquet": "._driver._rows",
     # Package-wide settings (replacement of lost workers).
     "config_context": "._config",
     "get_config": "._config",

@@ -18,6 +18,7 @@ from .._driver._params import (  # noqa: F401 - the estimators' one definition
     EXECUTION_PARAMS_DOC,
     check_execution_params,
 )
+from .._driver._rows import attach_counts, in_view_order
 from .._state._redis_url import redacted
 from ..distributed._run import print_line, run
 
@@ -77,15 +78,14 @@ class ServerlessMixin:
         ``n_features_in_`` and ``feature_names_in_`` from its header or schema.
         ``raw``: the step takes text features and missing cells (a
         transformer); otherwise text is refused here, NaN by the workers."""
-        if y is not None:
-            raise ValueError("y must be None when fitting a dataset: its labels are the "
-                             "dataset's label column (read_csv(..., label=...))")
+        _check_dataset_labels(dataset, y, "fitting")
         if sample_weight is not None:
             raise ValueError("sample_weight must be None when fitting a dataset: its "
                              "weights are the dataset's weight column "
                              "(read_csv(..., sample_weight=...))")
         self._check_execution_params()
-        resolved = self._consumed(dataset.resolve(open_storage(self.backend)), raw)
+        resolved = self._consumed(attach_counts(dataset.resolve(open_storage(self.backend)),
+                                                self.backend, self.n_workers), raw)
         self.n_features_in_ = resolved.n_features
         if resolved.feature_names is not None:
             self.feature_names_in_ = np.asarray(resolved.feature_names, dtype=object)
@@ -111,15 +111,17 @@ class ServerlessMixin:
         """The fitted model ``arrays`` applied where the dataset lies: the
         output ``what`` of ``algorithm``, one result per read, in dataset order."""
         self._check_execution_params()
-        resolved = self._consumed(dataset.resolve(open_storage(self.backend)),
+        resolved = self._consumed(attach_counts(dataset.resolve(open_storage(self.backend)),
+                                                self.backend, self.n_workers),
                                   getattr(self, "_takes_raw_columns", False))
         if resolved.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {resolved.n_features} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input."
             )
-        return run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
-                         n_workers=self.n_workers, timeout=self.timeout)
+        parts = run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
+                          n_workers=self.n_workers, timeout=self.timeout)
+        return in_view_order(resolved, parts)
 
     def _run_distributed(self, algorithm: str, params: dict, columns: dict,
                          progress=None) -> list[dict]:
@@ -166,6 +168,22 @@ class ServerlessMixin:
             line += ("; the first fit in this process also starts the warm runtime "
                      "(once: a second or more)")
         return line
+
+
+def _check_dataset_labels(dataset, y, doing: str) -> None:
+    """``y`` given with a dataset must be its labels as ``dataset.labels()``
+    fetched them (model selection passes them back, row subsets included):
+    the workers use the label column where it lies."""
+    if y is None:
+        return
+    labels = dataset.cache().get("labels")
+    if labels is not None and hasattr(dataset, "rows"):
+        labels = labels[dataset.rows]
+    if labels is None or np.shape(y) != labels.shape or not np.array_equal(
+            np.asarray(y), labels):
+        raise ValueError(f"y must be None when {doing} a dataset: its labels are the "
+                         "dataset's label column (read_csv(..., label=...)); y may only be "
+                         "the labels that dataset.labels() fetched")
 
 
 #: A verbose fit prints its rounds' times in at most this many lines.

@@ -6,6 +6,7 @@ No shared state, no rounds; nothing left behind, as a fit."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from .._common._deadlines import Deadlines
 from .._worker._algorithm import Algorithm
@@ -23,16 +24,22 @@ def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend
     where it lies (``algorithm.outputs[what]``, see :func:`apply_model`);
     the calls' results in dataset order. Leaves nothing behind, as a fit."""
     output = algorithm.outputs[what]
-
     partitions = _placement.plan_dataset(dataset, _worker_count(dataset, backend, n_workers))
-    config = lithops_config(backend, len(partitions))
+    return run_calls(apply_model, [ApplyTask(output, arrays, p) for p in partitions],
+                     backend=backend, timeout=timeout)
+
+
+def run_calls(function: Callable, tasks: list, *, backend, timeout: float) -> list[dict]:
+    """One Lithops map of ``function(task)``, one call per task, each
+    reading its partition of a dataset; the results in task order."""
+    config = lithops_config(backend, len(tasks))
     site = site_of(config)
-    deadlines = site.deadlines(timeout, len(partitions))
+    deadlines = site.deadlines(timeout, len(tasks))
     fexec = _executor(config, site)
     try:
         with fexec:
             futures = fexec.map(
-                apply_model, [(ApplyTask(output, arrays, p),) for p in partitions], chunksize=1,
+                function, [(task,) for task in tasks], chunksize=1,
                 include_modules=None if site.local else ["sklearn_serverless"],
                 timeout=deadlines.apply_call,
             )

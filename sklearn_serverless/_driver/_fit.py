@@ -223,6 +223,10 @@ def _worker_count(columns, backend, n_workers: int | None) -> int:
     never more workers than rows."""
     if isinstance(columns, dict):
         n_samples = next(iter(columns.values())).shape[0]
+    elif columns.counts is not None:
+        return columns.counts[0]  # rows of a CSV dataset: the plan they were counted for
+    elif columns.rows is not None:
+        n_samples = max(1, columns.rows.size)  # a dataset's view
     else:
         n_samples = columns.n_rows or max(1, columns.total_bytes // max(1, columns.row_length))
     if n_workers is None:

@@ -526,6 +526,8 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
         else:
             params = ({"sample_weight": score_params["sample_weight"]}
                       if score_params.get("sample_weight") is not None else {})
+        if isinstance(X, Dataset) and y is None:
+            y = X.labels()  # predictions gathered to the driver, scored against its labels
         return scorer(self, X, y, **params)
 
     def get_metadata_routing(self):

@@ -267,7 +267,7 @@ def test_abort_wakes_every_worker_waiting_for_the_redis_lock(redis_server):
     driver = open_store(spec, create=True)
     waiters = [open_store(spec) for _ in range(2)]
     # Somebody holds round 0's lock and never releases it (a dead worker).
-    driver._redis.set(driver._key("lock", 0), "dead", px=60_000)
+    driver._redis.set(driver._gkey("lock", 0), "dead", px=60_000)
     outcomes = {}
 
     def contribute(worker):
@@ -299,7 +299,7 @@ def test_a_dead_holders_redis_lock_expires_and_the_waiter_takes_it(redis_server)
     driver = open_store(spec, create=True)
     stores = [open_store(spec) for _ in range(2)]
     # A worker died holding round 0's lock: nothing is handed over, the lock expires.
-    driver._redis.set(driver._key("lock", 0), "dead", px=300)
+    driver._redis.set(driver._gkey("lock", 0), "dead", px=300)
     started = time.monotonic()
     follower = threading.Thread(target=stores[1].contribute, args=(0, 1, np.full(3, 2.0)))
     follower.start()
@@ -319,19 +319,19 @@ def test_the_redis_lock_is_handed_to_each_waiter_in_turn(redis_server):
     spec = _spec(location, n_workers=4, mode="locked", timeout=30)
     driver = open_store(spec, create=True)
     stores = [open_store(spec) for _ in range(4)]
-    driver._redis.set(driver._key("lock", 0), "holder", px=30_000)
+    driver._redis.set(driver._gkey("lock", 0), "holder", px=30_000)
     threads = [threading.Thread(target=stores[w].contribute, args=(0, w, np.full(2, 10.0 ** w)))
                for w in (1, 2, 3)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 5
-    while driver._redis.llen(driver._key("waiters", 0)) < 3 and time.monotonic() < deadline:
+    while driver._redis.llen(driver._gkey("waiters", 0)) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert driver._redis.llen(driver._key("waiters", 0)) == 3  # queued, not polling
+    assert driver._redis.llen(driver._gkey("waiters", 0)) == 3  # queued, not polling
     # The holder releases: the lock passes from waiter to waiter, with the sum.
-    grants = [driver._key("grant", 0, w) for w in range(4)]
-    driver._redis.eval(_RELEASE, 6, driver._key("lock", 0), driver._key("waiters", 0), *grants,
-                       "holder", 30_000, encode_arrays([np.zeros(2), np.array([0])]), 60)
+    grants = [driver._gkey("grant", 0, w) for w in range(4)]
+    driver._redis.eval(_RELEASE, 7, driver._gkey("lock", 0), driver._gkey("waiters", 0),
+                       driver._gkey("arrived", 0), *grants, "holder", 30_000, encode_arrays([np.zeros(2), np.array([0])]), 60)
     for thread in threads:
         thread.join(10)
     stores[0].contribute(0, 0, np.full(2, 0.5))
@@ -350,8 +350,8 @@ def test_the_first_redis_partial_of_a_round_is_written_without_holding_the_lock(
     partials = {0: np.full(3, 1.0), 1: np.full(3, 2.0)}
     stores[first].contribute(0, first, partials[first])
     # Written at once as the accumulator (count 1); no lock left behind.
-    assert not driver._redis.exists(driver._key("lock", 0))
-    total, count = decode_arrays(driver._redis.get(driver._key("acc", 0)))
+    assert not driver._redis.exists(driver._gkey("lock", 0))
+    total, count = decode_arrays(driver._redis.get(driver._gkey("acc", 0)))
     np.testing.assert_array_equal(total, partials[first])
     assert count[0] == 1
     stores[1 - first].contribute(0, 1 - first, partials[1 - first])
@@ -384,8 +384,8 @@ def _assert_round_0_gone_with_the_next_publish(driver, coordinator, stores, loca
     the last partial, arrivals it did not wait for) goes with the next
     publish; cleanup then leaves nothing."""
     coordinator.publish(1, b"next")
-    assert not driver._redis.exists(driver._key("lock", 0), driver._key("acc", 0))
-    assert driver._redis.llen(driver._key("arrivals")) == 0
+    assert not driver._redis.exists(driver._gkey("lock", 0), driver._gkey("acc", 0))
+    assert driver._redis.llen(driver._gkey("arrivals")) == 0
     driver.cleanup()
     for store in (driver, *stores):
         store.close()

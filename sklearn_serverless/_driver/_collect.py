@@ -35,13 +35,12 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
     from lithops.wait import ALWAYS
 
     failed_at = None
-    shown = 0
     checked = time.monotonic()
     resume = len(store.records()) if generations.number else None
     while True:
         fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
         if progress is not None:
-            shown += _show_log(store, shown, progress)
+            generations.shown += _show_log(store, generations.shown, progress)
         if failed_at is None and any(f.error for f in futures):
             # A call that failed is the fit's error (the worker's own, or the
             # platform's: a storage gone, ...), unless its function was lost:
@@ -72,7 +71,8 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
             break
         time.sleep(_POLL_SECONDS)
     if progress is not None:
-        _show_log(store, shown, progress)  # posted after the last read, before the end
+        # Posted after the last read, before the end.
+        generations.shown += _show_log(store, generations.shown, progress)
     if resume is not None:
         generations.resumed()  # at the latest: the generation has ended
     errors = []
@@ -104,7 +104,6 @@ def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, si
     watchdog = Watchdog(store, deadlines, site, config)
     losses = LossWatch(store, generations.number, site.local_compute)
     failed_at = None
-    shown = 0
     checked = time.monotonic()
     resume = len(store.records()) if generations.number else None
     outcomes: dict[int, tuple] = {}
@@ -112,7 +111,7 @@ def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, si
         for slot in pool.wait(job, _POLL_SECONDS) - outcomes.keys():
             outcomes[slot] = pool.result(job, slot)
         if progress is not None:
-            shown += _show_log(store, shown, progress)
+            generations.shown += _show_log(store, generations.shown, progress)
         if failed_at is None and any(kind == "error" for kind, _ in outcomes.values()):
             failed_at = time.monotonic()
             _best_effort(store.abort, "another worker failed")

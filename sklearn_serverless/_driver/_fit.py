@@ -11,6 +11,7 @@ fit succeeds or not.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -102,7 +103,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
 
     def make_tasks(remaining: float | None) -> list[WorkerTask]:
         return [
-            WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
+            WorkerTask(i, algorithm, params, partitions[i],
+                       dataclasses.replace(spec, generation=generations.number), n_threads,
                        peers=tuple(partitions) if site.local and planned is None
                        and algorithm.shares_work else (),
                        generation=generations.number, lease=deadlines.lease,
@@ -198,16 +200,17 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
 
 
 def _end_generation(store: StateStore, generations: Generations, lost: WorkerLost) -> list[int]:
-    """Count ``lost`` (the fit's error once a slot was lost too often), wake
-    the generation's other workers with an error, and return their local
-    pids: on this machine the next generation starts once they are gone."""
-    generations.lost(lost)
+    """Wake the generation's other workers with an error, then count
+    ``lost`` (the fit's error once a slot was lost too often: the survivors
+    are woken first, not left to wait out their timeout), and return their
+    local pids: on this machine the next generation starts once they are
+    gone."""
     try:
-        pids = [pid for generation, pid in store.leases().values()
-                if generation == generations.number - 1 and pid]
+        pids = [pid for pid in store.leases().values() if pid]
     except Exception:  # noqa: BLE001 - a failing store: nothing to wait for
         pids = []
-    _best_effort(store.abort, "a new generation replaces this one")
+    _best_effort(store.abort, f"this generation of workers ended: {lost}")
+    generations.lost(lost)
     return pids
 
 

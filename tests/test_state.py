@@ -3,6 +3,8 @@ cleanup and the no-pickle rule, on SQLite and on a real redis-server."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import os
 import pickle
@@ -390,3 +392,101 @@ def _assert_round_0_gone_with_the_next_publish(driver, coordinator, stores, loca
     for store in (driver, *stores):
         store.close()
     _assert_clean(location, spec)
+
+
+# generations: a replaced worker that wakes up late -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["lock_free", "locked"])
+def test_a_replaced_generation_writes_nothing_the_next_one_reads(store_location, mode):
+    spec = _spec(store_location, n_workers=2, mode=mode)
+    driver = open_store(spec, create=True)
+    old = [open_store(spec) for _ in range(2)]  # generation 0
+    old[1].check_in(1)
+    old[0].publish(0, b"m0")
+    assert old[1].fetch(0, 1) == b"m0"
+    old[1].beat(1, 0, 1234, 30)
+    assert driver.leases() == {1: 1234}
+    driver.abort("this generation of workers ended")
+    driver.new_generation(1)
+    assert driver.leases() == {} and driver.started() == set()
+    new = [open_store(dataclasses.replace(spec, generation=1)) for _ in range(2)]
+    new[1].check_in(1)
+    new[1].beat(1, 1, 4321, 30)
+    # The old follower wakes up late: it cannot take a message, add a
+    # partial, check in, renew a lease, publish, log or abort the new one.
+    with pytest.raises(FitAborted):
+        old[1].fetch(1, 1)
+    with pytest.raises(FitAborted, match="replaced by generation 1"):
+        old[1].contribute(0, 1, np.full(2, 1000.0))
+    with pytest.raises(FitAborted, match="replaced by generation 1"):
+        old[1].check_in(1)
+    with pytest.raises(FitAborted, match="replaced by generation 1"):
+        old[0].publish(1, b"stale")
+    old[1].beat(1, 0, 999, 30)
+    with contextlib.suppress(FitAborted):
+        old[0].post_log("stale line")
+    old[0].abort("a zombie failed")
+    assert driver.leases() == {1: 4321}
+    assert driver.started() == {1}
+    assert driver.read_log(0) == []
+    assert driver.failure() is None
+    assert driver.records() == []
+    # The new generation's round 0: its own message and partials only.
+    new[0].post_log("line")
+    new[0].publish(0, b"m0 again")
+    assert new[1].fetch(0, 1) == b"m0 again"
+    new[1].contribute(0, 1, np.full(2, 2.0))
+    new[0].contribute(0, 0, np.full(2, 1.0))
+    new[0].barrier(0)
+    np.testing.assert_array_equal(new[0].aggregate(0), np.full(2, 3.0))
+    assert driver.read_log(0) == ["line"]
+    driver.cleanup()
+    for store in (driver, *old, *new):
+        store.close()
+    _assert_clean(store_location, spec)
+
+
+def test_a_workers_second_partial_is_not_added_to_the_round(store_location):
+    # A call given twice (a retried request, a replaced call of its slot):
+    # the accumulator holds each worker's partial once.
+    spec = _spec(store_location, n_workers=3, mode="locked")
+    driver = open_store(spec, create=True)
+    stores = [open_store(spec) for _ in range(3)]
+    stores[1].contribute(0, 1, np.full(2, 10.0))
+    stores[1].contribute(0, 1, np.full(2, 10.0))
+    stores[2].contribute(0, 2, np.full(2, 100.0))
+    stores[2].contribute(0, 2, np.full(2, 100.0))
+    stores[0].contribute(0, 0, np.full(2, 1.0))
+    stores[0].barrier(0)
+    np.testing.assert_array_equal(stores[0].aggregate(0), np.full(2, 111.0))
+    driver.cleanup()
+    for store in (driver, *stores):
+        store.close()
+    _assert_clean(store_location, spec)
+
+
+def test_a_queued_second_redis_partial_is_not_added(redis_server):
+    location = ("redis", redis_server.url, redis_server)
+    spec = _spec(location, n_workers=3, mode="locked", timeout=30)
+    driver = open_store(spec, create=True)
+    stores = [open_store(spec) for _ in range(3)]
+    stores[1].contribute(0, 1, np.full(2, 10.0))
+    lock, waiters = driver._gkey("lock", 0), driver._gkey("waiters", 0)
+    driver._redis.set(lock, "holder", px=30_000)
+    again = threading.Thread(target=stores[1].contribute, args=(0, 1, np.full(2, 10.0)))
+    again.start()
+    deadline = time.monotonic() + 5
+    while driver._redis.llen(waiters) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    grants = [driver._gkey("grant", 0, w) for w in range(3)]
+    driver._redis.eval(_RELEASE, 6, lock, waiters, driver._gkey("arrived", 0), *grants,
+                       "holder", 30_000, b"", 60)
+    again.join(5)
+    assert not again.is_alive()
+    assert not driver._redis.exists(lock)  # the queued call took nothing
+    stores[2].contribute(0, 2, np.full(2, 100.0))
+    stores[0].contribute(0, 0, np.full(2, 1.0))
+    stores[0].barrier(0)
+    np.testing.assert_array_equal(stores[0].aggregate(0), np.full(2, 111.0))
+    _assert_round_0_gone_with_the_next_publish(driver, stores[0], stores, location, spec)

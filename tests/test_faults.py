@@ -504,3 +504,54 @@ def test_a_replayed_generation_prints_each_verbose_line_once(blobs, kill_worker,
              if line.startswith("Iteration")]
     assert len(lines) == model.n_iter_, lines
     assert len(set(lines)) == len(lines)
+
+
+class FailsToRejoin:
+    """Builds the workers; the worker of ``rank`` is killed at its 4th
+    command, and its replacement fails while it rebuilds its state. Every
+    worker's ``close`` leaves a file in ``folder``."""
+
+    def __init__(self, build, rank: int, folder: str):
+        self.build, self.rank, self.folder = build, rank, folder
+
+    def __call__(self, data, params, context):
+        worker = self.build(data, params, context)
+        return _Rejoining(worker, context.rank == self.rank, self.folder)
+
+
+class _Rejoining:
+    def __init__(self, inner, chosen: bool, folder: str):
+        self.inner, self.chosen, self.folder, self.count = inner, chosen, folder, 0
+
+    def handle(self, command, arrays):
+        self.count += 1
+        killed = os.path.join(self.folder, "killed")
+        if self.chosen and os.path.exists(killed):
+            raise RuntimeError("cannot rebuild the state")
+        if self.chosen and self.count == 4:
+            open(killed, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.handle(command, arrays)
+
+    def result(self):
+        return self.inner.result()
+
+    def close(self):
+        open(os.path.join(self.folder, f"closed-{os.getpid()}"), "w").close()
+        self.inner.close()
+
+
+def test_a_replacement_that_fails_to_rejoin_is_closed(blobs, monkeypatch, tmp_path,
+                                                      leaves_nothing):
+    from sklearn_serverless._algorithms import ALGORITHMS
+
+    X, init = blobs
+    algorithm = ALGORITHMS["kmeans"]
+    monkeypatch.setitem(ALGORITHMS, "kmeans", dataclasses.replace(
+        algorithm, worker=FailsToRejoin(algorithm.worker, 1, str(tmp_path))))
+    with pytest.raises(RuntimeError, match="worker 1 of 2 failed: cannot rebuild the state"):
+        ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
+                         timeout=30).fit(X)
+    # Generation 0's worker 0 (at its end) and generation 1's two workers;
+    # the killed one never closes.
+    assert len([name for name in os.listdir(tmp_path) if name.startswith("closed-")]) == 3

@@ -555,3 +555,64 @@ def test_a_replacement_that_fails_to_rejoin_is_closed(blobs, monkeypatch, tmp_pa
     # Generation 0's worker 0 (at its end) and generation 1's two workers;
     # the killed one never closes.
     assert len([name for name in os.listdir(tmp_path) if name.startswith("closed-")]) == 3
+
+
+# no fit that floods the machine ----------------------------------------------------------
+
+
+def _processes_of(root: int) -> int:
+    return len(_descendants(root))
+
+
+@pytest.mark.parametrize("n_workers", [1000, 5000])
+def test_more_localhost_workers_than_the_machine_takes_fail_at_once(n_workers, leaves_nothing):
+    from sklearn_serverless import distributed
+    from sklearn_serverless._common._deadlines import max_local_workers
+
+    X, y = make_classification(6000, 5, random_state=0)
+    limit = max_local_workers()
+    never = _never_algorithm()
+    for fit in (lambda: ServerlessLogisticRegression(n_workers=n_workers).fit(X, y),
+                lambda: ServerlessKMeans(3, n_workers=n_workers).fit(X),
+                lambda: distributed.run(never, {"x": X}, n_workers=n_workers)):
+        before = _processes_of(os.getpid())
+        started = time.monotonic()
+        with pytest.raises(ValueError, match=rf"n_workers={n_workers} is more than this machine "
+                                             rf"can run: .* at most {limit} "):
+            fit()
+        assert time.monotonic() - started < 5
+        assert _processes_of(os.getpid()) <= before  # nothing started
+    assert not [name for name in os.listdir("/dev/shm")
+                if name.startswith(f"sklearn-serverless-{os.getpid()}-")]
+
+
+def _never(*args):
+    raise AssertionError("a worker ran")
+
+
+def _never_algorithm():
+    from sklearn_serverless.distributed import Algorithm
+
+    return Algorithm(name="never", worker=_never, coordinate=_never)
+
+
+def test_the_pool_channel_waits_on_descriptors_past_1024(tmp_path):
+    # select() refuses a descriptor numbered 1,024 or more (a driver with many
+    # open files); the channel must not care.
+    from sklearn_serverless._channel._fifo import FifoChannel
+
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        channel = FifoChannel(str(tmp_path), 1)
+        worker = channel.endpoint(0).connect(None)
+        assert min(channel._done, worker.fifo) > 1024
+        assert channel.done(0.01) == []
+        channel.send(7, [b"body"])
+        assert worker.next_job(1.0) == "7"
+        worker.post("7", b"result")
+        assert channel.done(1.0) == [(7, 0)]
+        worker.close(False)
+        channel.close()
+    finally:
+        for fd in held:
+            os.close(fd)

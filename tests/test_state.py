@@ -333,7 +333,8 @@ def test_the_redis_lock_is_handed_to_each_waiter_in_turn(redis_server):
     # The holder releases: the lock passes from waiter to waiter, with the sum.
     grants = [driver._gkey("grant", 0, w) for w in range(4)]
     driver._redis.eval(_RELEASE, 7, driver._gkey("lock", 0), driver._gkey("waiters", 0),
-                       driver._gkey("arrived", 0), *grants, "holder", 30_000, encode_arrays([np.zeros(2), np.array([0])]), 60)
+                       driver._gkey("arrived", 0), *grants, "holder", 30_000,
+                       encode_arrays([np.zeros(2), np.array([0])]), 60)
     for thread in threads:
         thread.join(10)
     stores[0].contribute(0, 0, np.full(2, 0.5))

@@ -25,6 +25,15 @@ START_SECONDS = {"localhost": 30.0, "functions": 60.0, "containers": 120.0,
 #: with ~0.2 s of CPU (a 64-worker map took 6.5 s on 2 cores): the start
 #: time allows this many seconds per worker and core at least.
 LOCAL_START_PER_WORKER = 0.5
+#: On localhost every worker is a process of this machine, and all of them run
+#: at once for the whole fit: a fit may have at most this many per core (64
+#: workers on 2 cores ran; 1,000 started 1,600 processes and never ended).
+LOCAL_WORKERS_PER_CORE = 32
+
+
+def max_local_workers() -> int:
+    """The most workers a fit may start on this machine."""
+    return LOCAL_WORKERS_PER_CORE * _cores()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._common._deadlines import LOCAL_WORKERS_PER_CORE, max_local_workers
 from .._common._process import process_alive
 from .._state import StateStore, StoreSpec, open_store
 from .._state._redis_url import split_ca_bundle
@@ -224,7 +225,16 @@ def _worker_count(columns, backend, n_workers: int | None) -> int:
         n_samples = columns.n_rows or max(1, columns.total_bytes // max(1, columns.row_length))
     if n_workers is None:
         n_workers = default_n_workers(backend, n_samples)
-    return max(1, min(n_workers, n_samples))
+    n_workers = max(1, min(n_workers, n_samples))
+    if n_workers > max_local_workers() and site_of(backend).local_compute:
+        cores = max_local_workers() // LOCAL_WORKERS_PER_CORE
+        raise ValueError(
+            f"n_workers={n_workers} is more than this machine can run: on localhost every "
+            f"worker is a process of this machine, and all of them run at once for the "
+            f"whole fit; its {cores} core(s) take at most {max_local_workers()} "
+            f"({LOCAL_WORKERS_PER_CORE} per core). Lower n_workers, or run the fit on a "
+            "cloud backend.")
+    return n_workers
 
 
 def _executor(config: dict, site: Site):

@@ -52,13 +52,12 @@ def _watch(calls, store: StateStore, stragglers: float,
     function is gone without an error of its own. Never waits for ever:
     after a failure stragglers get ``stragglers`` seconds."""
     failed_at = None
-    shown = 0
     checked = time.monotonic()
     resume = len(store.records()) if generations.number else None
     while True:
         calls.poll()
         if progress is not None:
-            shown += _show_log(store, shown, progress)
+            generations.shown += _show_log(store, generations.shown, progress)
         if failed_at is None and calls.failed():
             failed_at = time.monotonic()
             _best_effort(store.abort, "another worker failed")
@@ -80,7 +79,8 @@ def _watch(calls, store: StateStore, stragglers: float,
         if failed_at is not None and time.monotonic() - failed_at > stragglers:
             break
     if progress is not None:
-        _show_log(store, shown, progress)  # posted after the last read, before the end
+        # Posted after the last read, before the end.
+        generations.shown += _show_log(store, generations.shown, progress)
     if resume is not None:
         generations.resumed()  # at the latest: the generation has ended
     results, errors = calls.outcomes(stragglers)

@@ -186,11 +186,12 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
         context = Context(task.worker, n_workers)
     on_dataset = task.partition.kind == "dataset"
     worker = algorithm.build_worker(data, task.params, context, on_dataset)
+    clock = _Clock(time.perf_counter() - started)
     try:
         records = store.records() if task.generation else []
         if records:
             _rejoin(store, worker, len(records))
-        clock = _Clock(time.perf_counter() - started)
+            clock.load = time.perf_counter() - started  # rebuilding is loading
         if task.worker == 0:
             rounds = Rounds(store, worker, clock, algorithm.shares_work, records,
                             started=started, limit=task.limit,

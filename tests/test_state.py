@@ -22,8 +22,10 @@ from sklearn_serverless._state._codec import decode_arrays, encode_arrays
 from sklearn_serverless._state._redis_scripts import _RELEASE
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["shm", "sqlite", "redis"])
 def store_location(request, tmp_path):
+    if request.param == "shm":
+        return "shm", str(tmp_path / "state"), None
     if request.param == "sqlite":
         return "sqlite", str(tmp_path / "state.db"), None
     server = request.getfixturevalue("redis_server")
@@ -163,8 +165,8 @@ def test_abort_wakes_waiters_promptly(store_location):
 
 def test_two_fits_do_not_interfere(store_location):
     first, second = _spec(store_location, n_workers=2), _spec(store_location, n_workers=2)
-    if store_location[0] == "sqlite":  # separate fits have separate databases
-        second = StoreSpec("sqlite", first.location + "-2", second.namespace, 2)
+    if store_location[0] != "redis":  # separate fits have separate files
+        second = StoreSpec(first.kind, first.location + "-2", second.namespace, 2)
     results = {}
 
     def run(name, spec, value):

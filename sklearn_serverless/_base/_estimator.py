@@ -159,7 +159,7 @@ class ServerlessMixin:
             workers = "workers"
         if self.n_workers is None:
             workers += " (n_workers=None: the backend's default for this data)"
-        store = ("embedded SQLite" if self.state_store is None
+        store = ("shared memory" if self.state_store is None
                  else redacted(self.state_store))
         line = (f"[{type(self).__name__}] fit: backend {backend} (compute {site.compute!r}, "
                 f"storage {site.storage!r}), {workers}, state store {store} "

@@ -94,7 +94,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
     folder = tempfile.mkdtemp(prefix=f"sklearn-serverless-{os.getpid()}-", dir=scratch)
     namespace = uuid.uuid4().hex
     if state_store is None:
-        spec = StoreSpec("sqlite", os.path.join(folder, "state.db"), namespace, n_workers,
+        # The workers share this machine: they meet through shared memory.
+        spec = StoreSpec("shm", os.path.join(folder, "state"), namespace, n_workers,
                          state_mode, deadlines.wait)
     else:
         url, ca_data = split_ca_bundle(state_store)

@@ -20,7 +20,7 @@ PRELOAD = (
     "lithops.worker", "lithops.worker.handler", "lithops.worker.jobrunner",
     "lithops.worker.utils", "lithops.storage.backends.localhost",
     "lithops.storage.backends.localhost.localhost",
-    "sklearn_serverless._state", "sklearn_serverless._state._sqlite",
+    "sklearn_serverless._state", "sklearn_serverless._state._shm",
     "sklearn_serverless._state._redis", "sklearn_serverless._driver._placement",
     "sklearn_serverless._worker._loop", "sklearn_serverless._worker._pool",
     "sklearn_serverless._channel._fifo", "sklearn_serverless._channel._cloud",

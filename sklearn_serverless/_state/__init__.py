@@ -1,4 +1,6 @@
-"""Shared state of a fit: one interface (:class:`StateStore`), two stores.
+"""Shared state of a fit: one interface (:class:`StateStore`), three stores:
+shared memory (``'shm'``: every worker on this machine), SQLite (``'sqlite'``:
+one database file) and Redis (``'redis'``: workers anywhere).
 
 This package is imported by workers: it needs numpy and, for Redis, redis-py;
 nothing from scikit-learn.
@@ -14,6 +16,10 @@ __all__ = ["KEY_TTL", "STATE_MODES", "FitAborted", "StateStore", "StoreSpec", "o
 
 def open_store(spec: StoreSpec, create: bool = False) -> StateStore:
     """Open the store ``spec`` describes; ``create`` prepares it (driver side)."""
+    if spec.kind == "shm":
+        from ._shm import SharedMemoryStore
+
+        return SharedMemoryStore(spec, create=create)
     if spec.kind == "sqlite":
         from ._sqlite import SQLiteStore
 

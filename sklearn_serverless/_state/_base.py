@@ -35,7 +35,8 @@ def sum_in_worker_order(parts: list[np.ndarray]) -> np.ndarray:
 class StoreSpec:
     """Everything a worker needs to open its view of one fit's shared state.
 
-    ``kind`` is ``'sqlite'`` (``location`` is a database file) or ``'redis'``
+    ``kind`` is ``'shm'`` (``location`` is a folder on this machine),
+    ``'sqlite'`` (``location`` is a database file) or ``'redis'``
     (``location`` is a redis URL, which may hold a password: it is left out of
     the repr). ``namespace`` is unique per fit. ``ca_data``: the PEM text of
     the CA bundle a TLS connection trusts. ``generation``: the generation of

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--n-features", type=int, default=20)
     demo.add_argument("--n-workers", type=int, default=2)
     demo.add_argument("--state-store", default=None,
-                      help="redis://host:port/db (default: the embedded SQLite store)")
+                      help="redis://host:port/db (default: the embedded shared-memory store)")
     args = parser.parse_args(argv)
     from ._demo import run_demo
 

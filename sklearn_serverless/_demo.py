@@ -66,7 +66,7 @@ def demo_logistic(n_samples: int, n_features: int, n_workers: int, state_store) 
 
 def run_demo(n_samples: int = 200_000, n_features: int = 20, n_workers: int = 2,
              state_store: str | None = None) -> None:
-    store = state_store or "embedded SQLite"
+    store = state_store or "shared memory"
     print(f"sklearn-serverless demo: Lithops localhost, {n_workers} workers, state: {store}\n")
     demo_kmeans(n_samples, n_features, n_workers, state_store)
     print()

@@ -22,7 +22,7 @@ MODES = ["lock_free", "locked"]
 
 @pytest.fixture(params=["sqlite", "redis"])
 def state_store(request):
-    """``None`` (the embedded SQLite store) or the session's redis-server; a
+    """``None`` (the embedded shared-memory store) or the session's redis-server; a
     run leaves no key of its own in Redis."""
     if request.param == "sqlite":
         yield None

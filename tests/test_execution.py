@@ -68,7 +68,8 @@ def test_worker_modules_do_not_import_sklearn():
     code = (
         "import sys\n"
         "import sklearn_serverless.distributed, sklearn_serverless._algorithms\n"
-        "import sklearn_serverless._state._sqlite, sklearn_serverless._state._redis\n"
+        "import sklearn_serverless._state._shm, sklearn_serverless._state._sqlite\n"
+        "import sklearn_serverless._state._redis\n"
         "import sklearn_serverless._worker._partitions, sklearn_serverless._worker._loop\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'sklearn'], 'sklearn imported'\n"
     )

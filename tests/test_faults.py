@@ -95,7 +95,7 @@ def _same_kmeans(model, X, init, max_iter):
 
 @pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
 @pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
-@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.parametrize("store", ["embedded", pytest.param("redis", marks=pytest.mark.redis)])
 def test_kmeans_survives_a_killed_worker(blobs, kill_worker, rank, state_mode, store, request,
                                          leaves_nothing):
     X, init = blobs
@@ -337,7 +337,7 @@ def test_survivors_are_woken_before_a_loss_ends_the_fit(tmp_path):
     from sklearn_serverless._driver._generations import Generations, WorkerLost
     from sklearn_serverless._state import FitAborted, StoreSpec, open_store
 
-    spec = StoreSpec("sqlite", str(tmp_path / "state.db"), "ns", 2, timeout=5)
+    spec = StoreSpec("shm", str(tmp_path / "state"), "ns", 2, timeout=5)
     driver = open_store(spec, create=True)
     follower = open_store(spec)
     with config_context(max_replacements=0):

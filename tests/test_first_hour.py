@@ -102,7 +102,7 @@ def test_verbose_describes_the_distributed_fit(capsys):
     ServerlessKMeans(2, n_workers=2, n_init=1, verbose=1, random_state=0).fit(X)
     out = capsys.readouterr().out
     assert ("[ServerlessKMeans] fit: backend 'localhost' (compute 'localhost', storage "
-            "'localhost'), 2 workers, state store embedded SQLite (lock_free); starting one "
+            "'localhost'), 2 workers, state store shared memory (lock_free); starting one "
             "Lithops map") in out
     assert "[ServerlessKMeans] start: " in out and " ms/round (compute " in out
     assert "[ServerlessKMeans] done: " in out

@@ -85,7 +85,7 @@ def _iteration_inertias(out: str) -> list[float]:
             for line in out.splitlines() if line.startswith("Iteration ")]
 
 
-@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.parametrize("store", ["embedded", pytest.param("redis", marks=pytest.mark.redis)])
 @pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
 @pytest.mark.parametrize("data", ["dense", "sparse"])
 def test_a_slow_worker_is_helped_and_the_model_does_not_change(
@@ -357,9 +357,10 @@ def _wait_for_recorded_rounds(redis_url: str | None, count: int) -> None:
     """Until this process's running fit has recorded ``count`` rounds in its
     store (the embedded one in its fit folder, or Redis)."""
     import glob
-    import sqlite3
 
     import redis
+
+    from sklearn_serverless._state import StoreSpec, open_store
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -370,19 +371,22 @@ def _wait_for_recorded_rounds(redis_url: str | None, count: int) -> None:
                            default=0)
             client.close()
         else:
-            for path in glob.glob(f"/dev/shm/sklearn-serverless-{os.getpid()}-*/state.db"):
+            for path in glob.glob(f"/dev/shm/sklearn-serverless-{os.getpid()}-*/state"):
                 try:
-                    with sqlite3.connect(path, timeout=1) as db:
-                        recorded = db.execute("SELECT COUNT(*) FROM record").fetchone()[0]
-                except sqlite3.Error:
-                    pass
+                    store = open_store(StoreSpec("shm", path, "", 2))
+                except OSError:  # the fit ended meanwhile
+                    continue
+                try:
+                    recorded = len(store.records())
+                finally:
+                    store.close()
         if recorded >= count:
             return
         time.sleep(0.01)
     raise AssertionError(f"the fit did not record {count} rounds within 30 s")
 
 
-@pytest.mark.parametrize("state_store", ["sqlite", "redis"])
+@pytest.mark.parametrize("state_store", ["embedded", "redis"])
 @pytest.mark.usefixtures("no_pool")
 def test_a_killed_worker_is_replaced_and_the_model_does_not_change(long_fit_data, state_store,
                                                                    request, leaves_nothing):

@@ -82,6 +82,8 @@ def test_a_round_sums_every_worker(store_location, mode, size):
 
 def _assert_clean(location, spec):
     kind, where, server = location
+    if kind == "shm":
+        assert not os.path.exists(where)
     if kind == "redis":
         assert [k for k in server.keys() if spec.namespace.encode() in k] == []
 
@@ -249,6 +251,70 @@ def test_sqlite_waiters_are_rung_not_polled(tmp_path, monkeypatch):
     assert not [name for name in os.listdir(tmp_path) if name.startswith("bell-")]
     driver.cleanup()
     driver.close()
+
+
+def test_shm_waiters_are_woken_not_polled(tmp_path, monkeypatch):
+    from sklearn_serverless._state import _futex, _shm
+
+    if not _futex.AVAILABLE:
+        pytest.skip("no futex on this platform: shared-memory waiters poll")
+    # Without a wake-up, a waiter would only re-check after 30 s.
+    monkeypatch.setattr(_shm, "RECHECK", 30.0)
+    spec = _spec(("shm", str(tmp_path / "state"), None), n_workers=2, timeout=60)
+    driver = open_store(spec, create=True)
+    coordinator, follower = open_store(spec), open_store(spec)
+    got = {}
+
+    def follow():
+        for round_ in range(3):
+            got[round_] = (follower.fetch(round_, 1), time.monotonic())
+            follower.contribute(round_, 1, np.full(3, round_ + 1.0))
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    for round_ in range(3):
+        time.sleep(0.2)  # the follower is asleep
+        published = time.monotonic()
+        coordinator.publish(round_, b"model %d" % round_)
+        coordinator.contribute(round_, 0, np.ones(3))
+        coordinator.barrier(round_)  # woken by the follower's contribution
+        assert time.monotonic() - published < 2
+        np.testing.assert_array_equal(coordinator.aggregate(round_), np.full(3, round_ + 2.0))
+        assert got[round_][0] == b"model %d" % round_ and got[round_][1] - published < 2
+    thread.join(10)
+    driver.abort("stop")
+    driver.cleanup()
+    assert not os.path.exists(spec.location)
+    with pytest.raises(FileNotFoundError):  # a worker that starts after the fit
+        open_store(spec)
+    for store in (coordinator, follower, driver):
+        store.close()
+
+
+def test_shm_keeps_what_a_new_generation_needs(tmp_path):
+    # Records, setup messages and the last message survive a new generation;
+    # the message of the round it resumes at, partials and the log do not.
+    spec = _spec(("shm", str(tmp_path / "state"), None), n_workers=1)
+    driver = open_store(spec, create=True)
+    worker = open_store(spec)
+    worker.publish(0, b"setup", setup=True)
+    for round_ in range(4):
+        if round_:
+            worker.publish(round_, b"m%d" % round_, record=b"r%d" % (round_ - 1))
+        worker.contribute(round_, 0, np.full(2, float(round_)))
+        worker.barrier(round_)
+        worker.aggregate(round_)
+    worker.post_log("line")
+    worker.publish(4, b"m4", record=b"r3")  # its round never ran
+    driver.new_generation(1)
+    assert driver.records() == [b"r0", b"r1", b"r2", b"r3"]
+    assert driver.setup_rounds() == [0]
+    assert (driver.message(0), driver.message(3), driver.message(4)) == (b"setup", b"m3", None)
+    assert driver.progress() == 3 and driver.read_log(0) == []
+    assert not [n for n in os.listdir(spec.location) if n.startswith("slot-")]
+    driver.cleanup()
+    for store in (worker, driver):
+        store.close()
 
 
 def test_sqlite_polls_where_a_doorbell_cannot_be_made(tmp_path):

@@ -49,8 +49,8 @@ EXECUTION_PARAMS_DOC = """
         rows) and one worker per 20,000 rows, at most 64, in the cloud.
 
     state_store : str, default=None
-        Shared state store. None is an embedded SQLite database in the fit's
-        temporary folder, for localhost compute with localhost storage only;
+        Shared state store. None is shared memory in the fit's temporary
+        folder, for localhost compute with localhost storage only;
         a URL ``redis://[user:password@]host:port/db`` uses that Redis server,
         which every worker must reach (required by any other Lithops compute
         or storage). ``rediss://...`` connects with TLS; add

@@ -73,7 +73,7 @@ def run(algorithm: Algorithm, data, *, params: Any = None, backend="localhost",
         Number of workers; None chooses from the backend and the number of
         rows. Never more than the number of rows.
     state_store : str, default=None
-        Where the workers meet: None for the embedded SQLite store (workers
+        Where the workers meet: None for the embedded shared-memory store (workers
         that share this machine's files), or a Redis URL
         (``'redis://...'``, ``'rediss://...'``) every worker can reach.
     state_mode : {'lock_free', 'locked'}, default='lock_free'

@@ -54,10 +54,6 @@ def ms(seconds: float) -> str:
     return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
-def secs(seconds: float) -> str:
-    return f"{seconds:.2f} s"
-
-
 # Figures ---------------------------------------------------------------------------------
 
 def _kmeans_fit(shape: str) -> float:
@@ -101,11 +97,8 @@ FIGURES: dict[str, tuple[str, Callable[[], str]]] = {
     "small-logistic-no-pool": ("fixed-cost-pool", lambda: ms(_small("no pool logistic"))),
     "small-kmeans-no-pool": ("fixed-cost-pool", lambda: ms(_small("no pool kmeans"))),
     "empty-map": ("fixed-cost-pool", lambda: ms(_small("empty map"))),
-    "grid-search-pool": ("fixed-cost-pool", lambda: ratio(load("fixed-cost-pool")["grid"]["ratio"])),
-    "grid-search-pool-s": ("fixed-cost-pool", lambda: secs(
-        load("fixed-cost-pool")["grid"]["ours grid"]["median"])),
-    "grid-search-sklearn-s": ("fixed-cost-pool", lambda: secs(
-        load("fixed-cost-pool")["grid"]["sklearn grid"]["median"])),
+    "grid-search-pool": ("fixed-cost-pool", lambda: ratio(
+        load("fixed-cost-pool")["grid"]["ratio"])),
 }
 
 

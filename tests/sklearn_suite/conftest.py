@@ -1,5 +1,6 @@
 """scikit-learn's own tests of KMeans, LogisticRegression and
-LogisticRegressionCV, run against our estimators (see sklearn_copy.py), with scikit-learn's conftest fixtures.
+LogisticRegressionCV, run against our estimators (see sklearn_copy.py), with
+scikit-learn's conftest fixtures.
 
 ``EXCEPTIONS`` is the one list of the tests that do not apply: each is
 marked ``xfail(strict=True)`` with its reason, so a test that starts to

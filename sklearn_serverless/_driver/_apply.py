@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .._common._deadlines import Deadlines
 from .._worker._algorithm import Algorithm
+from .._worker._partitions import Partition, read_partition
 from . import _placement
 from ._backends import delete_lithops_job, lithops_config, site_of
 from ._collect import _POLL_SECONDS, _await_job_end, _best_effort, _finished
@@ -53,13 +54,13 @@ class ApplyTask:
 
     output: Callable[[dict, dict], dict]
     arrays: dict
-    partition: _placement.Partition
+    partition: Partition
 
 
 def apply_model(task: ApplyTask, storage=None) -> dict:
     """Entry point of a Lithops call applying a model (``storage`` is
     injected by Lithops). No shared state: one map, no rounds."""
-    rows = _placement.read_partition(task.partition, storage)
+    rows = read_partition(task.partition, storage)
     return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays)}
 
 

@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench docs clean
 
-$(STAMP): setup.cfg pyproject.toml
+# The install builds the compiled k-means kernel in place: rebuilt when its source changes.
+$(STAMP): setup.cfg pyproject.toml sklearn_serverless/_algorithms/kmeans/_lloyd.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
@@ -40,4 +41,5 @@ docs: $(VENV)/.docs
 
 clean:
 	rm -rf $(VENV) benchmarks/results .pytest_cache .ruff_cache
+	rm -f sklearn_serverless/_algorithms/kmeans/_lloyd.c sklearn_serverless/_algorithms/kmeans/_lloyd.*.so
 	rm -rf docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst

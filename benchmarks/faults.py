@@ -4,6 +4,12 @@ hand-over before the function time limit.
 
     python benchmarks/faults.py --repeat 5 --before 62e16ad --json docs/img/faults.json
 
+With ``--cloud SECONDS``: one worker of ten lost in a fit of about SECONDS on
+the loopback cloud path (data in moto's S3 server, Redis state, the package
+shipped), against the same fit with no loss, and the two models compared:
+
+    python benchmarks/faults.py --cloud 60 --json docs/img/faults_cloud.json
+
 ``--before`` names a commit checked out into a temporary worktree; each arm
 runs in its own process (a warm-up fit first), the arms interleaved. Also
 measured in each arm: scikit-learn on the same data in the same process.
@@ -106,6 +112,79 @@ print(json.dumps(out))
 """
 
 
+#: One worker of ten lost on the loopback cloud path: gradient descent with
+#: tol=0 runs exactly max_iter rounds, sized from a probe to last the target.
+_CLOUD = r"""
+import dataclasses, json, os, signal, sys, time, warnings
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn_serverless import ServerlessLogisticRegression
+from sklearn_serverless._algorithms import ALGORITHMS
+warnings.simplefilter("ignore")
+MINIO, REDIS, TARGET, MARKER = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+X, y = make_classification(200_000, 20, random_state=0)
+config = {"lithops": {"backend": "localhost", "storage": "minio"}, "minio": MINIO}
+logistic = ALGORITHMS["logistic"]
+RANK = 3
+
+def fit(max_iter):
+    model = ServerlessLogisticRegression(solver="gd", tol=0, max_iter=max_iter, n_workers=10,
+                                         backend=config, state_store=REDIS, timeout=60)
+    started = time.perf_counter()
+    model.fit(X, y)
+    return model, time.perf_counter() - started
+
+class Dying:
+    def __init__(self, inner, at):
+        self.inner, self.at, self.count = inner, at, 0
+    def handle(self, command, arrays):
+        self.count += 1
+        if self.count == self.at and not os.path.exists(MARKER):
+            open(MARKER, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.handle(command, arrays)
+    def result(self):
+        return self.inner.result()
+    def close(self):
+        self.inner.close()
+
+fit(5)  # warm: the runtime, the shipped modules
+_, short = fit(20)
+_, longer = fit(220)
+per_round = (longer - short) / 200
+max_iter = max(50, int((TARGET - short) / per_round))
+clean, clean_seconds = fit(max_iter)
+at = max_iter // 2
+ALGORITHMS["logistic"] = dataclasses.replace(logistic, worker=lambda data, params, context: (
+    Dying(logistic.worker(data, params, context), at) if context.rank == RANK
+    else logistic.worker(data, params, context)))
+lost, lost_seconds = fit(max_iter)
+print(json.dumps({
+    "n_samples": X.shape[0], "n_features": X.shape[1], "n_workers": 10, "solver": "gd",
+    "max_iter": max_iter, "killed_rank": RANK, "killed_at_command": at,
+    "clean_seconds": clean_seconds, "lost_seconds": lost_seconds,
+    "extra": lost_seconds / clean_seconds - 1,
+    "generations": lost.timings_["generations"],
+    "resume_seconds": lost.timings_["generation_ends"][0]["resume_seconds"],
+    "same_n_iter": int(lost.n_iter_[0]) == int(clean.n_iter_[0]),
+    "max_coef_difference": float(np.abs(lost.coef_ - clean.coef_).max()),
+    "same_model": bool(np.array_equal(lost.coef_, clean.coef_)
+                       and np.array_equal(lost.intercept_, clean.intercept_)),
+}))
+"""
+
+
+def _cloud(seconds: float) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import machine, moto_server, redis_server
+
+    with redis_server() as url, moto_server("sks-faults") as minio, \
+            tempfile.TemporaryDirectory() as folder:
+        measured = _run(_CLOUD, REPO, json.dumps(minio), url, str(seconds),
+                        os.path.join(folder, "marker"))
+    return {"machine": machine(), "target_seconds": seconds, **measured}
+
+
 def _run(code: str, root: Path, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(root)}
     done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=root,
@@ -123,7 +202,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--before", default="62e16ad", help="commit of the earlier arm")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--cloud", type=float, metavar="SECONDS",
+                        help="instead: one worker of ten lost in a fit of this length on "
+                             "the loopback cloud path")
     args = parser.parse_args()
+    if args.cloud:
+        text = json.dumps(_cloud(args.cloud), indent=1)
+        if args.json:
+            args.json.write_text(text + "\n")
+        print(text)
+        return
     before = Path(tempfile.mkdtemp(prefix="sks-before-"))
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(before),
                     args.before], check=True, capture_output=True)

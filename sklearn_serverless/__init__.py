@@ -7,7 +7,9 @@ and must not pay for importing scikit-learn (about one second each).
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["ServerlessKMeans", "ServerlessLogisticRegression", "ServerlessLogisticRegressionCV",
+__all__ = ["ServerlessColumnTransformer", "ServerlessKMeans", "ServerlessLogisticRegression",
+           "ServerlessLogisticRegressionCV", "ServerlessMinMaxScaler", "ServerlessOneHotEncoder",
+           "ServerlessSimpleImputer", "ServerlessStandardScaler",
            "config_context", "get_config", "read_csv", "read_npy", "read_parquet", "set_config",
            "shutdown_workers"]
 
@@ -15,10 +17,17 @@ _ESTIMATORS = {
     "ServerlessKMeans": ".cluster._kmeans",
     "ServerlessLogisticRegression": ".linear_model._logistic",
     "ServerlessLogisticRegressionCV": ".linear_model._logistic_cv",
-    # Datasets the workers read where they lie (numpy only: workers may import them).
-    "read_csv": "._datasets",
-    "read_npy": "._datasets",
-    "read_parquet": "._datasets",
+    # Transformers fitted where the data lies.
+    "ServerlessColumnTransformer": ".preprocessing",
+    "ServerlessMinMaxScaler": ".preprocessing",
+    "ServerlessOneHotEncoder": ".preprocessing",
+    "ServerlessSimpleImputer": ".preprocessing",
+    "ServerlessStandardScaler": ".preprocessing",
+    # Datasets the workers read where they lie (with the driver's reads of
+    # their row counts and labels installed).
+    "read_csv": "._driver._rows",
+    "read_npy": "._driver._rows",
+    "read_parquet": "._driver._rows",
     # Package-wide settings (replacement of lost workers).
     "config_context": "._config",
     "get_config": "._config",

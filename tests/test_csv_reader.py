@@ -30,6 +30,11 @@ def both(spec, rows: bytes):
 
 def assert_same(a, b):
     for left, right in zip(a, b, strict=True):
+        if isinstance(left, dict):  # text columns
+            assert left.keys() == right.keys()
+            for key in left:
+                np.testing.assert_array_equal(left[key], right[key])
+            continue
         if left is None or right is None:
             assert left is None and right is None
             continue
@@ -117,8 +122,8 @@ def test_same_arrays_headerless_semicolons_unused_text_and_long_rows(tmp_path):
 def test_where_pyarrow_refuses_numpy_decides(tmp_path, row):
     data = f"a,b,y\n1,2,0\n{row}\n3,4,1\n".encode()
     spec, rows = spec_and_rows(tmp_path, data, label="y")
-    assert_same(_csv.parse(rows, spec) or (None, None),
-                _csv.parse(rows, spec, engine="numpy") or (None, None))
+    assert_same(_csv.parse(rows, spec) or (None,) * 4,
+                _csv.parse(rows, spec, engine="numpy") or (None,) * 4)
 
 
 @pytest.fixture(params=["pyarrow", "numpy"])
@@ -139,7 +144,7 @@ def test_bad_cell_names_line_and_header_column(tmp_path, engine):
         read(tmp_path, data, label="late")
     assert str(error.value) == (f"{tmp_path / 'x.csv'}, line 3: the cell 'UA' in column "
                                 "'carrier' is not a number.")
-    with pytest.raises(DataError, match=r"line 2: the cell '1e999' in column 'b' is NaN"):
+    with pytest.raises(DataError, match=r"line 2: the cell '1e999' in column 'b' is infinite"):
         read(tmp_path, b"a,b\n1,1e999\n")
     with pytest.raises(DataError, match=r"line 3: the label \(column 'y'\) is missing"):
         read(tmp_path, b"a,y\n1,cat\n2, \n", label="y")
@@ -155,20 +160,24 @@ def test_ragged_row_names_its_line(tmp_path, engine):
         read(tmp_path, b"a,b,c\n1,2,3\n4,5,6\n7,8\n9,1,2\n", columns=["a"])
 
 
-def test_text_feature_column_is_refused_naming_it(tmp_path):
-    (tmp_path / "x.csv").write_bytes(b"distance,carrier,late\n120,UA,0\n80,DL,1\n")
-    with pytest.raises(ValueError, match=r"x\.csv: the column 'carrier' holds text \('UA' "
-                                         r"on the first row\), but feature columns must "
-                                         r"hold numbers"):
-        read_csv(str(tmp_path / "x.csv"), label="late").resolve()
-    # Left out, or as the label, it is fine.
-    resolved = read_csv(str(tmp_path / "x.csv"), label="carrier", columns=["distance"]
-                        ).resolve()
-    rows = read_rows(resolved.plan(1)[0])
-    np.testing.assert_array_equal(rows["y"], ["UA", "DL"])
-    (tmp_path / "y.csv").write_bytes(b"1,UA\n")
-    with pytest.raises(ValueError, match=r"the column 1 \(from 0\) holds text"):
-        read_csv(str(tmp_path / "y.csv"), header=False).resolve()
+def test_text_feature_columns_and_missing_cells(tmp_path, engine):
+    """Text columns are read as str, an empty numeric cell as NaN, a weight
+    column as float64; the engines agree."""
+    data = b"distance,carrier,w,late\n120,UA,1.5,0\n,DL,2,1\n80,,0.5,1\n"
+    (tmp_path / "x.csv").write_bytes(data)
+    resolved = read_csv(str(tmp_path / "x.csv"), label="late", sample_weight="w").resolve()
+    with pytest.raises(ValueError, match=r"^Input X contains NaN\.$"):
+        read_rows(resolved.plan(1)[0])  # what takes no NaN refuses it, as sklearn does
+    rows = read_rows(resolved.for_consumer("imputer", allow_nan=True).plan(1)[0])
+    np.testing.assert_array_equal(rows["X"], [[120, np.nan], [np.nan, np.nan], [80, np.nan]])
+    np.testing.assert_array_equal(rows["text"][1], ["UA", "DL", ""])
+    np.testing.assert_array_equal(rows["sample_weight"], [1.5, 2, 0.5])
+    assert resolved.kinds == ("number", "str") and resolved.feature_names == (
+        "distance", "carrier")
+    with pytest.raises(DataError, match=r"line 3: the weight '' \(column 'w'\) is not a "):
+        read(tmp_path, b"a,w\n1,2\n3,\n", sample_weight="w")
+    with pytest.raises(ValueError, match=r"cannot be both the label and the weights"):
+        read_csv("x.csv", label="w", sample_weight="w")
 
 
 def test_labels_keep_their_type(tmp_path, engine):

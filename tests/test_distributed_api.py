@@ -46,7 +46,7 @@ class NormalEquations:
             return self.X.T @ self.X
         if command == "moment":
             return self.X.T @ self.y
-        return np.zeros(0)  # 'stop'
+        raise ValueError(f"unknown command {command!r}")
 
 
 def solve_normal_equations(rounds, params):
@@ -198,8 +198,8 @@ def test_lock_free_allreduce_adds_in_worker_order(leaves_nothing):
 
 
 class Ranked:
-    """A worker that reports its rank, its row count and what the 'stop'
-    command carried."""
+    """A worker that reports its rank, its row count and what the
+    coordinator's finish() gave."""
 
     def __init__(self, data, params, context):
         assert isinstance(context, Context)
@@ -207,12 +207,12 @@ class Ranked:
         self.offset, self.final = params["offset"], None
 
     def handle(self, command, arrays):
-        if command == "stop":
-            self.final = [a.tolist() for a in arrays]
-            return None
+        if command != "rank":
+            raise ValueError(f"unknown command {command!r}")
         return np.array([self.context.rank + self.offset], dtype=np.float64)
 
-    def result(self):
+    def result(self, *final):
+        self.final = [a.tolist() for a in final]
         return {"rank": self.context.rank, "n_workers": self.context.n_workers,
                 "n_rows": self.n_rows, "final": self.final}
 
@@ -250,7 +250,7 @@ def test_worker_results_come_in_worker_order(leaves_nothing):
     assert [r["rank"] for r in out.worker_results] == [0, 1, 2, 3]
     assert all(r["n_workers"] == 4 for r in out.worker_results)
     assert sum(r["n_rows"] for r in out.worker_results) == 40
-    # What finish() gave travels to every worker with 'stop'.
+    # What finish() gave reaches every worker's result().
     assert all(r["final"] == [[7, 8], [[1.5]]] for r in out.worker_results)
     # The run's result is the coordinator's dict together with worker 0's result().
     assert out.result["rank"] == 0
@@ -278,6 +278,8 @@ class ColumnSums:
     def handle(self, command, arrays):
         if command == "count":
             return np.array([self.X.shape[0]], dtype=np.float64)
+        if command == "fail":
+            raise ArithmeticError("the user's own error")
         return scale(self.X.sum(axis=0), 1.0)
 
 
@@ -312,9 +314,24 @@ def test_the_workers_cannot_import_the_user_module(user_module, monkeypatch, lea
     """The control: without its code shipped by value, the run fails."""
     from sklearn_serverless._driver import _fit
 
-    monkeypatch.setattr(_fit, "ship_by_value", lambda algorithm: None)
+    monkeypatch.setattr(_fit, "ship_by_value", lambda algorithm: {})
     with pytest.raises(ModuleNotFoundError, match=user_module.__name__):
         run(user_module.MEANS, {"X": np.ones((10, 2))}, n_workers=2, timeout=30)
+
+
+def test_a_worker_traceback_names_the_user_file(user_module, leaves_nothing):
+    import traceback
+
+    algorithm = Algorithm("fails", user_module.ColumnSums,
+                          lambda rounds, params: {"x": rounds.allreduce("fail")})
+    with pytest.raises(ArithmeticError, match="the user's own error") as info:
+        run(algorithm, {"X": np.ones((10, 2))}, n_workers=2, timeout=30)
+    text = "".join(traceback.format_exception(info.value))
+    assert "<dynamic-code>" not in text
+    lines = open(user_module.__file__).read().splitlines()
+    line = 1 + next(i for i, text in enumerate(lines) if "raise ArithmeticError" in text)
+    assert f'File "{user_module.__file__}", line {line}, in handle' in text
+    assert 'raise ArithmeticError("the user\'s own error")' in text
 
 
 def test_user_module_runs_on_localhost(user_module, leaves_nothing):
@@ -403,10 +420,80 @@ def test_a_worker_answering_none_is_an_error(leaves_nothing):
         run(algorithm, {"X": np.zeros((10, 1))}, n_workers=2, timeout=30)
 
 
-def test_stop_is_not_a_command_of_the_coordinator(leaves_nothing):
-    algorithm = Algorithm("stops", Shapes, lambda rounds, params: {"x": rounds.allreduce("stop")})
-    with pytest.raises(ValueError, match="'stop' is the runtime's own command"):
+class Strict:
+    """A worker that refuses any command it does not know, as defensive code does."""
+
+    def __init__(self, data, params, context):
+        self.X = data["X"]
+        self.closed = False
+
+    def handle(self, command, arrays):
+        if command == "stop":  # a command of the algorithm's own, like any other
+            return np.array([2.0 * self.X.shape[0]])
+        if command == "rows":
+            return np.array([float(self.X.shape[0])])
+        raise ValueError(f"unknown command {command!r}")
+
+
+def test_runtime_messages_never_reach_handle(leaves_nothing):
+    def coordinate(rounds, params):
+        return {"rows": rounds.allreduce("rows"), "stop": rounds.allreduce("stop")}
+
+    out = run(Algorithm("strict", Strict, coordinate), {"X": np.zeros((30, 1))}, n_workers=3)
+    assert out.result["rows"][0] == 30.0
+    assert out.result["stop"][0] == 60.0
+    assert out.worker_results == [out.result, {}, {}]
+
+
+class Keyed(Strict):
+    def result(self):
+        return {"rows": self.X.shape[0]}
+
+
+def test_a_key_in_both_coordinate_and_result_is_an_error(leaves_nothing):
+    algorithm = Algorithm("keyed", Keyed, lambda rounds, params: {"rows": rounds.allreduce("rows")})
+    with pytest.raises(ValueError, match=r"have the keys \['rows'\]"):
         run(algorithm, {"X": np.zeros((10, 1))}, n_workers=2, timeout=30)
+
+
+def test_the_result_holds_only_the_algorithm_keys(leaves_nothing):
+    out = run(RANKED, {"X": np.zeros((40, 2))}, params={"offset": 0}, n_workers=2)
+    assert set(out.result) == {"ranks", "rank", "n_workers", "n_rows", "final"}
+    assert set(out.worker_results[1]) == {"rank", "n_workers", "n_rows", "final"}
+
+
+def test_control_flow_is_not_an_exception():
+    from sklearn_serverless._worker._rounds import HandedOver
+
+    assert not issubclass(HandedOver, Exception)
+    assert issubclass(HandedOver, BaseException)
+
+
+class Running:
+    """Keeps state between rounds: each answer depends on every earlier message."""
+
+    def __init__(self, data, params, context):
+        self.X, self.total = data["X"], 0.0
+
+    def handle(self, command, arrays):
+        self.total += float(arrays[0][0])  # the state a replacement must rebuild
+        return np.array([self.total * self.X.sum()])
+
+
+def running(rounds, params):
+    answers = [rounds.allreduce("add", np.array([float(i)]))[0] for i in range(1, 9)]
+    return {"answers": np.array(answers)}
+
+
+def test_a_stateful_worker_is_rebuilt_by_default_after_a_loss(leaves_nothing, tmp_path):
+    from conftest import KilledOnce
+
+    X = {"X": np.arange(40, dtype=np.float64).reshape(20, 2)}
+    expected = run(Algorithm("running", Running, running), X, n_workers=2).result["answers"]
+    dying = Algorithm("running", KilledOnce(Running, 1, 5, str(tmp_path / "killed")), running)
+    out = run(dying, X, n_workers=2, timeout=30)
+    assert out.timings["generations"] == 2  # the worker was lost and replaced
+    np.testing.assert_array_equal(out.result["answers"], expected)
 
 
 @pytest.fixture
@@ -430,15 +517,15 @@ def no_worker_starts(monkeypatch):
     (lambda: run(DESCRIBE, {"X": np.array([[1], ["a"]], dtype=object)}), TypeError,
      r"data\['X'\] has dtype object"),
     (lambda: run(DESCRIBE, {"X": np.zeros((4, 1))}, state_mode="optimistic"), ValueError,
-     "state_mode must be one of"),
+     "The 'state_mode' parameter of run must be a str among"),
     (lambda: run(DESCRIBE, {}), TypeError, "non-empty dict"),
     (lambda: run(DESCRIBE, np.zeros((4, 1))), TypeError, "non-empty dict"),
     (lambda: run(DESCRIBE, {"X": np.zeros((4, 1))}, timeout=0), ValueError,
-     "timeout must be a positive number"),
+     "The 'timeout' parameter of run must be a float in the range"),
     (lambda: run(DESCRIBE, {"X": np.zeros((4, 1))}, n_workers=0), ValueError,
-     "n_workers must be a positive integer"),
+     "The 'n_workers' parameter of run must be an int in the range"),
     (lambda: run(DESCRIBE, {"X": np.zeros((4, 1))}, backend="nowhere"), ValueError,
-     "backend must be"),
+     "The 'backend' parameter of run must be"),
     (lambda: run(DESCRIBE, {"X": np.zeros((4, 1))}, state_store="http://x"), ValueError,
      "state_store must be None or a redis URL"),
 ], ids=["worker-class", "name", "rows", "object", "state_mode", "empty", "array", "timeout",

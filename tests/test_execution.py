@@ -97,8 +97,8 @@ def test_a_failed_lithops_job_process_is_noticed():
 
 def test_the_localhost_start_time_grows_with_the_workers_per_core(monkeypatch):
     # Each worker's process start takes CPU: 64 of them took 6.5 s on 2 cores.
+    from sklearn_serverless._common import _deadlines
     from sklearn_serverless._common._deadlines import Deadlines
-    from sklearn_serverless._driver import _deadlines
 
     monkeypatch.setattr(_deadlines, "_cores", lambda: 2)
     assert Deadlines.from_timeout(10, "localhost", 2).start == 5.0

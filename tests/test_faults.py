@@ -1,14 +1,22 @@
 """Fits that survive what serverless platforms do: a worker's process
 killed mid-fit (a follower or the coordinator; the embedded store and Redis,
 both state modes; the loopback cloud path), the function time limit, a
-duplicate call for a slot, a slot lost every time, a driver killed mid-fit.
+duplicate call for a slot, a slot lost every time, a driver killed mid-fit,
+and a worker of a replaced generation that wakes up late and writes.
 Faults are injected by the tests: a worker that SIGKILLs its own process
-once, from a marker file, at a chosen round."""
+once, from a marker file, at a chosen round.
+
+The ``remote`` fixture runs the loopback cloud path exactly as a remote
+backend: the driver takes the workers for functions on other machines (no
+local pids, never waiting for local processes), so a replaced generation's
+functions may still run while the next one works, as on a cloud."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +25,7 @@ import time
 import cloudpickle
 import numpy as np
 import pytest
+from conftest import Cloud
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs, make_classification
 from sklearn.linear_model import LogisticRegression
@@ -27,6 +36,7 @@ from sklearn_serverless import (
     config_context,
     shutdown_workers,
 )
+from sklearn_serverless._driver._backends import Site
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -252,3 +262,357 @@ def test_the_next_fit_removes_what_a_killed_driver_left(blobs, tmp_path, redis_s
     assert redis_server.keys() == []
     shutdown_workers()  # this process's own pool keeps job files while it lives
     assert lithops_jobs() - before == set()  # the killed driver's Lithops files, too
+
+
+# the loopback cloud path run as a remote backend -------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _FunctionsElsewhere(Site):
+    """A site whose workers the driver takes for functions on other machines."""
+
+    @property
+    def local_compute(self) -> bool:
+        return False
+
+    @property
+    def kind(self) -> str:
+        return "functions"
+
+
+def _waited_for_local_processes(*args, **kwargs):
+    raise AssertionError("the driver waited for local processes on a remote backend")
+
+
+@pytest.fixture(params=["lock_free", "locked"])
+def remote(request, moto_server, redis_server, bucket, monkeypatch):
+    """``(cloud, state_mode)``: the loopback cloud path (moto's S3, a real
+    redis-server, the package shipped) as the driver sees a remote backend."""
+    from sklearn_serverless._driver import _fit
+
+    real = _fit.site_of
+    monkeypatch.setattr(_fit, "site_of",
+                        lambda backend: _FunctionsElsewhere(*dataclasses.astuple(real(backend))))
+    monkeypatch.setattr(_fit, "_await_gone", _waited_for_local_processes)
+    monkeypatch.setattr(_fit, "_await_job_end", _waited_for_local_processes)
+    cloud = Cloud("minio", moto_server, redis_server, bucket)
+    yield cloud, request.param
+    cloud.assert_empty()
+
+
+def _remote_kmeans(remote, X, init, max_iter=40, **params):
+    cloud, state_mode = remote
+    return ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=max_iter, n_workers=2,
+                            backend=cloud.config, state_store=cloud.redis.url,
+                            state_mode=state_mode, timeout=30, **params).fit(X)
+
+
+@pytest.mark.parametrize("ranks", [(1,), (0,), (0, 1)], ids=["follower", "coordinator", "all"])
+def test_a_remote_fit_survives_killed_workers(blobs, remote, kill_worker, ranks,
+                                              leaves_nothing):
+    X, init = blobs
+    for rank in ranks:
+        kill_worker("kmeans", rank, at=6)
+    model = _remote_kmeans(remote, X, init)
+    assert model.timings_["generations"] == 2
+    _same_kmeans(model, X, init, 40)
+
+
+def test_a_remote_slot_lost_every_time_ends_the_fit_naming_it(blobs, remote, kill_worker,
+                                                              leaves_nothing):
+    X, init = blobs
+    kill_worker("kmeans", 1, at=3, every=True)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"worker 1 of 2 was lost 2 time\(s\), more than "
+                                           r"max_replacements=1"):
+        with config_context(max_replacements=1):
+            _remote_kmeans(remote, X, init)
+    assert time.monotonic() - started < 25
+
+
+def test_survivors_are_woken_before_a_loss_ends_the_fit(tmp_path):
+    # When replacements run out the fit's error comes at once; the other
+    # workers (on a cloud, nobody stops them) must not wait out their timeout.
+    from sklearn_serverless._driver._fit import _end_generation
+    from sklearn_serverless._driver._generations import Generations, WorkerLost
+    from sklearn_serverless._state import FitAborted, StoreSpec, open_store
+
+    spec = StoreSpec("sqlite", str(tmp_path / "state.db"), "ns", 2, timeout=5)
+    driver = open_store(spec, create=True)
+    follower = open_store(spec)
+    with config_context(max_replacements=0):
+        with pytest.raises(RuntimeError, match="more than max_replacements=0"):
+            _end_generation(driver, Generations(2), WorkerLost(0, "its process was killed"))
+    started = time.monotonic()
+    with pytest.raises(FitAborted, match="worker 0 was lost"):
+        follower.fetch(0, 1)
+    assert time.monotonic() - started < 1
+    for store in (follower, driver):
+        store.close()
+
+
+def _duplicating(real, out: str):
+    """``run_worker`` with a second call for slot 1 started 0.3 s after the first."""
+
+    def with_a_duplicate(task, storage=None):
+        if task.worker == 1:
+            path = out + ".task"
+            with open(path, "wb") as file:
+                cloudpickle.dump(task, file)
+            code = ("import pickle, sys\n"
+                    "from sklearn_serverless._worker._loop import run_worker\n"
+                    "task = pickle.load(open(sys.argv[1], 'rb'))\n"
+                    "pickle.dump(run_worker(task), open(sys.argv[2], 'wb'))\n")
+            later = threading.Timer(0.3, subprocess.run, args=(
+                [sys.executable, "-c", code, path, out],), kwargs={"check": True})
+            later.start()
+            try:
+                return real(task, storage)
+            finally:
+                later.join()
+        return real(task, storage)
+
+    return with_a_duplicate
+
+
+def test_a_remote_duplicate_call_exits_without_writing(blobs, remote, monkeypatch, tmp_path,
+                                                       leaves_nothing):
+    from sklearn_serverless._driver import _fit
+
+    X, init = blobs
+    out = str(tmp_path / "duplicate.pkl")
+    monkeypatch.setattr(_fit, "run_worker", _duplicating(_fit.run_worker, out))
+    model = _remote_kmeans(remote, X, init)
+    with open(out, "rb") as file:
+        assert pickle.load(file) == {"duplicate": True}
+    assert model.timings_["generations"] == 1
+    _same_kmeans(model, X, init, 40)
+
+
+class ZombieOnce:
+    """Builds the workers, each ``pause`` seconds slower per command. At its
+    ``at``-th command the worker of ``rank`` forks: the original is killed
+    (its loss starts the next generation), the copy leaves the job's process
+    group (so that the job's end does not stop it, as nothing stops a cloud
+    function) and sleeps until ``folder/wake`` exists, then goes on as the
+    worker it was: a function of a replaced generation that wakes up late."""
+
+    def __init__(self, build, rank: int, at: int, folder: str, pause: float):
+        self.build, self.rank, self.at, self.folder = build, rank, at, folder
+        self.pause = pause
+
+    def __call__(self, data, params, context):
+        worker = self.build(data, params, context)
+        return _Zombie(worker, self.at if context.rank == self.rank else 0, self.folder,
+                       self.pause)
+
+
+class _Zombie:
+    def __init__(self, inner, at: int, folder: str, pause: float):
+        self.inner, self.at, self.folder, self.pause, self.count = inner, at, folder, pause, 0
+
+    def handle(self, command, arrays):
+        self.count += 1
+        time.sleep(self.pause)
+        forked = os.path.join(self.folder, "forked")
+        if self.count == self.at and not os.path.exists(forked):
+            open(forked, "w").close()
+            if os.fork() == 0:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, 1)
+                os.dup2(null, 2)
+                with open(os.path.join(self.folder, "zombie.pid"), "w") as file:
+                    file.write(str(os.getpid()))
+                deadline = time.monotonic() + 60
+                while (not os.path.exists(os.path.join(self.folder, "wake"))
+                       and time.monotonic() < deadline):
+                    time.sleep(0.01)
+                return self.inner.handle(command, arrays)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.handle(command, arrays)
+
+    def result(self):
+        return self.inner.result()
+
+    def close(self):
+        self.inner.close()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wake_the_zombie(client, folder: str, ahead: int = 3) -> None:
+    """Once the next generation has run ``ahead`` rounds of its own."""
+    deadline = time.monotonic() + 60
+    resumed_at = None
+    while time.monotonic() < deadline:
+        generations = [int(client.get(key) or 0)
+                       for key in client.scan_iter(match="sks:*:generation")]
+        rounds = [int(client.get(key) or -1) for key in client.scan_iter(match="sks:*:round")]
+        if generations and max(generations) >= 1 and rounds:
+            if resumed_at is None:
+                resumed_at = max(rounds)
+            elif max(rounds) >= resumed_at + ahead:
+                break
+        time.sleep(0.005)
+    open(os.path.join(folder, "wake"), "w").close()
+
+
+@pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
+def test_a_replaced_worker_that_wakes_up_late_changes_nothing(blobs, remote, rank,
+                                                              monkeypatch, tmp_path,
+                                                              leaves_nothing):
+    from sklearn_serverless._algorithms import ALGORITHMS
+
+    X, init = blobs
+    folder = str(tmp_path)
+    algorithm = ALGORITHMS["kmeans"]
+    monkeypatch.setitem(ALGORITHMS, "kmeans", dataclasses.replace(
+        algorithm, worker=ZombieOnce(algorithm.worker, rank, 6, folder, 0.05)))
+    waker = threading.Thread(target=_wake_the_zombie, args=(remote[0].redis.client, folder))
+    waker.start()
+    try:
+        model = _remote_kmeans(remote, X, init)
+    finally:
+        waker.join()
+    with open(os.path.join(folder, "zombie.pid")) as file:
+        zombie = int(file.read())
+    deadline = time.monotonic() + 10
+    while _running(zombie) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _running(zombie)  # it woke up, was refused, and ended
+    # Not mistaken for a lost worker of the next generation, no message taken
+    # from its successor, no partial added twice: one replacement, sklearn's model.
+    assert model.timings_["generations"] == 2, model.timings_["generation_ends"]
+    _same_kmeans(model, X, init, 40)
+
+
+def test_a_replayed_generation_prints_each_verbose_line_once(blobs, kill_worker, capsys,
+                                                             leaves_nothing):
+    X, init = blobs
+    kill_worker("kmeans", 1, at=6)
+    model = ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
+                             timeout=30, verbose=1).fit(X)
+    assert model.timings_["generations"] == 2
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("Iteration")]
+    assert len(lines) == model.n_iter_, lines
+    assert len(set(lines)) == len(lines)
+
+
+class FailsToRejoin:
+    """Builds the workers; the worker of ``rank`` is killed at its 4th
+    command, and its replacement fails while it rebuilds its state. Every
+    worker's ``close`` leaves a file in ``folder``."""
+
+    def __init__(self, build, rank: int, folder: str):
+        self.build, self.rank, self.folder = build, rank, folder
+
+    def __call__(self, data, params, context):
+        worker = self.build(data, params, context)
+        return _Rejoining(worker, context.rank == self.rank, self.folder)
+
+
+class _Rejoining:
+    def __init__(self, inner, chosen: bool, folder: str):
+        self.inner, self.chosen, self.folder, self.count = inner, chosen, folder, 0
+
+    def handle(self, command, arrays):
+        self.count += 1
+        killed = os.path.join(self.folder, "killed")
+        if self.chosen and os.path.exists(killed):
+            raise RuntimeError("cannot rebuild the state")
+        if self.chosen and self.count == 4:
+            open(killed, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.handle(command, arrays)
+
+    def result(self):
+        return self.inner.result()
+
+    def close(self):
+        open(os.path.join(self.folder, f"closed-{os.getpid()}"), "w").close()
+        self.inner.close()
+
+
+def test_a_replacement_that_fails_to_rejoin_is_closed(blobs, monkeypatch, tmp_path,
+                                                      leaves_nothing):
+    from sklearn_serverless._algorithms import ALGORITHMS
+
+    X, init = blobs
+    algorithm = ALGORITHMS["kmeans"]
+    monkeypatch.setitem(ALGORITHMS, "kmeans", dataclasses.replace(
+        algorithm, worker=FailsToRejoin(algorithm.worker, 1, str(tmp_path))))
+    with pytest.raises(RuntimeError, match="worker 1 of 2 failed: cannot rebuild the state"):
+        ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
+                         timeout=30).fit(X)
+    # Generation 0's worker 0 (at its end) and generation 1's two workers;
+    # the killed one never closes.
+    assert len([name for name in os.listdir(tmp_path) if name.startswith("closed-")]) == 3
+
+
+# no fit that floods the machine ----------------------------------------------------------
+
+
+def _processes_of(root: int) -> int:
+    return len(_descendants(root))
+
+
+@pytest.mark.parametrize("n_workers", [1000, 5000])
+def test_more_localhost_workers_than_the_machine_takes_fail_at_once(n_workers, leaves_nothing):
+    from sklearn_serverless import distributed
+    from sklearn_serverless._common._deadlines import max_local_workers
+
+    X, y = make_classification(6000, 5, random_state=0)
+    limit = max_local_workers()
+    never = _never_algorithm()
+    for fit in (lambda: ServerlessLogisticRegression(n_workers=n_workers).fit(X, y),
+                lambda: ServerlessKMeans(3, n_workers=n_workers).fit(X),
+                lambda: distributed.run(never, {"x": X}, n_workers=n_workers)):
+        before = _processes_of(os.getpid())
+        started = time.monotonic()
+        with pytest.raises(ValueError, match=rf"n_workers={n_workers} is more than this machine "
+                                             rf"can run: .* at most {limit} "):
+            fit()
+        assert time.monotonic() - started < 5
+        assert _processes_of(os.getpid()) <= before  # nothing started
+    assert not [name for name in os.listdir("/dev/shm")
+                if name.startswith(f"sklearn-serverless-{os.getpid()}-")]
+
+
+def _never(*args):
+    raise AssertionError("a worker ran")
+
+
+def _never_algorithm():
+    from sklearn_serverless.distributed import Algorithm
+
+    return Algorithm(name="never", worker=_never, coordinate=_never)
+
+
+def test_the_pool_channel_waits_on_descriptors_past_1024(tmp_path):
+    # select() refuses a descriptor numbered 1,024 or more (a driver with many
+    # open files); the channel must not care.
+    from sklearn_serverless._channel._fifo import FifoChannel
+
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        channel = FifoChannel(str(tmp_path), 1)
+        worker = channel.endpoint(0).connect(None)
+        assert min(channel._done, worker.fifo) > 1024
+        assert channel.done(0.01) == []
+        channel.send(7, [b"body"])
+        assert worker.next_job(1.0) == "7"
+        worker.post("7", b"result")
+        assert channel.done(1.0) == [(7, 0)]
+        worker.close(False)
+        channel.close()
+    finally:
+        for fd in held:
+            os.close(fd)

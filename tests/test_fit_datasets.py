@@ -191,7 +191,7 @@ def test_dataset_argument_errors(store, blobs, leaves_nothing):
     X, init = blobs
     data = read_npy(store.put("args/X.npy", _npy(X[:10])))
     model = ServerlessKMeans(6, n_workers=2, backend=store.config, state_store=store.redis)
-    with pytest.raises(ValueError, match="sample_weight is not supported"):
+    with pytest.raises(ValueError, match="sample_weight must be None when fitting a dataset"):
         model.fit(data, sample_weight=np.ones(10))
     with pytest.raises(ValueError, match="n_samples=10 should be >= n_clusters=11"):
         ServerlessKMeans(11, n_workers=2, backend=store.config,
@@ -330,7 +330,7 @@ def test_logistic_dataset_errors(store, labelled, tmp_path, leaves_nothing):
         model.fit(one_class, labels[:50])
     with pytest.raises(ValueError, match="no label column"):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv", columns=list("abcde")))
-    with pytest.raises(ValueError, match="the column 'late' holds text .* make it the label"):
+    with pytest.raises(ValueError, match="could not convert string to float: .*'late' holds text"):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv"))
     with pytest.raises(ValueError, match="'nope'"):
         model.fit(read_csv(f"{BUCKET}/lr-err/one.csv", label="nope"))

@@ -1,4 +1,5 @@
-"""The compiled Lloyd kernel (numba) against the numpy kernel it replaces and
+"""The compiled Lloyd kernel (the extension built with the package) against
+the numpy kernel it replaces where the extension is missing, and
 against scikit-learn: the same labels, centres to 1e-9 and the same n_iter_
 from the same initial centres, in float64 and float32, with sample weights
 and empty clusters, on dense rows and on CSR rows (scikit-learn's sparse
@@ -26,14 +27,16 @@ from sklearn_serverless._algorithms.kmeans._worker import Worker
 from sklearn_serverless._worker._sharing import Team, fold_partials
 
 compiled = _kernels.compiled
-needs_numba = pytest.mark.skipif(compiled is None, reason="numba is not installed")
-KERNELS = [pytest.param("compiled", marks=needs_numba), "numpy"]
+needs_compiled = pytest.mark.skipif(compiled is None,
+                                    reason="the compiled extension is not built")
+KERNELS = [pytest.param("compiled", marks=needs_compiled), "numpy"]
 
 
 @pytest.fixture
 def kernel(request, monkeypatch):
     """``'compiled'`` or ``'numpy'``: the numpy fallback is forced in this
-    process by taking the compiled module away, as a runtime without numba."""
+    process by taking the compiled module away, as an install without a C
+    compiler."""
     if request.param == "numpy":
         monkeypatch.setattr(_kernels, "compiled", None)
     return request.param
@@ -58,7 +61,7 @@ class _InProcessRounds:
 
     def finish(self, *arrays):
         for w in self.workers:
-            w.handle("stop", list(arrays))
+            w.result(*arrays)
 
 
 def _fit(X, sample_weight, init, n_workers=2, max_iter=300, tol=0.0):
@@ -158,7 +161,7 @@ def test_sparse_empty_cluster_relocated_as_sklearn(kernel):
     _assert_as_sklearn(X, np.ones(X.shape[0]), np.vstack([init, far]), 0.0, 1e-9)
 
 
-@needs_numba
+@needs_compiled
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sparse_one_pass_gives_labels_sums_changes_and_inertia(dtype):
     from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_sparse
@@ -194,7 +197,7 @@ def test_sparse_one_pass_gives_labels_sums_changes_and_inertia(dtype):
     assert again[:, -2].sum() == n  # a new run counts every row as changed
 
 
-@needs_numba
+@needs_compiled
 def test_sparse_ties_go_to_the_first_centre():
     X = sp.csr_matrix(np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]))
     centers = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])  # equidistant from every row
@@ -230,7 +233,7 @@ def _sparse_rows(dtype):
     return X, init, {"max_iter": 30}
 
 
-@needs_numba
+@needs_compiled
 @pytest.mark.parametrize("rows", [_dense_rows, _sparse_rows], ids=["dense", "sparse"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_compiled_and_numpy_kernels_give_the_same_model(rows, dtype, monkeypatch):
@@ -246,7 +249,7 @@ def test_compiled_and_numpy_kernels_give_the_same_model(rows, dtype, monkeypatch
     assert fast[2] == pytest.approx(slow[2], rel=rtol)
 
 
-@needs_numba
+@needs_compiled
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_one_pass_gives_labels_sums_changes_and_inertia(dtype):
     rng = np.random.RandomState(6)
@@ -279,7 +282,7 @@ def test_one_pass_gives_labels_sums_changes_and_inertia(dtype):
     assert again[:, -2].sum() == n  # a new run counts every row as changed
 
 
-@needs_numba
+@needs_compiled
 def test_ties_go_to_the_first_centre():
     X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
     centers = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])  # equidistant from every row
@@ -334,31 +337,23 @@ def test_sparse_fit_through_workers_as_sklearn(dtype):
                                atol=rtol * np.abs(reference.cluster_centers_).max())
 
 
-def _double(x):
-    return 2 * x
-
-
-@needs_numba
-def test_cache_under_the_temp_dir_when_package_and_home_are_read_only(tmp_path, monkeypatch):
-    """As in a cloud function whose package and home are read-only (numba
-    finds no writable ``__pycache__`` nor user cache: simulated, since root
-    writes anywhere): the kernels cache under the temporary directory, and
-    a new dispatcher (a new process) loads from there instead of compiling."""
-    import tempfile
-
-    import numba
-    from numba.core import caching
-
-    from sklearn_serverless._algorithms.kmeans import _compiled
-
-    for locator in (caching.InTreeCacheLocator, caching.UserWideCacheLocator):
-        monkeypatch.setattr(locator, "from_function", classmethod(lambda *args: None))
-    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    first = _compiled._enable_cache(numba.njit(_double))
-    assert first(21) == 42
-    assert first.stats.cache_path.startswith(str(tmp_path))
-    assert first.stats.cache_misses.total() == 1
-    second = _compiled._enable_cache(numba.njit(_double))
-    assert second(21) == 42
-    assert second.stats.cache_hits.total() == 1
+@needs_compiled
+def test_read_only_rows_and_64_bit_indices_give_the_same_bits():
+    # Rows in shared memory are read-only; CSR rows past 2**31 entries carry
+    # int64 indices (and scipy may mix int32 and int64 index arrays).
+    X, init = _sparse_data(n=2000, d=10, k=4, seed=16)
+    weights = np.ones(X.shape[0])
+    labels = np.full(X.shape[0], -1, dtype=np.int32)
+    expected = compiled.lloyd_sparse(X, weights, init, labels.copy(), 512, inertia=True)
+    wide = X.copy()
+    wide.indices = wide.indices.astype(np.int64)
+    for indptr in (wide.indptr, wide.indptr.astype(np.int64)):
+        wide.indptr = indptr
+        wide.data.flags.writeable = False
+        out = compiled.lloyd_sparse(wide, weights, init, labels.copy(), 512, inertia=True)
+        np.testing.assert_array_equal(out, expected)
+    dense = with_ones_column(X.toarray())
+    expected = compiled.lloyd(dense, weights, init, labels.copy(), 512, inertia=True)
+    dense.flags.writeable = False
+    out = compiled.lloyd(dense, weights, init, labels.copy(), 512, inertia=True)
+    np.testing.assert_array_equal(out, expected)

@@ -25,7 +25,7 @@ from sklearn_serverless._algorithms.kmeans._worker import Worker
 from sklearn_serverless._worker._sharing import Team
 
 KERNELS = [pytest.param("compiled", marks=pytest.mark.skipif(
-    _kernels.compiled is None, reason="numba is not installed")), "numpy"]
+    _kernels.compiled is None, reason="the compiled extension is not built")), "numpy"]
 
 
 @pytest.fixture(scope="module")

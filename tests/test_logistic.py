@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import IterationRecorder
 from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
 from sklearn.base import clone
 from sklearn.datasets import make_classification
@@ -408,3 +409,15 @@ def test_unreachable_redis_fails_promptly(leaves_nothing):
         ServerlessLogisticRegression(state_store=f"redis://127.0.0.1:{port}/0",
                                      n_workers=2, timeout=30).fit(X, y)
     assert time.monotonic() - started < 10
+
+
+def test_callbacks_get_scikit_learns_tasks_and_iterates(leaves_nothing):
+    X, y = make_classification(500, 6, random_state=0)
+    ours, theirs = IterationRecorder(), IterationRecorder()
+    ServerlessLogisticRegression(n_workers=2).set_callbacks(ours).fit(X, y)
+    LogisticRegression().set_callbacks(theirs).fit(X, y)
+    assert ours.begins == theirs.begins
+    assert [c is None for c in ours.coefs] == [c is None for c in theirs.coefs]
+    for mine, reference in zip(ours.coefs, theirs.coefs, strict=True):
+        if reference is not None:
+            np.testing.assert_allclose(mine, reference, rtol=0, atol=1e-12)

@@ -316,7 +316,7 @@ def test_a_cloud_pool_worker_killed_during_a_fit(cloud, kill_worker, leaves_noth
 
 @pytest.mark.redis
 def test_a_cloud_pool_ends_when_its_owners_heartbeat_stops(cloud, monkeypatch, leaves_nothing):
-    from sklearn_serverless._driver import _pool_cloud
+    from sklearn_serverless._channel import _cloud as _pool_cloud
 
     monkeypatch.setattr(_pool_cloud, "HEARTBEAT_SECONDS", 1.0)
     X, y = make_classification(600, 5, random_state=13)
@@ -344,7 +344,7 @@ def test_a_cloud_pool_worker_whose_heartbeat_lapses_gets_no_fit(cloud, monkeypat
                                                                 leaves_nothing):
     # A frozen function: its process is there, its heartbeat is not (what
     # the owner sees of a cloud function that died without a word).
-    from sklearn_serverless._driver import _pool_cloud
+    from sklearn_serverless._channel import _cloud as _pool_cloud
 
     monkeypatch.setattr(_pool_cloud, "HEARTBEAT_SECONDS", 2.0)
     X, y = make_classification(600, 5, random_state=14)
@@ -372,7 +372,8 @@ _CLOUD_OWNER = textwrap.dedent("""
     import json, sys, time
     from sklearn.datasets import make_classification
     from sklearn_serverless import ServerlessLogisticRegression, config_context
-    from sklearn_serverless._driver import _pool, _pool_cloud
+    from sklearn_serverless._channel import _cloud as _pool_cloud
+    from sklearn_serverless._driver import _pool
 
     _pool_cloud.HEARTBEAT_SECONDS = 2.0
     config, redis_url = json.loads(sys.argv[1]), sys.argv[2]

@@ -3,6 +3,8 @@ cleanup and the no-pickle rule, on SQLite and on a real redis-server."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import os
 import pickle
@@ -267,7 +269,7 @@ def test_abort_wakes_every_worker_waiting_for_the_redis_lock(redis_server):
     driver = open_store(spec, create=True)
     waiters = [open_store(spec) for _ in range(2)]
     # Somebody holds round 0's lock and never releases it (a dead worker).
-    driver._redis.set(driver._key("lock", 0), "dead", px=60_000)
+    driver._redis.set(driver._gkey("lock", 0), "dead", px=60_000)
     outcomes = {}
 
     def contribute(worker):
@@ -299,7 +301,7 @@ def test_a_dead_holders_redis_lock_expires_and_the_waiter_takes_it(redis_server)
     driver = open_store(spec, create=True)
     stores = [open_store(spec) for _ in range(2)]
     # A worker died holding round 0's lock: nothing is handed over, the lock expires.
-    driver._redis.set(driver._key("lock", 0), "dead", px=300)
+    driver._redis.set(driver._gkey("lock", 0), "dead", px=300)
     started = time.monotonic()
     follower = threading.Thread(target=stores[1].contribute, args=(0, 1, np.full(3, 2.0)))
     follower.start()
@@ -319,19 +321,20 @@ def test_the_redis_lock_is_handed_to_each_waiter_in_turn(redis_server):
     spec = _spec(location, n_workers=4, mode="locked", timeout=30)
     driver = open_store(spec, create=True)
     stores = [open_store(spec) for _ in range(4)]
-    driver._redis.set(driver._key("lock", 0), "holder", px=30_000)
+    driver._redis.set(driver._gkey("lock", 0), "holder", px=30_000)
     threads = [threading.Thread(target=stores[w].contribute, args=(0, w, np.full(2, 10.0 ** w)))
                for w in (1, 2, 3)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 5
-    while driver._redis.llen(driver._key("waiters", 0)) < 3 and time.monotonic() < deadline:
+    while driver._redis.llen(driver._gkey("waiters", 0)) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert driver._redis.llen(driver._key("waiters", 0)) == 3  # queued, not polling
+    assert driver._redis.llen(driver._gkey("waiters", 0)) == 3  # queued, not polling
     # The holder releases: the lock passes from waiter to waiter, with the sum.
-    grants = [driver._key("grant", 0, w) for w in range(4)]
-    driver._redis.eval(_RELEASE, 6, driver._key("lock", 0), driver._key("waiters", 0), *grants,
-                       "holder", 30_000, encode_arrays([np.zeros(2), np.array([0])]), 60)
+    grants = [driver._gkey("grant", 0, w) for w in range(4)]
+    driver._redis.eval(_RELEASE, 7, driver._gkey("lock", 0), driver._gkey("waiters", 0),
+                       driver._gkey("arrived", 0), *grants, "holder", 30_000,
+                       encode_arrays([np.zeros(2), np.array([0])]), 60)
     for thread in threads:
         thread.join(10)
     stores[0].contribute(0, 0, np.full(2, 0.5))
@@ -350,8 +353,8 @@ def test_the_first_redis_partial_of_a_round_is_written_without_holding_the_lock(
     partials = {0: np.full(3, 1.0), 1: np.full(3, 2.0)}
     stores[first].contribute(0, first, partials[first])
     # Written at once as the accumulator (count 1); no lock left behind.
-    assert not driver._redis.exists(driver._key("lock", 0))
-    total, count = decode_arrays(driver._redis.get(driver._key("acc", 0)))
+    assert not driver._redis.exists(driver._gkey("lock", 0))
+    total, count = decode_arrays(driver._redis.get(driver._gkey("acc", 0)))
     np.testing.assert_array_equal(total, partials[first])
     assert count[0] == 1
     stores[1 - first].contribute(0, 1 - first, partials[1 - first])
@@ -384,9 +387,107 @@ def _assert_round_0_gone_with_the_next_publish(driver, coordinator, stores, loca
     the last partial, arrivals it did not wait for) goes with the next
     publish; cleanup then leaves nothing."""
     coordinator.publish(1, b"next")
-    assert not driver._redis.exists(driver._key("lock", 0), driver._key("acc", 0))
-    assert driver._redis.llen(driver._key("arrivals")) == 0
+    assert not driver._redis.exists(driver._gkey("lock", 0), driver._gkey("acc", 0))
+    assert driver._redis.llen(driver._gkey("arrivals")) == 0
     driver.cleanup()
     for store in (driver, *stores):
         store.close()
     _assert_clean(location, spec)
+
+
+# generations: a replaced worker that wakes up late -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["lock_free", "locked"])
+def test_a_replaced_generation_writes_nothing_the_next_one_reads(store_location, mode):
+    spec = _spec(store_location, n_workers=2, mode=mode)
+    driver = open_store(spec, create=True)
+    old = [open_store(spec) for _ in range(2)]  # generation 0
+    old[1].check_in(1)
+    old[0].publish(0, b"m0")
+    assert old[1].fetch(0, 1) == b"m0"
+    old[1].beat(1, 0, 1234, 30)
+    assert driver.leases() == {1: 1234}
+    driver.abort("this generation of workers ended")
+    driver.new_generation(1)
+    assert driver.leases() == {} and driver.started() == set()
+    new = [open_store(dataclasses.replace(spec, generation=1)) for _ in range(2)]
+    new[1].check_in(1)
+    new[1].beat(1, 1, 4321, 30)
+    # The old follower wakes up late: it cannot take a message, add a
+    # partial, check in, renew a lease, publish, log or abort the new one.
+    with pytest.raises(FitAborted):
+        old[1].fetch(1, 1)
+    with pytest.raises(FitAborted, match="replaced by generation 1"):
+        old[1].contribute(0, 1, np.full(2, 1000.0))
+    with pytest.raises(FitAborted, match="replaced by generation 1"):
+        old[1].check_in(1)
+    with pytest.raises(FitAborted, match="replaced by generation 1"):
+        old[0].publish(1, b"stale")
+    old[1].beat(1, 0, 999, 30)
+    with contextlib.suppress(FitAborted):
+        old[0].post_log("stale line")
+    old[0].abort("a zombie failed")
+    assert driver.leases() == {1: 4321}
+    assert driver.started() == {1}
+    assert driver.read_log(0) == []
+    assert driver.failure() is None
+    assert driver.records() == []
+    # The new generation's round 0: its own message and partials only.
+    new[0].post_log("line")
+    new[0].publish(0, b"m0 again")
+    assert new[1].fetch(0, 1) == b"m0 again"
+    new[1].contribute(0, 1, np.full(2, 2.0))
+    new[0].contribute(0, 0, np.full(2, 1.0))
+    new[0].barrier(0)
+    np.testing.assert_array_equal(new[0].aggregate(0), np.full(2, 3.0))
+    assert driver.read_log(0) == ["line"]
+    driver.cleanup()
+    for store in (driver, *old, *new):
+        store.close()
+    _assert_clean(store_location, spec)
+
+
+def test_a_workers_second_partial_is_not_added_to_the_round(store_location):
+    # A call given twice (a retried request, a replaced call of its slot):
+    # the accumulator holds each worker's partial once.
+    spec = _spec(store_location, n_workers=3, mode="locked")
+    driver = open_store(spec, create=True)
+    stores = [open_store(spec) for _ in range(3)]
+    stores[1].contribute(0, 1, np.full(2, 10.0))
+    stores[1].contribute(0, 1, np.full(2, 10.0))
+    stores[2].contribute(0, 2, np.full(2, 100.0))
+    stores[2].contribute(0, 2, np.full(2, 100.0))
+    stores[0].contribute(0, 0, np.full(2, 1.0))
+    stores[0].barrier(0)
+    np.testing.assert_array_equal(stores[0].aggregate(0), np.full(2, 111.0))
+    driver.cleanup()
+    for store in (driver, *stores):
+        store.close()
+    _assert_clean(store_location, spec)
+
+
+def test_a_queued_second_redis_partial_is_not_added(redis_server):
+    location = ("redis", redis_server.url, redis_server)
+    spec = _spec(location, n_workers=3, mode="locked", timeout=30)
+    driver = open_store(spec, create=True)
+    stores = [open_store(spec) for _ in range(3)]
+    stores[1].contribute(0, 1, np.full(2, 10.0))
+    lock, waiters = driver._gkey("lock", 0), driver._gkey("waiters", 0)
+    driver._redis.set(lock, "holder", px=30_000)
+    again = threading.Thread(target=stores[1].contribute, args=(0, 1, np.full(2, 10.0)))
+    again.start()
+    deadline = time.monotonic() + 5
+    while driver._redis.llen(waiters) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    grants = [driver._gkey("grant", 0, w) for w in range(3)]
+    driver._redis.eval(_RELEASE, 6, lock, waiters, driver._gkey("arrived", 0), *grants,
+                       "holder", 30_000, b"", 60)
+    again.join(5)
+    assert not again.is_alive()
+    assert not driver._redis.exists(lock)  # the queued call took nothing
+    stores[2].contribute(0, 2, np.full(2, 100.0))
+    stores[0].contribute(0, 0, np.full(2, 1.0))
+    stores[0].barrier(0)
+    np.testing.assert_array_equal(stores[0].aggregate(0), np.full(2, 111.0))
+    _assert_round_0_gone_with_the_next_publish(driver, stores[0], stores, location, spec)

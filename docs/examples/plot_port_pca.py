@@ -49,7 +49,7 @@ class CovarianceWorker:
         if command == "scatter":  # centred on the global mean the coordinator sends
             centred = self.X - arrays[0]
             return centred.T @ centred
-        return np.zeros(0)  # 'stop'
+        raise ValueError(f"unknown command {command!r}")
 
 
 def coordinate(rounds, params):

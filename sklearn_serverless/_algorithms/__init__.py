@@ -13,10 +13,11 @@ from .._worker._algorithm import Algorithm
 from .kmeans import KMEANS
 from .logistic import LOGISTIC
 from .logistic_cv import LOGISTIC_CV
+from .preprocessing import PREPROCESSING
 
 #: Every built-in algorithm by name (tests replace an entry to inject faults).
 ALGORITHMS: dict[str, Algorithm] = {
-    algorithm.name: algorithm for algorithm in (KMEANS, LOGISTIC, LOGISTIC_CV)
+    algorithm.name: algorithm for algorithm in (KMEANS, LOGISTIC, LOGISTIC_CV, PREPROCESSING)
 }
 
 __all__ = ["ALGORITHMS"]

@@ -3,83 +3,24 @@ and how ``fit`` runs, their validation, and the fitted time breakdown."""
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import numpy as np
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
 from .._algorithms import ALGORITHMS
+from .._common._deadlines import DEFAULT_TIMEOUT  # noqa: F401 - the estimators' default
 from .._driver._apply import run_apply
 from .._driver._backends import (
-    BACKENDS,
     check_backend,
     check_state_store,
-    closest_backend,
     open_storage,
 )
-from .._driver._fit import run_distributed
-from .._driver._timings import timings_of
-from .._state import STATE_MODES
+from .._driver._params import (  # noqa: F401 - the estimators' one definition
+    EXECUTION_CONSTRAINTS,
+    EXECUTION_PARAMS_DOC,
+    check_execution_params,
+)
+from .._driver._rows import attach_counts, in_view_order
 from .._state._redis_url import redacted
-
-
-class _SortedStrOptions(StrOptions):
-    """StrOptions whose error message lists the names in alphabetical order
-    (scikit-learn's lists a set's, which changes from run to run)."""
-
-    def __str__(self):
-        return f"a str among {{{', '.join(repr(name) for name in sorted(self.options))}}}"
-
-
-#: Parameter constraints of the execution parameters, merged into each
-#: estimator's ``_parameter_constraints``.
-EXECUTION_CONSTRAINTS = {
-    "backend": [_SortedStrOptions(set(BACKENDS)), dict],
-    "state_mode": [StrOptions(set(STATE_MODES))],
-    "n_workers": [Interval(Integral, 1, None, closed="left"), None],
-    "state_store": [str, None],
-    "timeout": [Interval(Real, 0, None, closed="neither")],
-}
-
-EXECUTION_PARAMS_DOC = """
-    backend : str or dict, default='localhost'
-        Where the workers run: ``'localhost'`` (processes on this machine, no
-        configuration), the name of a Lithops compute backend
-        (``'aws_lambda'``, ``'gcp_functions'``, ``'code_engine'``, ``'k8s'``,
-        ...; credentials come from your Lithops config file) or a complete
-        Lithops config as a dict.
-
-    state_mode : {'lock_free', 'locked'}, default='lock_free'
-        How partial results are combined every round: ``'lock_free'`` gives
-        each worker its own slot and one reducer sums them in worker order;
-        ``'locked'`` adds them into one shared accumulator under a lock.
-
-    n_workers : int, default=None
-        Number of workers, each owning one contiguous block of rows. None
-        means the CPU count on localhost (at most one worker per 20,000
-        rows) and one worker per 20,000 rows, at most 64, in the cloud.
-
-    state_store : str, default=None
-        Shared state store. None is an embedded SQLite database in the fit's
-        temporary folder, for localhost compute with localhost storage only;
-        a URL ``redis://[user:password@]host:port/db`` uses that Redis server,
-        which every worker must reach (required by any other Lithops compute
-        or storage). ``rediss://...`` connects with TLS; add
-        ``?ssl_ca_certs=/path/ca.pem`` to trust a private CA (the driver reads
-        the file and sends its certificates to the workers). The password
-        never appears in an error message, a log line or the repr.
-
-    timeout : float, default=120.0
-        Seconds any single wait (barrier, lock, message, a worker waiting
-        for its data) may last before the fit fails with
-        :class:`TimeoutError`; also how long a failed fit waits for its
-        remaining workers. The driver's own checks follow from it: every
-        worker must have started within the backend's start time (30 s on
-        localhost, 60 s for function services, at most ``timeout / 2``; on
-        localhost at least 0.5 s per worker and core),
-        and a fit whose rounds stop advancing without an error is stopped
-        after ``1.5 * timeout + 5`` s.
-"""
+from ..distributed._run import print_line, run
 
 #: Fitted attributes every serverless estimator has, for its docstring.
 FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
@@ -113,11 +54,8 @@ class ServerlessMixin:
     def _validate_params(self):
         # A misspelled backend: scikit-learn's message, and the closest names.
         backend = self.get_params(deep=False).get("backend")
-        if isinstance(backend, str) and backend not in BACKENDS:
-            raise InvalidParameterError(
-                f"The 'backend' parameter of {type(self).__name__} must be 'localhost', a "
-                f"Lithops config dict or a Lithops compute backend among {sorted(BACKENDS)}. "
-                f"Got {backend!r} instead.{closest_backend(backend)}")
+        if isinstance(backend, str):
+            check_execution_params(type(self).__name__, backend=backend)
         super()._validate_params()
 
     def _check_execution_params(self) -> None:
@@ -135,16 +73,19 @@ class ServerlessMixin:
     def _repr_mimebundle_(self, **kwargs) -> dict:
         return {kind: redacted(text) for kind, text in super()._repr_mimebundle_(**kwargs).items()}
 
-    def _resolve_dataset(self, dataset, y, sample_weight):
+    def _resolve_dataset(self, dataset, y, sample_weight, *, raw: bool = False):
         """A dataset's metadata (objects, features), read on the driver; sets
-        ``n_features_in_`` and ``feature_names_in_`` from its header or schema."""
-        if y is not None:
-            raise ValueError("y must be None when fitting a dataset: its labels are the "
-                             "dataset's label column (read_csv(..., label=...))")
+        ``n_features_in_`` and ``feature_names_in_`` from its header or schema.
+        ``raw``: the step takes text features and missing cells (a
+        transformer); otherwise text is refused here, NaN by the workers."""
+        _check_dataset_labels(dataset, y, "fitting")
         if sample_weight is not None:
-            raise ValueError("sample_weight is not supported when fitting a dataset")
+            raise ValueError("sample_weight must be None when fitting a dataset: its "
+                             "weights are the dataset's weight column "
+                             "(read_csv(..., sample_weight=...))")
         self._check_execution_params()
-        resolved = dataset.resolve(open_storage(self.backend))
+        resolved = self._consumed(attach_counts(dataset.resolve(open_storage(self.backend)),
+                                                self.backend, self.n_workers), raw)
         self.n_features_in_ = resolved.n_features
         if resolved.feature_names is not None:
             self.feature_names_in_ = np.asarray(resolved.feature_names, dtype=object)
@@ -152,18 +93,35 @@ class ServerlessMixin:
             del self.feature_names_in_
         return resolved
 
+    def _consumed(self, resolved, raw: bool):
+        """The dataset as this estimator reads it: text features refused on the
+        driver as scikit-learn's ``check_array`` refuses them, NaN refused by the
+        workers with its message (unless ``raw``)."""
+        if not raw and resolved.text_features:
+            j = resolved.text_features[0]
+            sample = resolved.text_samples[j] if j < len(resolved.text_samples) else None
+            name = (resolved.feature_names[j] if resolved.feature_names is not None
+                    else f"{j} (from 0)")
+            raise ValueError(f"could not convert string to float: {sample!r} (the feature "
+                             f"{name!r} holds text: encode it first, e.g. with "
+                             "ServerlessOneHotEncoder in a pipeline)")
+        return resolved.for_consumer(type(self).__name__, allow_nan=raw)
+
     def _apply_dataset(self, algorithm: str, what: str, dataset, arrays: dict) -> list[dict]:
         """The fitted model ``arrays`` applied where the dataset lies: the
         output ``what`` of ``algorithm``, one result per read, in dataset order."""
         self._check_execution_params()
-        resolved = dataset.resolve(open_storage(self.backend))
+        resolved = self._consumed(attach_counts(dataset.resolve(open_storage(self.backend)),
+                                                self.backend, self.n_workers),
+                                  getattr(self, "_takes_raw_columns", False))
         if resolved.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {resolved.n_features} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input."
             )
-        return run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
-                         n_workers=self.n_workers, timeout=self.timeout)
+        parts = run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
+                          n_workers=self.n_workers, timeout=self.timeout)
+        return in_view_order(resolved, parts)
 
     def _run_distributed(self, algorithm: str, params: dict, columns: dict,
                          progress=None) -> list[dict]:
@@ -171,21 +129,19 @@ class ServerlessMixin:
         the lines are printed when ``verbose``)."""
         verbose = getattr(self, "verbose", 0)
         if verbose:
-            _print_line(self._start_line(columns))
+            print_line(self._start_line(columns))
         if progress is None and verbose:
-            progress = _print_line
-        outcome = run_distributed(
-            ALGORITHMS[algorithm], params, columns, backend=self.backend,
-            state_store=self.state_store,
-            state_mode=self.state_mode, n_workers=self.n_workers, timeout=self.timeout,
-            progress=progress,
-        )
-        self.n_workers_ = outcome.n_workers
-        self.timings_ = timings_of(outcome)
+            progress = print_line
+        # The same entry point as a user's algorithm (sklearn_serverless.distributed.run).
+        out = run(ALGORITHMS[algorithm], columns, params=params, backend=self.backend,
+                  n_workers=self.n_workers, state_store=self.state_store,
+                  state_mode=self.state_mode, timeout=self.timeout, verbose=progress or False)
+        self.n_workers_ = out.n_workers
+        self.timings_ = out.timings
         if verbose:
             for line in fit_summary(self.timings_, self.n_workers_, type(self).__name__):
-                _print_line(line)
-        return outcome.results
+                print_line(line)
+        return out.worker_results
 
     def _start_line(self, columns) -> str:
         """What a verbose fit says before its Lithops map: where it runs."""
@@ -212,6 +168,22 @@ class ServerlessMixin:
             line += ("; the first fit in this process also starts the warm runtime "
                      "(once: a second or more)")
         return line
+
+
+def _check_dataset_labels(dataset, y, doing: str) -> None:
+    """``y`` given with a dataset must be its labels as ``dataset.labels()``
+    fetched them (model selection passes them back, row subsets included):
+    the workers use the label column where it lies."""
+    if y is None:
+        return
+    labels = dataset.cache().get("labels")
+    if labels is not None and hasattr(dataset, "rows"):
+        labels = labels[dataset.rows]
+    if labels is None or np.shape(y) != labels.shape or not np.array_equal(
+            np.asarray(y), labels):
+        raise ValueError(f"y must be None when {doing} a dataset: its labels are the "
+                         "dataset's label column (read_csv(..., label=...)); y may only be "
+                         "the labels that dataset.labels() fetched")
 
 
 #: A verbose fit prints its rounds' times in at most this many lines.
@@ -249,8 +221,3 @@ def fit_summary(timings: dict, n_workers: int, name: str = "fit") -> list[str]:
     lines.append(f"[{name}] done: {n_rounds} rounds in {rounds_total:.3f} s, fit "
                  f"{float(timings['fit']):.3f} s{extra}")
     return lines
-
-
-def _print_line(line) -> None:
-    if isinstance(line, str):  # a coordinator's report (arrays) is not printed
-        print(line, flush=True)

@@ -32,16 +32,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from .._common._deadlines import POOL_HEARTBEAT, POOL_SOCKET
 from .._common._storage import delete_storage_objects
 from .._state._base import KEY_TTL
 from .._state._redis_url import connect
 from ._base import STOP, Endpoint, OwnerChannel, WorkerChannel
 
-#: Seconds a heartbeat key (the owner's, a worker's) lives unless renewed;
-#: each is renewed four times as often.
-HEARTBEAT_SECONDS = 10.0
-#: Redis socket reads outlast the longest blocking wait of a channel.
-_SOCKET_SECONDS = 30.0
+#: Seconds a heartbeat key lives unless renewed (see the pools' limits there).
+HEARTBEAT_SECONDS = POOL_HEARTBEAT
 #: Puts of a job's bodies at a time.
 _PUT_THREADS = 8
 #: The shortest blocking wait (a timeout of 0 would block for ever).
@@ -91,7 +89,7 @@ class CloudChannel(OwnerChannel):
         self.prefix = f"sklearn-serverless/pool-{self.id}/"
         self.keys = _keys(self.id)
         self.heartbeat = HEARTBEAT_SECONDS
-        self.client = connect(redis_url, _SOCKET_SECONDS, ca_data)
+        self.client = connect(redis_url, POOL_SOCKET, ca_data)
         self._pids: dict[int, int] = {}
         self._seen: set[int] = set()
         self._heart = _Beat(self.client, self.keys + "owner", b"1", self.heartbeat)
@@ -210,7 +208,7 @@ class _CloudWorker(WorkerChannel):
         import os
 
         self.end, self.storage = endpoint, storage
-        self.client = connect(endpoint.url, _SOCKET_SECONDS, endpoint.ca_data)
+        self.client = connect(endpoint.url, POOL_SOCKET, endpoint.ca_data)
         self.owner_key = endpoint.keys + "owner"
         self.slot_key = f"{endpoint.keys}slot:{endpoint.slot}"
         self.alive_key = f"{endpoint.keys}alive:{endpoint.slot}"

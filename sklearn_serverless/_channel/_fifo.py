@@ -13,7 +13,7 @@ is gone.
 from __future__ import annotations
 
 import os
-import select
+import selectors
 from dataclasses import dataclass
 
 from .._common._process import process_alive
@@ -35,6 +35,9 @@ class FifoChannel(OwnerChannel):
                                      os.O_RDWR | os.O_NONBLOCK))
         os.mkfifo(self._path("done.fifo"), 0o600)
         self._done = os.open(self._path("done.fifo"), os.O_RDWR | os.O_NONBLOCK)
+        # Not select(): it fails on a descriptor numbered past 1,023.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._done, selectors.EVENT_READ)
 
     def _path(self, name: str) -> str:
         return os.path.join(self.folder, name)
@@ -49,8 +52,7 @@ class FifoChannel(OwnerChannel):
             os.write(self._fds[slot], f"{job}\n".encode())
 
     def done(self, seconds: float) -> list[tuple[int, int]]:
-        ready, _, _ = select.select([self._done], [], [], seconds)
-        if not ready:
+        if not self._selector.select(seconds):
             return []
         try:
             self._lines += os.read(self._done, 4096)
@@ -84,6 +86,8 @@ class FifoChannel(OwnerChannel):
                 pass
 
     def close(self) -> None:
+        if self._done is not None:
+            self._selector.close()
         for fd in [*self._fds, self._done]:
             if fd is not None:
                 try:
@@ -110,6 +114,8 @@ class _FifoWorker(WorkerChannel):
         self.folder, self.slot, self.owner = endpoint.folder, endpoint.slot, endpoint.owner_pid
         self.fifo = os.open(self._path(f"slot-{self.slot}.fifo"), os.O_RDWR | os.O_NONBLOCK)
         self.pending = b""
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.fifo, selectors.EVENT_READ)
         _write_file(self._path(f"slot-{self.slot}.pid"), str(os.getpid()).encode())
 
     def _path(self, name: str) -> str:
@@ -117,8 +123,7 @@ class _FifoWorker(WorkerChannel):
 
     def next_job(self, seconds: float) -> str | None:
         if b"\n" not in self.pending:
-            ready, _, _ = select.select([self.fifo], [], [], seconds)
-            if ready:
+            if self._selector.select(seconds):
                 try:
                     self.pending += os.read(self.fifo, 4096)
                 except BlockingIOError:
@@ -152,6 +157,7 @@ class _FifoWorker(WorkerChannel):
             os.close(done)
 
     def close(self, owner_gone: bool) -> None:
+        self._selector.close()
         os.close(self.fifo)
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+#: Seconds any single wait of a fit may last, by default (``timeout``).
+DEFAULT_TIMEOUT = 120.0
+
 #: Seconds within which every worker must have started, by kind of backend:
 #: what a cold start costs there, with room for a slow one. Function services
 #: start a Python container in 0.2-3 s (10 s for a large image); container
@@ -25,6 +28,26 @@ START_SECONDS = {"localhost": 30.0, "functions": 60.0, "containers": 120.0,
 #: with ~0.2 s of CPU (a 64-worker map took 6.5 s on 2 cores): the start
 #: time allows this many seconds per worker and core at least.
 LOCAL_START_PER_WORKER = 0.5
+#: Seconds the coordinator keeps, besides twice its longest round, between
+#: a hand-over and the platform's function time limit: the platform's clock
+#: starts before the worker's.
+HANDOVER_MARGIN = 1.5
+
+#: Pools outlive fits, so their limits do not follow one fit's ``timeout``.
+#: Seconds a pool's heartbeat key (the owner's, a worker's) lives unless
+#: renewed; each is renewed four times as often.
+POOL_HEARTBEAT = 10.0
+#: A pool channel's Redis socket reads outlast its longest blocking wait.
+POOL_SOCKET = 30.0
+#: On localhost every worker is a process of this machine, and all of them run
+#: at once for the whole fit: a fit may have at most this many per core (64
+#: workers on 2 cores ran; 1,000 started 1,600 processes and never ended).
+LOCAL_WORKERS_PER_CORE = 32
+
+
+def max_local_workers() -> int:
+    """The most workers a fit may start on this machine."""
+    return LOCAL_WORKERS_PER_CORE * _cores()
 
 
 @dataclass(frozen=True)

@@ -33,3 +33,11 @@ def warm_start_shape(given: tuple, expected: tuple, n_outputs: int) -> ValueErro
         return ValueError(
             f"Initialization coef is of shape {given}, expected shape {(d,)} or (1, {d})")
     return ValueError(f"Initialization coef is of shape {given}, expected shape {expected}")
+
+
+#: What scikit-learn adds to a logistic regression's ConvergenceWarning.
+CONVERGENCE_ADVICE = (
+    "Please also refer to the documentation for alternative solver options:\n"
+    "    https://scikit-learn.org/stable/modules/linear_model.html"
+    "#logistic-regression"
+)

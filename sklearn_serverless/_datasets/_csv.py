@@ -139,25 +139,33 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
     row_cells = _cells(_decode(row, row_obj.name), delimiter)
     n_columns = len(names) if names is not None else len(row_cells)
     name = first_name or row_obj.name
-    label = None
+    label = weight = None
     if dataset.label is not None:
         label = _column_index(dataset.label, names, n_columns, name)
+    if dataset.sample_weight is not None:
+        weight = _column_index(dataset.sample_weight, names, n_columns, name)
     if dataset.columns is None:
-        columns = tuple(j for j in range(n_columns) if j != label)
+        columns = tuple(j for j in range(n_columns) if j not in (label, weight))
     else:
         columns = tuple(_column_index(c, names, n_columns, name) for c in dataset.columns)
     if label is not None and label in columns:
         raise ValueError(f"The label column {dataset.label!r} is also a feature column.")
+    if weight is not None and (weight in columns or weight == label):
+        raise ValueError(f"The weight column {dataset.sample_weight!r} is also a feature "
+                         "or the label column.")
     if not columns:
         raise ValueError(f"{name} has no feature column besides the label.")
+    kinds, samples = [], []
     for j in columns:
         cell = row_cells[j].strip() if j < len(row_cells) else ""
-        if cell and not _is_number(cell):
-            column = repr(names[j]) if names is not None else f"{j} (from 0)"
-            raise ValueError(
-                f"{row_obj.name}: the column {column} holds text ({cell!r} on the first "
-                "row), but feature columns must hold numbers: leave it out (columns=[...]) "
-                "or make it the label.")
+        text = bool(cell) and not _is_number(cell)
+        kinds.append("str" if text else "number")
+        samples.append(cell if text else None)
+    if weight is not None:
+        cell = row_cells[weight].strip() if weight < len(row_cells) else ""
+        if not _is_number(cell):
+            raise ValueError(f"{row_obj.name}: the weight column {dataset.sample_weight!r} "
+                             f"holds {cell!r} on the first row, not a number.")
     label_kind = None
     if label is not None:
         cell = row_cells[label] if label < len(row_cells) else ""
@@ -169,7 +177,9 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
         feature_names=tuple(names[j] for j in columns) if names is not None else None,
         has_label=label is not None, label_kind=label_kind, dtype=dataset.dtype,
         columns=columns, label=label, n_columns=n_columns, row_length=len(row) + 1,
-        column_names=tuple(names) if names is not None else None)
+        column_names=tuple(names) if names is not None else None,
+        kinds=tuple(kinds), weight=weight,
+        text_samples=tuple(samples))
 
 
 def plan(resolved: ResolvedDataset, n_workers: int) -> list[ReadSpec]:
@@ -231,9 +241,28 @@ def _numbers(column, dtype) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
 
+def _is_text(spec: ReadSpec, k: int) -> bool:
+    return bool(spec.kinds) and spec.kinds[k] == "str"
+
+
+def _nulls(column) -> np.ndarray:
+    """Where an arrow column is null, as a boolean numpy array."""
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    parts = []
+    for chunk in chunks:
+        validity = chunk.buffers()[0]
+        if validity is None:
+            parts.append(np.zeros(len(chunk), bool))
+            continue
+        bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        parts.append(bits[chunk.offset:chunk.offset + len(chunk)] == 0)
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
 def _parse_arrow(pa, data: bytes, spec: ReadSpec):
-    """pyarrow's CSV reader: arrays, or None when it refuses the block (then
-    numpy gives its opinion, and the line scan names the bad line)."""
+    """pyarrow's CSV reader: ``(X, y, sample_weight, text)``, or None when it
+    refuses the block (then numpy gives its opinion, and the line scan names
+    the bad line)."""
     if not data.isascii():
         try:
             data.decode("utf-8")
@@ -244,18 +273,21 @@ def _parse_arrow(pa, data: bytes, spec: ReadSpec):
         after = np.flatnonzero(raw == 13) + 1
         if after[-1] >= raw.size or np.any(raw[after] != 10):
             return None  # a lone CR ends a row for pyarrow, not for the byte ranges
-    pcsv = pa.csv
+    pcsv, compute = pa.csv, pa.compute
     names = [f"c{j}" for j in range(spec.n_columns)]  # header names may repeat
-    types = {names[j]: pa.float64() for j in spec.columns}
+    types = {names[j]: pa.string() if _is_text(spec, k) else pa.float64()
+             for k, j in enumerate(spec.columns)}
     include = [names[j] for j in spec.columns]
-    if spec.label is not None:
-        include.append(names[spec.label])
-        types[names[spec.label]] = pa.string()
+    for extra, kind in ((spec.label, pa.string()), (spec.weight, pa.float64())):
+        if extra is not None:
+            include.append(names[extra])
+            types[names[extra]] = kind
     parse = pcsv.ParseOptions(delimiter=spec.delimiter, quote_char='"', double_quote=True,
                               escape_char=False, newlines_in_values=False,
                               ignore_empty_lines=True)
+    # An empty numeric cell is missing (null, then NaN); text cells never are.
     convert = pcsv.ConvertOptions(column_types=types, include_columns=include,
-                                  null_values=[], strings_can_be_null=False,
+                                  null_values=[""], strings_can_be_null=False,
                                   quoted_strings_can_be_null=False, check_utf8=True)
     table = None
     for block_size in (_BLOCK, min(len(data) + 1, _MAX_BLOCK)):
@@ -271,22 +303,47 @@ def _parse_arrow(pa, data: bytes, spec: ReadSpec):
     if table is None:
         return None
     X = np.empty((table.num_rows, len(spec.columns)), dtype=spec.dtype)
+    text = {}
     with np.errstate(over="ignore"):  # beyond float32: refused below
         for k in range(len(spec.columns)):
-            X[:, k] = _numbers(table.column(k), np.float64)
-    if not np.isfinite(X).all():
+            column = table.column(k)
+            if _is_text(spec, k):
+                if compute.any(compute.match_substring_regex(column, "[\r\n]")).as_py():
+                    return None  # a quoted line break: byte ranges cut rows at every one
+                text[k] = np.array(column.to_pylist(), dtype=str)
+                X[:, k] = np.nan
+            else:
+                X[:, k] = _numbers(column, np.float64)
+                if column.null_count:  # missing cells (fill_null would import pandas)
+                    X[_nulls(column), k] = np.nan
+    if np.isinf(X).any():
         return None
-    if spec.label is None:
-        return X, None
+    position = len(spec.columns)
+    y = weights = None
+    if spec.label is not None:
+        y = _arrow_labels(pa, table.column(position), spec)
+        if y is None:
+            return None
+        position += 1
+    if spec.weight is not None:
+        column = table.column(position)
+        if column.null_count:
+            return None
+        weights = _numbers(column, np.float64)
+        if not np.isfinite(weights).all():
+            return None
+    return X, y, weights, text
+
+
+def _arrow_labels(pa, cells, spec: ReadSpec):
     compute = pa.compute
-    cells = table.column(len(spec.columns))
     if compute.any(compute.match_substring_regex(cells, "[\r\n]")).as_py():
         return None  # a quoted line break: the byte ranges cut rows at every one
     if spec.label_kind == "str":
         y = np.array(cells.to_pylist(), dtype=str)
         if y.size and np.any(np.char.str_len(np.char.strip(y)) == 0):
             return None
-        return X, y
+        return y
     trimmed = compute.utf8_trim(cells, " \t")
     y = None
     if compute.all(compute.match_substring_regex(trimmed, _INTEGER.pattern)).as_py() \
@@ -302,7 +359,7 @@ def _parse_arrow(pa, data: bytes, spec: ReadSpec):
             return None
         if not np.isfinite(y).all():
             return None
-    return X, y
+    return y
 
 
 def _ragged_lines(data: bytes, delimiter: str, n_columns: int) -> bool:
@@ -334,8 +391,24 @@ def _integer_labels(cells: np.ndarray) -> np.ndarray | None:
     return np.array(values, dtype=np.int64)
 
 
+def _compact(cells: np.ndarray) -> np.ndarray:
+    """str cells in the narrowest str dtype (loadtxt's is as wide as its block)."""
+    width = int(np.char.str_len(cells).max()) if cells.size else 1
+    return cells.astype(f"U{max(width, 1)}")
+
+
+def _floats(cells: np.ndarray) -> np.ndarray | None:
+    """Cells as float64, a blank cell missing (NaN); None when one is not a number."""
+    blank = np.char.str_len(np.char.strip(cells)) == 0
+    try:
+        return np.where(blank, "nan", cells).astype(np.float64)
+    except ValueError:
+        return None
+
+
 def _parse_numpy(text: str, data: bytes, spec: ReadSpec):
-    """numpy's loadtxt: arrays, or None when something is wrong."""
+    """numpy's loadtxt: ``(X, y, sample_weight, text)``, or None when
+    something is wrong."""
     if '"' not in text:
         if _ragged_lines(data, spec.delimiter, spec.n_columns):
             return None
@@ -343,37 +416,67 @@ def _parse_numpy(text: str, data: bytes, spec: ReadSpec):
              csv.reader(io.StringIO(text), delimiter=spec.delimiter) if cells):
         return None  # quoted cells may hold delimiters: count fields as csv does
     options = {"delimiter": spec.delimiter, "ndmin": 2, "comments": None, "quotechar": '"'}
-    try:
+    numeric = [k for k in range(len(spec.columns)) if not _is_text(spec, k)]
+    strings = [k for k in range(len(spec.columns)) if _is_text(spec, k)]
+    extra = tuple(j for j in (spec.label, spec.weight) if j is not None)
+
+    def load(usecols, dtype):
         with warnings.catch_warnings():
-            # loadtxt warns about empty lines with dtype=str; they are skipped on purpose.
+            # loadtxt warns about empty lines with dtype=str; skipped on purpose.
             warnings.simplefilter("ignore", UserWarning)
-            if spec.label_kind == "str":
-                X = np.loadtxt(io.StringIO(text), usecols=spec.columns, **options)
-                y = np.loadtxt(io.StringIO(text), usecols=[spec.label], dtype=str,
-                               **options).reshape(-1)
-                if np.any(np.char.str_len(np.char.strip(y)) == 0):
-                    return None
-            else:
-                use = spec.columns + ((spec.label,) if spec.label is not None else ())
-                table = np.loadtxt(io.StringIO(text), usecols=use, **options)
-                X, y = table[:, :len(spec.columns)], table[:, len(spec.columns):]
-                y = y[:, 0] if spec.label is not None else None
-                if y is not None and np.all(np.floor(y) == y):  # maybe integers
-                    cells = np.loadtxt(io.StringIO(text), usecols=[spec.label], dtype=str,
-                                       **options).reshape(-1)
-                    integers = _integer_labels(cells)
-                    y = y if integers is None else integers
+            return np.loadtxt(io.StringIO(text), usecols=usecols, dtype=dtype, **options)
+
+    try:
+        try:
+            values = load([spec.columns[k] for k in numeric], np.float64)
+        except ValueError:  # missing cells: read as text, blanks made NaN
+            values = _floats(load([spec.columns[k] for k in numeric], str))
+            if values is None:
+                return None
+        cells = load([spec.columns[k] for k in strings] + list(extra), str) \
+            if strings or extra else np.empty((values.shape[0], 0), str)
     except ValueError:
         return None
+    X = np.empty((values.shape[0], len(spec.columns)), dtype=spec.dtype)
+    texts = {}
     with np.errstate(over="ignore"):  # beyond float32: refused below
-        X = np.ascontiguousarray(X, dtype=spec.dtype)
-    if not np.isfinite(X).all() or (spec.label_kind == "number" and not np.isfinite(y).all()):
+        X[:, numeric] = values
+    for position, k in enumerate(strings):
+        texts[k], X[:, k] = _compact(cells[:, position]), np.nan
+    if np.isinf(X).any():
         return None
-    return X, y
+    position = len(strings)
+    y = weights = None
+    if spec.label is not None:
+        labels = cells[:, position]
+        position += 1
+        if spec.label_kind == "str":
+            if np.any(np.char.str_len(np.char.strip(labels)) == 0):
+                return None
+            y = _compact(labels)
+        else:
+            y = _integer_labels(labels)
+            if y is None:
+                try:
+                    y = labels.astype(np.float64)
+                except ValueError:
+                    return None
+                if not np.isfinite(y).all():
+                    return None
+    if spec.weight is not None:
+        try:
+            weights = cells[:, position].astype(np.float64)
+        except ValueError:
+            return None
+        if not np.isfinite(weights).all():
+            return None
+    return X, y, weights, texts
 
 
 def parse(data: bytes, spec: ReadSpec, engine: str = "auto"):
-    """``(X, y)`` of whole rows, or None when something is wrong (the line
+    """``(X, y, sample_weight, text)`` of whole rows (``y`` and
+    ``sample_weight`` None without a label or weight column; ``text``:
+    feature index -> str cells), or None when something is wrong (the line
     scan then names it). ``engine``: 'pyarrow', 'numpy', or 'auto' (pyarrow
     when importable). pyarrow and numpy give the same arrays: where pyarrow
     refuses a block, numpy gives its opinion."""
@@ -404,13 +507,19 @@ def _problem(line: str, spec: ReadSpec) -> str | None:
     cells = _cells(line, spec.delimiter)
     if len(cells) != spec.n_columns:
         return f"{len(cells)} fields where the first row has {spec.n_columns}"
-    for j in spec.columns:
+    for k, j in enumerate(spec.columns):
+        if _is_text(spec, k) or not cells[j].strip():
+            continue  # text, or a missing cell (NaN)
         try:
             value = float(cells[j])
         except ValueError:
             return f"the cell {cells[j]!r} in {_column(j, spec)} is not a number"
-        if not math.isfinite(value) or not np.isfinite(np.asarray(value, spec.dtype)):
-            return f"the cell {cells[j]!r} in {_column(j, spec)} is NaN or infinite"
+        if math.isinf(value) or np.isinf(np.asarray(value, spec.dtype)):
+            return f"the cell {cells[j]!r} in {_column(j, spec)} is infinite"
+    if spec.weight is not None:
+        cell = cells[spec.weight]
+        if not (_is_number(cell) and math.isfinite(float(cell))):
+            return f"the weight {cell!r} ({_column(spec.weight, spec)}) is not a finite number"
     if spec.label is not None:
         cell = cells[spec.label]
         if not cell.strip():
@@ -451,7 +560,7 @@ def _fail(source: Source, piece: Piece, first: int, data: bytes, spec: ReadSpec)
 
 
 def read(spec: ReadSpec, source: Source) -> dict:
-    Xs, ys = [], []
+    parts = []
     for piece in spec.pieces:
         data, first = _rows_bytes(source, piece)
         if not data.strip():
@@ -459,10 +568,27 @@ def read(spec: ReadSpec, source: Source) -> dict:
         parsed = parse(data, spec)
         if parsed is None:
             _fail(source, piece, first, data, spec)
-        Xs.append(parsed[0])
-        ys.append(parsed[1])
-    rows = {"X": np.concatenate(Xs) if Xs else np.empty((0, len(spec.columns)), spec.dtype)}
+        parts.append(parsed)
+    rows = {"X": np.concatenate([p[0] for p in parts]) if parts
+            else np.empty((0, len(spec.columns)), spec.dtype)}
     if spec.label is not None:
         empty = np.empty(0, np.float64 if spec.label_kind == "number" else str)
-        rows["y"] = np.concatenate(ys) if ys else empty
+        rows["y"] = np.concatenate([p[1] for p in parts]) if parts else empty
+    if spec.weight is not None:
+        rows["sample_weight"] = (np.concatenate([p[2] for p in parts]) if parts
+                                 else np.empty(0))
+    text = {k: np.concatenate([p[3][k] for p in parts]) if parts else np.empty(0, str)
+            for k in range(len(spec.columns)) if _is_text(spec, k)}
+    if text:
+        rows["text"] = text
     return rows
+
+
+def count(spec: ReadSpec, source: Source) -> int:
+    """The rows of a spec without parsing them: its non-empty lines (the
+    rows :func:`read` returns from a well-formed object)."""
+    n_rows = 0
+    for piece in spec.pieces:
+        data, _ = _rows_bytes(source, piece)
+        n_rows += sum(1 for line in data.split(b"\n") if line.rstrip(b"\r"))
+    return n_rows

@@ -89,18 +89,20 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
     if first is None:
         raise ValueError(f"The dataset {dataset.path!r} has no row.")
     first_obj, kinds = first
-    label = dataset.label
+    label, weight = dataset.label, dataset.sample_weight
     if dataset.columns is None:
         # pandas' index columns are not data (pandas reads them back as the index).
-        columns = tuple(name for name in kinds if name != label
+        columns = tuple(name for name in kinds if name not in (label, weight)
                         and not (name.startswith("__index_level_") and name.endswith("__")))
     else:
         columns = dataset.columns
     if label is not None and label in columns:
         raise ValueError(f"The label column {label!r} is also a feature column.")
+    if weight is not None and weight in columns:
+        raise ValueError(f"The weight column {weight!r} is also a feature column.")
     if not columns:
         raise ValueError(f"{first_obj.name} has no feature column besides the label.")
-    wanted = columns + ((label,) if label is not None else ())
+    wanted = columns + tuple(name for name in (label, weight) if name is not None)
     for obj, (_, object_kinds) in zip(listed, footers, strict=True):
         if object_kinds is None:
             continue
@@ -109,8 +111,11 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
                 raise ValueError(f"{obj.name} has no column {name!r}; its columns are "
                                  f"{list(object_kinds)}.")
         for name in wanted:
-            if name != label and object_kinds[name] != "number":
-                raise ValueError(f"{obj.name}: the column {name!r} is not numeric.")
+            if name != label and object_kinds[name] == "other":
+                raise ValueError(f"{obj.name}: the column {name!r} is neither numbers "
+                                 "nor strings.")
+            if name == weight and object_kinds[name] != "number":
+                raise ValueError(f"{obj.name}: the weight column {name!r} is not numeric.")
             if object_kinds[name] != kinds[name]:
                 raise ValueError(f"{obj.name}: the column {name!r} holds "
                                  f"{object_kinds[name]} values, {first_obj.name}'s "
@@ -130,7 +135,7 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
         dataset=dataset, local=local, objects=objects, n_features=len(columns),
         feature_names=tuple(columns), has_label=label is not None, label_kind=label_kind,
         dtype="float64", n_rows=n_rows, columns=tuple(columns), label=label,
-        n_columns=len(columns))
+        n_columns=len(columns), kinds=tuple(kinds[name] for name in columns), weight=weight)
 
 
 def plan(resolved: ResolvedDataset, n_workers: int) -> list[ReadSpec]:
@@ -154,27 +159,45 @@ def plan(resolved: ResolvedDataset, n_workers: int) -> list[ReadSpec]:
     return specs
 
 
-def _group_rows(table, spec: ReadSpec, name: str):
-    """X (and y) of one row group's table, checked."""
+def _group_rows(table, spec: ReadSpec, name: str) -> dict:
+    """One row group's rows: numeric features (a null is NaN), text features,
+    the labels and the weights, checked."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    for column in table.column_names:
+    def first_null(column) -> int:
+        return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+
+    for column in [c for k, c in enumerate(spec.columns) if spec.kinds[k] == "str"] + [
+            c for c in (spec.label, spec.weight) if c is not None]:
         nulls = table.column(column).null_count
         if nulls:
-            row = int(np.flatnonzero(table.column(column).is_null().to_numpy(
-                zero_copy_only=False))[0])
-            raise ValueError(f"{name}, row {row} (from 0): the column {column!r} is "
-                             f"missing (null; {nulls} in this row group).")
+            raise ValueError(f"{name}, row {first_null(table.column(column))} (from 0): the "
+                             f"column {column!r} is missing (null; {nulls} in this row "
+                             "group); only numeric feature columns may have missing cells.")
     X = np.empty((table.num_rows, len(spec.columns)), dtype=spec.dtype)
+    rows: dict = {}
     for j, column in enumerate(spec.columns):
-        X[:, j] = table.column(column).to_numpy()
-    finite = np.isfinite(X).all(axis=1)
-    if not finite.all():
-        row = int(np.argmin(finite))
-        raise ValueError(f"{name}, row {row} (from 0): NaN or infinity.")
+        if spec.kinds[j] == "str":
+            values = pc.cast(table.column(column), pa.string()).to_pylist()
+            rows.setdefault("text", {})[j] = np.array(values, dtype=str)
+            X[:, j] = np.nan
+        else:
+            X[:, j] = pc.cast(table.column(column), pa.float64()).to_numpy(
+                zero_copy_only=False)
+    infinite = np.isinf(X).any(axis=1)
+    if infinite.any():
+        row = int(np.argmax(infinite))
+        raise ValueError(f"{name}, row {row} (from 0): infinity.")
+    rows["X"] = X
+    if spec.weight is not None:
+        weights = pc.cast(table.column(spec.weight), pa.float64()).to_numpy()
+        if not np.isfinite(weights).all():
+            row = int(np.argmin(np.isfinite(weights)))
+            raise ValueError(f"{name}, row {row} (from 0): the weight is NaN or infinite.")
+        rows["sample_weight"] = weights
     if spec.label is None:
-        return X, None
+        return rows
     labels = table.column(spec.label)
     if spec.label_kind == "number":
         y = labels.to_numpy().astype(np.float64)
@@ -183,21 +206,22 @@ def _group_rows(table, spec: ReadSpec, name: str):
             raise ValueError(f"{name}, row {row} (from 0): the label is NaN or infinite.")
     else:
         y = np.asarray(pc.cast(labels, pa.string()).to_pylist(), dtype=str)
-    return X, y
+    rows["y"] = y
+    return rows
 
 
 def read(spec: ReadSpec, source: Source) -> dict:
-    wanted = list(spec.columns) + ([spec.label] if spec.label is not None else [])
-    Xs, ys = [], []
+    wanted = list(spec.columns) + [c for c in (spec.label, spec.weight) if c is not None]
+    parts = []
     for piece in spec.pieces:
         parquet = _open(source, piece.bucket, piece.key, piece.size)
         for group in range(piece.start, piece.stop):
             table = parquet.read_row_group(group, columns=wanted)
             where = f"{display(piece.bucket, piece.key)}, row group {group}"
-            X, y = _group_rows(table, spec, where)
-            Xs.append(X)
-            ys.append(y)
-    rows = {"X": np.concatenate(Xs)}
-    if spec.label is not None:
-        rows["y"] = np.concatenate(ys)
+            parts.append(_group_rows(table, spec, where))
+    rows = {name: np.concatenate([part[name] for part in parts])
+            for name in ("X", "y", "sample_weight") if name in parts[0]}
+    if "text" in parts[0]:
+        rows["text"] = {k: np.concatenate([part["text"][k] for part in parts])
+                        for k in parts[0]["text"]}
     return rows

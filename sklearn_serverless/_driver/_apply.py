@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .._common._deadlines import Deadlines
 from .._worker._algorithm import Algorithm
-from .._worker._partitions import Partition, read_partition
+from .._worker._apply import ApplyTask, apply_model
 from . import _placement
 from ._backends import delete_lithops_job, lithops_config, site_of
 from ._collect import _POLL_SECONDS, _await_job_end, _best_effort, _finished
@@ -25,16 +24,22 @@ def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend
     where it lies (``algorithm.outputs[what]``, see :func:`apply_model`);
     the calls' results in dataset order. Leaves nothing behind, as a fit."""
     output = algorithm.outputs[what]
-
     partitions = _placement.plan_dataset(dataset, _worker_count(dataset, backend, n_workers))
-    config = lithops_config(backend, len(partitions))
+    return run_calls(apply_model, [ApplyTask(output, arrays, p) for p in partitions],
+                     backend=backend, timeout=timeout)
+
+
+def run_calls(function: Callable, tasks: list, *, backend, timeout: float) -> list[dict]:
+    """One Lithops map of ``function(task)``, one call per task, each
+    reading its partition of a dataset; the results in task order."""
+    config = lithops_config(backend, len(tasks))
     site = site_of(config)
-    deadlines = site.deadlines(timeout, len(partitions))
+    deadlines = site.deadlines(timeout, len(tasks))
     fexec = _executor(config, site)
     try:
         with fexec:
             futures = fexec.map(
-                apply_model, [(ApplyTask(output, arrays, p),) for p in partitions], chunksize=1,
+                function, [(task,) for task in tasks], chunksize=1,
                 include_modules=None if site.local else ["sklearn_serverless"],
                 timeout=deadlines.apply_call,
             )
@@ -46,22 +51,6 @@ def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend
     finally:
         _best_effort(delete_lithops_job, fexec)
     return list(results)
-
-
-@dataclass(frozen=True)
-class ApplyTask:
-    """What one call computes: ``output(rows, arrays)`` on its rows."""
-
-    output: Callable[[dict, dict], dict]
-    arrays: dict
-    partition: Partition
-
-
-def apply_model(task: ApplyTask, storage=None) -> dict:
-    """Entry point of a Lithops call applying a model (``storage`` is
-    injected by Lithops). No shared state: one map, no rounds."""
-    rows = read_partition(task.partition, storage)
-    return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays)}
 
 
 def _apply_results(fexec, futures, deadlines: Deadlines) -> list:

@@ -28,39 +28,47 @@ _LOSS_SECONDS = 0.25
 def _collect(fexec, futures, store: StateStore, stragglers: float,
              progress: Callable[[str], None] | None, failures: JobFailures,
              watchdog: Watchdog, losses: LossWatch, generations: Generations) -> list[dict]:
+    """Wait for the workers of a Lithops map (see :func:`_watch`)."""
+    return _watch(_MapCalls(fexec, futures, store, failures), store, stragglers, progress,
+                  watchdog, losses, generations)
+
+
+def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, site: Site,
+                  config: dict, progress: Callable[[str], None] | None,
+                  generations: Generations) -> list[dict]:
+    """Wait for the workers of a fit served by a pool (see :func:`_watch`):
+    results from the pool's channel instead of futures; :class:`WorkerLost`
+    when a pool process is gone."""
+    calls = _PoolCalls(pool, pool.submit(run_worker, tasks), len(tasks))
+    return _watch(calls, store, deadlines.stragglers, progress, Watchdog(store, deadlines, site,
+                  config), LossWatch(store, generations.number, site.local_compute), generations)
+
+
+def _watch(calls, store: StateStore, stragglers: float,
+           progress: Callable[[str], None] | None, watchdog: Watchdog, losses: LossWatch,
+           generations: Generations) -> list[dict]:
     """Wait for every worker; on the first failure wake the others, and raise
     the root cause naming its worker; :class:`WorkerLost` for a worker whose
     function is gone without an error of its own. Never waits for ever:
     after a failure stragglers get ``stragglers`` seconds."""
-    from lithops.wait import ALWAYS
-
     failed_at = None
-    shown = 0
     checked = time.monotonic()
     resume = len(store.records()) if generations.number else None
     while True:
-        fexec.wait(futures, throw_except=False, return_when=ALWAYS, show_progressbar=False)
+        calls.poll()
         if progress is not None:
-            shown += _show_log(store, shown, progress)
-        if failed_at is None and any(f.error for f in futures):
-            # A call that failed is the fit's error (the worker's own, or the
-            # platform's: a storage gone, ...), unless its function was lost:
-            # its process killed (Lithops says so) before it could report.
-            worker = next(w for w, f in enumerate(futures) if f.error)
-            cause = _call_error(futures[worker], fexec)
-            if _no_failure(store) and _function_lost(cause):
-                raise WorkerLost(worker, cause)
+            generations.shown += _show_log(store, generations.shown, progress)
+        if failed_at is None and calls.failed():
             failed_at = time.monotonic()
             _best_effort(store.abort, "another worker failed")
-        if all(_finished(f) for f in futures):
+        if calls.all_done():
             break
-        if failed_at is None and failures.seen:
-            _best_effort(store.abort, "the Lithops job failed")
-            raise RuntimeError(f"the Lithops job running the workers failed: {failures.detail()}")
+        if failed_at is None:
+            calls.check_job()
         if failed_at is None and time.monotonic() - checked > _LOSS_SECONDS:
             checked = time.monotonic()
-            finished = {w for w, f in enumerate(futures) if _finished(f)}
-            resume = _check_losses(losses, finished, {}, store, generations, resume)
+            resume = _check_losses(losses, calls.finished(), calls.gone(), store, generations,
+                                   resume)
         if failed_at is None:
             problem = watchdog.check()
             if problem is not None:
@@ -70,76 +78,110 @@ def _collect(fexec, futures, store: StateStore, stragglers: float,
                 raise problem
         if failed_at is not None and time.monotonic() - failed_at > stragglers:
             break
-        time.sleep(_POLL_SECONDS)
     if progress is not None:
-        _show_log(store, shown, progress)  # posted after the last read, before the end
+        # Posted after the last read, before the end.
+        generations.shown += _show_log(store, generations.shown, progress)
     if resume is not None:
         generations.resumed()  # at the latest: the generation has ended
-    errors = []
-    results = []
-    for worker, future in enumerate(futures):
-        if not _finished(future):
-            errors.append((worker, TimeoutError(f"no result within {stragglers:g} s")))
-            continue
-        try:
-            results.append(future.result(throw_except=True,
-                                         internal_storage=fexec.internal_storage))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, named
-            errors.append((worker, exc))
+    results, errors = calls.outcomes(stragglers)
     if errors:
         # The root cause, not the aborts it triggered in the other workers.
         worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
-        raise _named(exc, worker, len(futures)) from exc
+        raise _named(exc, worker, calls.n) from exc
     return results
 
 
-def _collect_pool(pool, tasks: list, store: StateStore, deadlines: Deadlines, site: Site,
-                  config: dict, progress: Callable[[str], None] | None,
-                  generations: Generations) -> list[dict]:
-    """:func:`_collect` for a fit served by a pool: the same checks (a
-    worker's error, lost workers, the watchdog), results from the pool's
-    files instead of futures. :class:`WorkerLost` when a pool process is gone."""
-    job = pool.submit(run_worker, tasks)
-    n = len(tasks)
-    watchdog = Watchdog(store, deadlines, site, config)
-    losses = LossWatch(store, generations.number, site.local_compute)
-    failed_at = None
-    shown = 0
-    checked = time.monotonic()
-    resume = len(store.records()) if generations.number else None
-    outcomes: dict[int, tuple] = {}
-    while True:
-        for slot in pool.wait(job, _POLL_SECONDS) - outcomes.keys():
-            outcomes[slot] = pool.result(job, slot)
-        if progress is not None:
-            shown += _show_log(store, shown, progress)
-        if failed_at is None and any(kind == "error" for kind, _ in outcomes.values()):
-            failed_at = time.monotonic()
-            _best_effort(store.abort, "another worker failed")
-        if len(outcomes) == n:
-            break
-        if failed_at is None and time.monotonic() - checked > _LOSS_SECONDS:
-            checked = time.monotonic()
-            gone = {slot: why for slot, why in pool.lost_slots().items()
-                    if slot < n and slot not in outcomes}
-            resume = _check_losses(losses, set(outcomes), gone, store, generations, resume)
-        if failed_at is None:
-            problem = watchdog.check()
-            if problem is not None:
-                _best_effort(store.abort, "the driver stopped the fit")
-                raise problem
-        if failed_at is not None and time.monotonic() - failed_at > deadlines.stragglers:
-            break
-    if resume is not None:
-        generations.resumed()
-    errors = [(worker, TimeoutError(f"no result within {deadlines.stragglers:g} s"))
-              for worker in range(n) if worker not in outcomes]
-    errors += [(worker, value) for worker, (kind, value) in sorted(outcomes.items())
-               if kind == "error"]
-    if errors:
-        worker, exc = min(errors, key=lambda e: (isinstance(e[1], FitAborted), e[0]))
-        raise _named(exc, worker, n) from exc
-    return [outcomes[worker][1] for worker in range(n)]
+class _MapCalls:
+    """The calls of one Lithops map, as :func:`_watch` sees them."""
+
+    def __init__(self, fexec, futures, store: StateStore, failures: JobFailures):
+        self.fexec, self.futures, self.store, self.failures = fexec, futures, store, failures
+        self.n = len(futures)
+        self._polled = False
+
+    def poll(self) -> None:
+        from lithops.wait import ALWAYS
+
+        if self._polled:
+            time.sleep(_POLL_SECONDS)
+        self._polled = True
+        self.fexec.wait(self.futures, throw_except=False, return_when=ALWAYS,
+                        show_progressbar=False)
+
+    def failed(self) -> bool:
+        """A call failed: the fit's error (the worker's own, or the
+        platform's: a storage gone, ...), unless its function was lost (its
+        process killed, Lithops says so) before it could report."""
+        if not any(f.error for f in self.futures):
+            return False
+        worker = next(w for w, f in enumerate(self.futures) if f.error)
+        cause = _call_error(self.futures[worker], self.fexec)
+        if _no_failure(self.store) and _function_lost(cause):
+            raise WorkerLost(worker, cause)
+        return True
+
+    def check_job(self) -> None:
+        if self.failures.seen:
+            _best_effort(self.store.abort, "the Lithops job failed")
+            raise RuntimeError(
+                f"the Lithops job running the workers failed: {self.failures.detail()}")
+
+    def all_done(self) -> bool:
+        return all(_finished(f) for f in self.futures)
+
+    def finished(self) -> set[int]:
+        return {w for w, f in enumerate(self.futures) if _finished(f)}
+
+    def gone(self) -> dict[int, str]:
+        return {}  # a lost call's process is seen through its lease and Lithops
+
+    def outcomes(self, stragglers: float) -> tuple[list[dict], list[tuple]]:
+        results, errors = [], []
+        for worker, future in enumerate(self.futures):
+            if not _finished(future):
+                errors.append((worker, TimeoutError(f"no result within {stragglers:g} s")))
+                continue
+            try:
+                results.append(future.result(throw_except=True,
+                                             internal_storage=self.fexec.internal_storage))
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller, named
+                errors.append((worker, exc))
+        return results, errors
+
+
+class _PoolCalls:
+    """The calls of one job on a pool, as :func:`_watch` sees them."""
+
+    def __init__(self, pool, job, n: int):
+        self.pool, self.job, self.n = pool, job, n
+        self.done: dict[int, tuple] = {}
+
+    def poll(self) -> None:
+        for slot in self.pool.wait(self.job, _POLL_SECONDS) - self.done.keys():
+            self.done[slot] = self.pool.result(self.job, slot)
+
+    def failed(self) -> bool:
+        return any(kind == "error" for kind, _ in self.done.values())
+
+    def check_job(self) -> None:
+        pass  # a pool process that dies is a lost slot (gone)
+
+    def all_done(self) -> bool:
+        return len(self.done) == self.n
+
+    def finished(self) -> set[int]:
+        return set(self.done)
+
+    def gone(self) -> dict[int, str]:
+        return {slot: why for slot, why in self.pool.lost_slots().items()
+                if slot < self.n and slot not in self.done}
+
+    def outcomes(self, stragglers: float) -> tuple[list[dict], list[tuple]]:
+        errors = [(worker, TimeoutError(f"no result within {stragglers:g} s"))
+                  for worker in range(self.n) if worker not in self.done]
+        errors += [(worker, value) for worker, (kind, value) in sorted(self.done.items())
+                   if kind == "error"]
+        return [self.done[worker][1] for worker in range(self.n) if worker in self.done], errors
 
 
 def _check_losses(losses: LossWatch, finished: set[int], gone: dict[int, str],

@@ -11,6 +11,7 @@ fit succeeds or not.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._common._deadlines import LOCAL_WORKERS_PER_CORE, max_local_workers
 from .._common._process import process_alive
 from .._state import StateStore, StoreSpec, open_store
 from .._state._redis_url import split_ca_bundle
@@ -56,11 +58,16 @@ from ._watch import JobFailures, Watchdog, storage_probe
 class FitOutcome:
     """What the workers returned, in worker order, and how long it took."""
 
-    results: list[dict]
+    calls: list[dict]  # what each worker's call returned: its result, timings, generation
     n_workers: int
     seconds: float
     upload: float = 0.0  # seconds the driver spent putting the data in storage
     generations: Generations | None = None
+
+    @property
+    def results(self) -> list[dict]:
+        """Each worker's result (worker 0's: the coordinator's dict with its own)."""
+        return [call["result"] for call in self.calls]
 
 
 def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_store,
@@ -71,7 +78,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
     resolved dataset (``sklearn_serverless._datasets``) the workers read.
     ``progress`` receives the coordinator's log lines as they come."""
     started = time.perf_counter()
-    ship_by_value(algorithm)
+    sources = ship_by_value(algorithm)
     dataset = None if isinstance(columns, dict) else columns
     n_workers = _worker_count(columns, backend, n_workers)
     planned = None
@@ -102,12 +109,14 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
 
     def make_tasks(remaining: float | None) -> list[WorkerTask]:
         return [
-            WorkerTask(i, algorithm, params, partitions[i], spec, n_threads,
+            WorkerTask(i, algorithm, params, partitions[i],
+                       dataclasses.replace(spec, generation=generations.number), n_threads,
                        peers=tuple(partitions) if site.local and planned is None
                        and algorithm.shares_work else (),
                        generation=generations.number, lease=deadlines.lease,
                        limit=remaining,
-                       driver_pid=os.getpid() if site.local_compute else None)
+                       driver_pid=os.getpid() if site.local_compute else None,
+                       sources=sources or None)
             for i in range(n_workers)
         ]
 
@@ -198,16 +207,17 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
 
 
 def _end_generation(store: StateStore, generations: Generations, lost: WorkerLost) -> list[int]:
-    """Count ``lost`` (the fit's error once a slot was lost too often), wake
-    the generation's other workers with an error, and return their local
-    pids: on this machine the next generation starts once they are gone."""
-    generations.lost(lost)
+    """Wake the generation's other workers with an error, then count
+    ``lost`` (the fit's error once a slot was lost too often: the survivors
+    are woken first, not left to wait out their timeout), and return their
+    local pids: on this machine the next generation starts once they are
+    gone."""
     try:
-        pids = [pid for generation, pid in store.leases().values()
-                if generation == generations.number - 1 and pid]
+        pids = [pid for pid in store.leases().values() if pid]
     except Exception:  # noqa: BLE001 - a failing store: nothing to wait for
         pids = []
-    _best_effort(store.abort, "a new generation replaces this one")
+    _best_effort(store.abort, f"this generation of workers ended: {lost}")
+    generations.lost(lost)
     return pids
 
 
@@ -217,11 +227,24 @@ def _worker_count(columns, backend, n_workers: int | None) -> int:
     never more workers than rows."""
     if isinstance(columns, dict):
         n_samples = next(iter(columns.values())).shape[0]
+    elif columns.counts is not None:
+        return columns.counts[0]  # rows of a CSV dataset: the plan they were counted for
+    elif columns.rows is not None:
+        n_samples = max(1, columns.rows.size)  # a dataset's view
     else:
         n_samples = columns.n_rows or max(1, columns.total_bytes // max(1, columns.row_length))
     if n_workers is None:
         n_workers = default_n_workers(backend, n_samples)
-    return max(1, min(n_workers, n_samples))
+    n_workers = max(1, min(n_workers, n_samples))
+    if n_workers > max_local_workers() and site_of(backend).local_compute:
+        cores = max_local_workers() // LOCAL_WORKERS_PER_CORE
+        raise ValueError(
+            f"n_workers={n_workers} is more than this machine can run: on localhost every "
+            f"worker is a process of this machine, and all of them run at once for the "
+            f"whole fit; its {cores} core(s) take at most {max_local_workers()} "
+            f"({LOCAL_WORKERS_PER_CORE} per core). Lower n_workers, or run the fit on a "
+            "cloud backend.")
+    return n_workers
 
 
 def _executor(config: dict, site: Site):

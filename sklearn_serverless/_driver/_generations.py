@@ -43,6 +43,10 @@ class Generations:
     #: One entry per ended generation: why, at which round, and the seconds
     #: from its end to the next generation's first round.
     ends: list = field(default_factory=list)
+    #: Progress entries (lines, reports) passed on to the user so far. A new
+    #: generation's coordinator posts the same entries again, in the same
+    #: order, to a log of its own: the driver passes on those past this count.
+    shown: int = 0
     _ended_at: float | None = None
 
     def lost(self, error: WorkerLost) -> None:
@@ -80,19 +84,18 @@ class LossWatch:
         self.seen: set[int] = set()
 
     def check(self, finished: set[int]) -> WorkerLost | None:
+        # The store's view belongs to this generation: its leases are this
+        # generation's only (a replaced worker's beats are refused).
         leases = self.store.leases()
-        for worker, (generation, pid) in leases.items():
-            if generation != self.generation:
-                continue
+        for worker, pid in leases.items():
             self.seen.add(worker)
             if pid == 0:  # done: its call is ending
                 finished = finished | {worker}
                 continue
             if self.local and worker not in finished and not process_alive(pid):
                 return WorkerLost(worker, f"its process {pid} is gone")
-        for worker in self.seen - finished:
-            lease = leases.get(worker)
-            if lease is None or lease[0] != self.generation:
+        for worker in sorted(self.seen - finished):
+            if worker not in leases:
                 return WorkerLost(worker, "it stopped renewing its lease")
         return None
 

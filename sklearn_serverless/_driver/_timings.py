@@ -10,15 +10,15 @@ from .._worker._rounds import PHASES
 def timings_of(outcome) -> dict:
     """The time breakdown: the run's wall time, each worker's load time, and
     one (n_rounds, n_workers) table per phase of a round."""
-    tables = [result["timings"]["rounds"] for result in outcome.results]
+    tables = [result["timings"]["rounds"] for result in outcome.calls]
     n_rounds = min(len(table) for table in tables)
     stacked = np.stack([table[:n_rounds] for table in tables], axis=1)
     timings = {phase: stacked[:, :, i] for i, phase in enumerate(PHASES)}
     timings["helped"] = np.stack(
-        [result["timings"]["helped"][:n_rounds] for result in outcome.results], axis=1)
-    timings["load"] = np.array([result["timings"]["load"] for result in outcome.results])
+        [result["timings"]["helped"][:n_rounds] for result in outcome.calls], axis=1)
+    timings["load"] = np.array([result["timings"]["load"] for result in outcome.calls])
     timings["cpu"] = np.stack(
-        [result["timings"]["cpu"][:n_rounds] for result in outcome.results], axis=1)
+        [result["timings"]["cpu"][:n_rounds] for result in outcome.calls], axis=1)
     timings["fit"] = outcome.seconds
     timings["upload"] = outcome.upload
     timings["n_rounds"] = n_rounds

@@ -50,13 +50,6 @@ def preload() -> None:
                 importlib.import_module(name)
             except ImportError:  # an optional one (redis, psutil): imported per call if used
                 pass
-        try:  # k-means' compiled kernels, loaded once for every child (~0.35 s each)
-            from .._algorithms.kmeans import _kernels
-
-            if _kernels.compiled is not None:
-                _kernels.compiled.warm_up()
-        except Exception:  # noqa: BLE001 - then each child loads them
-            pass
         try:
             from threadpoolctl import ThreadpoolController, threadpool_limits
 

@@ -38,7 +38,9 @@ class StoreSpec:
     ``kind`` is ``'sqlite'`` (``location`` is a database file) or ``'redis'``
     (``location`` is a redis URL, which may hold a password: it is left out of
     the repr). ``namespace`` is unique per fit. ``ca_data``: the PEM text of
-    the CA bundle a TLS connection trusts.
+    the CA bundle a TLS connection trusts. ``generation``: the generation of
+    workers this view belongs to; the store refuses its writes once a later
+    generation has begun (see :meth:`StateStore.new_generation`).
     """
 
     kind: str
@@ -48,6 +50,7 @@ class StoreSpec:
     mode: str = "lock_free"
     timeout: float = 120.0
     ca_data: str | None = field(default=None, repr=False)
+    generation: int = 0
 
 
 class StateStore(ABC):
@@ -64,6 +67,15 @@ class StateStore(ABC):
     The coordinator calls :meth:`barrier` right after its own
     :meth:`contribute`: a store may send the end of that contribution (Redis:
     the lock release) with the barrier's first wait.
+
+    Fencing: every party belongs to a generation (``spec.generation``; the
+    driver's view follows :meth:`new_generation`). Everything a worker writes
+    or waits on (inboxes, partials, accumulators, locks, leases, check-ins,
+    the log, the failure) belongs to its generation, and the writes to what
+    generations share (messages, records) are refused once a later
+    generation has begun: a worker of a replaced generation that wakes up
+    late gets :class:`FitAborted`, and can neither pass for a live worker,
+    take a message meant for its replacement nor add to a round twice.
     """
 
     def __init__(self, spec: StoreSpec):
@@ -72,6 +84,8 @@ class StateStore(ABC):
         self.spec = spec
         self.n_workers = spec.n_workers
         self.timeout = spec.timeout
+        #: The generation this view reads and writes.
+        self.own_generation = spec.generation
 
     @abstractmethod
     def check_in(self, worker: int) -> None:
@@ -113,8 +127,9 @@ class StateStore(ABC):
         """This worker is alive for the next ``lease`` seconds."""
 
     @abstractmethod
-    def leases(self) -> dict[int, tuple[int, int]]:
-        """``worker -> (generation, pid)`` of every worker whose lease holds."""
+    def leases(self) -> dict[int, int]:
+        """``worker -> pid`` of every worker of this view's generation whose
+        lease holds (pid 0: a worker whose call is ending)."""
 
     @abstractmethod
     def generation(self) -> int:
@@ -126,9 +141,11 @@ class StateStore(ABC):
 
     @abstractmethod
     def new_generation(self, generation: int) -> None:
-        """Driver side, once the previous generation of workers is gone:
-        drop every round's partial state, inboxes and the failure, keep the
-        messages, records, setup messages and log."""
+        """Driver side: begin ``generation`` (this view now belongs to it).
+        From then on the writes of earlier generations are refused; their
+        round state is dropped; the messages, records and setup messages are
+        kept. The new generation's log starts empty (its coordinator runs
+        again from the start)."""
 
     @abstractmethod
     def fetch(self, round_: int, worker: int) -> bytes:
@@ -184,6 +201,10 @@ class StateStore(ABC):
             f"{what} within {self.timeout:g} s (state store timeout); "
             "a worker is probably dead or stuck"
         )
+
+    def _replaced(self, current: int) -> FitAborted:
+        return FitAborted(f"generation {self.own_generation} of workers was replaced by "
+                          f"generation {current}")
 
     def _missing(self, present: set[int]) -> list[int]:
         return [w for w in range(self.n_workers) if w not in present]

@@ -10,6 +10,13 @@ marker into every list anyone may be blocked on. All keys share the prefix
 ``sks:{namespace}:`` (a hash tag, so a cluster keeps them on one node) and
 carry an expiry.
 
+Fencing: what a generation's workers write or wait on lives under
+``g<generation>:`` (inboxes, partials, accumulator, lock, leases, check-ins,
+log, failure); the shared keys (messages, records, the round) are written
+by a script that first checks the fit's ``generation`` key, as are the
+partials, lock, leases and check-ins: a replaced worker writes nothing
+there, and finds the abort marker in its own lists.
+
 The coordinator (worker 0) skips the round trips that would only tell it what
 it knows: it keeps its own lock-free partial instead of writing a slot it
 would read back, and it does not announce its own arrival. In locked mode
@@ -37,10 +44,15 @@ import redis
 from .._common._process import process_alive
 from ._base import KEY_TTL, FitAborted, Reduce, StateStore, StoreSpec, sum_in_worker_order
 from ._codec import decode_array, decode_arrays, encode_array, encode_arrays
-from ._redis_scripts import _ACQUIRE, _ARRIVE, _BEAT, _CHECK_IN, _CLAIM, _DELIVER, _RELEASE
+from ._redis_scripts import _ACQUIRE, _ARRIVE, _BEAT, _CHECK_IN, _CLAIM, _PUBLISH, _RELEASE
 from ._redis_url import connect, redacted
 
 _ABORT = b"abort"
+#: A lock waiter's grant when its partial is in the accumulator already.
+_COUNTED = b"counted"
+#: What a replaced generation's workers may still block on or read: kept
+#: (with their abort markers) when the next generation begins.
+_WOKEN = ("inbox", "arrivals", "grant", "failure")
 #: Fits in progress: namespace -> "host:pid" of their driver.
 _OWNERS = "sks:owners"
 #: Messages up to this size travel in the inboxes themselves.
@@ -94,13 +106,24 @@ class RedisStore(StateStore):
     def _key(self, *parts: object) -> str:
         return self._prefix + ":".join(map(str, parts))
 
+    def _gkey(self, *parts: object) -> str:
+        """A key of this view's generation."""
+        return self._key(f"g{self.own_generation}", *parts)
+
+    def _fenced(self) -> FitAborted:
+        return self._replaced(self.generation())
+
     def check_in(self, worker: int) -> None:
-        if not self._redis.eval(_CHECK_IN, 2, self._key("alive"), self._key("started"),
-                                worker, KEY_TTL):
+        answer = self._redis.eval(_CHECK_IN, 3, self._key("alive"), self._gkey("started"),
+                                  self._key("generation"), worker, KEY_TTL,
+                                  self.own_generation)
+        if answer == 0:
             raise FitAborted(f"the fit ended before worker {worker} started")
+        if answer == -1:
+            raise self._fenced()
 
     def started(self) -> set[int]:
-        return {int(worker) for worker in self._redis.smembers(self._key("started"))}
+        return {int(worker) for worker in self._redis.smembers(self._gkey("started"))}
 
     def publish(self, round_: int, message: bytes, record: bytes | None = None,
                 setup: bool = False) -> None:
@@ -109,33 +132,25 @@ class RedisStore(StateStore):
         # pushed to W-1 inboxes cost W-1 copies per round). Either way the key
         # keeps it for a replacement worker, in the same round trip.
         header = round_.to_bytes(8, "little")
-        pipe = self._redis.pipeline(transaction=False)
         note = b"M" + header + message if len(message) <= _INLINE_BYTES else b"R" + header
-        pipe.set(self._key("message", round_), message, ex=KEY_TTL)
-        if record is not None:
-            pipe.hset(self._key("records"), str(round_ - 1), record)
-            pipe.expire(self._key("records"), KEY_TTL)
-        if setup:
-            pipe.hset(self._key("setup"), str(round_), message)
-            pipe.expire(self._key("setup"), KEY_TTL)
         # Everyone has read the message before last: they contributed to it.
-        pipe.delete(self._key("message", round_ - 2), *self._stale)
+        stale = [self._key("message", round_ - 2), *self._stale]
         self._stale = []
-        # One script for every inbox: 2 x (W-1) pipelined commands cost the
-        # coordinator 1.2 ms of CPU at 64 workers, the script 0.2 ms.
-        inboxes = self._inboxes()
-        if inboxes:
-            pipe.eval(_DELIVER, len(inboxes), *inboxes, note, KEY_TTL)
-        pipe.set(self._key("round"), round_, ex=KEY_TTL)
-        pipe.execute()
+        keys = [self._key("generation"), self._key("message", round_), self._key("records"),
+                self._key("setup"), self._key("round"), *stale, *self._inboxes()]
+        if not self._redis.eval(
+                _PUBLISH, len(keys), *keys, self.own_generation, message, record or b"",
+                "0" if record is None else "1", round_ - 1, "1" if setup else "0", round_,
+                note, KEY_TTL, len(stale)):
+            raise self._fenced()
 
     def _inboxes(self) -> list[str]:
         if self._inbox_keys is None:
-            self._inbox_keys = [self._key("inbox", w) for w in range(1, self.n_workers)]
+            self._inbox_keys = [self._gkey("inbox", w) for w in range(1, self.n_workers)]
         return self._inbox_keys
 
     def fetch(self, round_: int, worker: int) -> bytes:
-        reply = self._redis.blpop([self._key("inbox", worker)], timeout=self.timeout)
+        reply = self._redis.blpop([self._gkey("inbox", worker)], timeout=self.timeout)
         if reply is None:
             raise self._timeout_error(f"worker {worker} got no message for round {round_}")
         note = reply[1]
@@ -153,14 +168,17 @@ class RedisStore(StateStore):
 
     def contribute(self, round_: int, worker: int, partial: np.ndarray,
                    slots: bool = False) -> None:
-        members = self._key("arrived", round_)
+        members = self._gkey("arrived", round_)
         if slots or self.spec.mode == "lock_free":
             if worker == 0:
                 self._own[round_] = partial
                 return
-            self._redis.eval(_ARRIVE, 2, self._key("slots", round_), self._key("arrivals"),
-                             encode_array(partial), KEY_TTL, worker, self.n_workers - 1,
-                             f"{round_}:{worker}:0:".encode())
+            if not self._redis.eval(
+                    _ARRIVE, 3, self._gkey("slots", round_), self._gkey("arrivals"),
+                    self._key("generation"), encode_array(partial), KEY_TTL, worker,
+                    self.n_workers - 1, f"{round_}:{worker}:0:".encode(),
+                    self.own_generation):
+                raise self._fenced()
             return
         # The lock is a key with an expiry and an owner token. It is taken and
         # the accumulator read in one round trip, written and released in
@@ -168,8 +186,8 @@ class RedisStore(StateStore):
         # that finds it taken queues itself and blocks on its grant list: the
         # holder hands the lock and the accumulator straight to the first in
         # the queue (no second try, no polling).
-        lock, acc, waiters = (self._key(name, round_) for name in ("lock", "acc", "waiters"))
-        grants = [self._key("grant", round_, w) for w in range(self.n_workers)]
+        lock, acc, waiters = (self._gkey(name, round_) for name in ("lock", "acc", "waiters"))
+        grants = [self._gkey("grant", round_, w) for w in range(self.n_workers)]
         token = f"{worker}:{uuid.uuid4().hex}"
         expiry = int(self.timeout * 1000)
         first = encode_arrays([partial, np.array([1])])
@@ -179,13 +197,14 @@ class RedisStore(StateStore):
         def acquire():
             # No arrival with the first partial: with two workers or more it
             # never completes the round.
-            return self._redis.eval(_ACQUIRE, 5, lock, acc, waiters, grants[worker],
-                                    self._key("arrivals"), token, expiry, f"{worker} {token}",
-                                    KEY_TTL, first, b"")
+            return self._redis.eval(_ACQUIRE, 7, lock, acc, waiters, grants[worker],
+                                    self._gkey("arrivals"), members, self._key("generation"),
+                                    token, expiry, f"{worker} {token}", KEY_TTL, first, b"",
+                                    worker, self.own_generation)
 
         deadline = time.monotonic() + self.timeout
         taken, body = (acquire() + [None])[:2]
-        while not taken:
+        while taken == 0:
             if time.monotonic() > deadline:
                 raise self._timeout_error(
                     f"worker {worker} could not take the lock of round {round_}")
@@ -194,17 +213,21 @@ class RedisStore(StateStore):
             reply = self._redis.blpop([grants[worker]], timeout=1)
             if reply is not None and reply[1] == _ABORT:
                 raise FitAborted(self._failure())
+            if reply is not None and reply[1] == _COUNTED:
+                return  # this worker's partial is in the round already
             if reply is not None:  # handed over, with the accumulator when small
                 taken, body = 1, reply[1] or self._redis.get(acc)
-            elif self._redis.exists(self._key("failure")):
+            elif self._redis.exists(self._gkey("failure")):
                 raise FitAborted(self._failure())
             else:
                 taken, body = (acquire() + [None])[:2]
-        if taken == 2:  # the round's first partial: written, the lock left free
+        if taken == -1:
+            raise self._fenced()
+        if taken == 3:
+            return  # this worker's partial is in the round already (a second call)
+        if taken == 2:  # the round's first partial: written (and its worker), the lock free
             if worker == 0:
                 self._keep_fullest(round_, 1, first)
-            else:  # for the barrier's error, should the round never complete
-                self._redis.sadd(members, worker)
             return
         if body is None:
             total, count = partial, 1
@@ -229,12 +252,12 @@ class RedisStore(StateStore):
             pipe.sadd(members, worker)
             pipe.expire(members, KEY_TTL)
             if count == self.n_workers:  # the sum is whole: the round's arrival
-                pipe.rpush(self._key("arrivals"),
+                pipe.rpush(self._gkey("arrivals"),
                            f"{round_}:{worker}:{count}:".encode() + inline)
-                pipe.expire(self._key("arrivals"), KEY_TTL)
+                pipe.expire(self._gkey("arrivals"), KEY_TTL)
         # EVAL, not a registered Script: in a pipeline that costs a SCRIPT
         # EXISTS round trip on every execute.
-        pipe.eval(_RELEASE, 2 + self.n_workers, lock, waiters, *grants,
+        pipe.eval(_RELEASE, 3 + self.n_workers, lock, waiters, members, *grants,
                   token, expiry, inline, KEY_TTL)
         if worker == 0:
             self._held = pipe  # goes out with the barrier's first wait: one round trip
@@ -255,8 +278,8 @@ class RedisStore(StateStore):
             reply = None if left <= 0 else self._wait_arrival(round_, pipe, left, lock_free)
             pipe = None
             if reply is None:
-                arrived = (self._redis.hkeys(self._key("slots", round_)) if lock_free
-                           else self._redis.smembers(self._key("arrived", round_)))
+                arrived = (self._redis.hkeys(self._gkey("slots", round_)) if lock_free
+                           else self._redis.smembers(self._gkey("arrived", round_)))
                 missing = self._missing({0} | {int(w) for w in arrived})
                 raise self._timeout_error(f"workers {missing} did not contribute to round {round_}")
             if reply[1] == _ABORT:
@@ -267,9 +290,9 @@ class RedisStore(StateStore):
             if int(got) != round_:
                 raise RuntimeError(f"round {int(got)} arrival while waiting for round {round_}")
             if lock_free:
-                self._stale.append(self._key("slots", round_))
+                self._stale.append(self._gkey("slots", round_))
             else:  # the accumulator as the last worker left it
-                self._stale.append(self._key("arrived", round_))
+                self._stale.append(self._gkey("arrived", round_))
                 self._keep_fullest(round_, int(count), state or None)
             return
 
@@ -278,9 +301,9 @@ class RedisStore(StateStore):
         coordinator's release) and, lock-free, before reading the slots: one
         round trip where three would do the same."""
         pipe = pipe if pipe is not None else self._redis.pipeline(transaction=False)
-        pipe.blpop([self._key("arrivals")], timeout=timeout)
+        pipe.blpop([self._gkey("arrivals")], timeout=timeout)
         if lock_free:
-            pipe.hgetall(self._key("slots", round_))
+            pipe.hgetall(self._gkey("slots", round_))
         replies = pipe.execute()
         if lock_free:
             self._slots[round_] = replies[-1]
@@ -294,19 +317,19 @@ class RedisStore(StateStore):
             found = self._slots.pop(round_, None)
             if found is None and self.n_workers > 1:
                 pipe = self._redis.pipeline(transaction=False)
-                pipe.hgetall(self._key("slots", round_))
-                pipe.delete(self._key("slots", round_))
+                pipe.hgetall(self._gkey("slots", round_))
+                pipe.delete(self._gkey("slots", round_))
                 found, _ = pipe.execute()
             bodies = [found[str(w).encode()] for w in range(1, self.n_workers)]
             return reduce([own] + [decode_array(body) for body in bodies])
         count, state = own
         if state is None:
-            state = self._redis.get(self._key("acc", round_))
+            state = self._redis.get(self._gkey("acc", round_))
         total, stored = decode_arrays(state)
         if count != self.n_workers or int(stored[0]) != count:
             raise RuntimeError(f"round {round_}: the accumulator holds {int(stored[0])} of "
                                f"{self.n_workers} partial results")
-        self._stale.append(self._key("acc", round_))
+        self._stale.append(self._gkey("acc", round_))
         return total
 
     def _keep_fullest(self, round_: int, count: int, state: bytes | None) -> None:
@@ -336,60 +359,67 @@ class RedisStore(StateStore):
                                      self._key("claim", generation, worker), token, KEY_TTL))
 
     def beat(self, worker: int, generation: int, pid: int, lease: float) -> None:
-        self._redis.eval(_BEAT, 2, self._key("alive"), self._key("lease", worker),
-                         f"{generation}:{pid}", max(1, int(lease * 1000)))
+        lease_key = self._key(f"g{generation}", "lease", worker)
+        self._redis.eval(_BEAT, 3, self._key("alive"), lease_key, self._key("generation"),
+                         pid, max(1, int(lease * 1000)), generation)
 
-    def leases(self) -> dict[int, tuple[int, int]]:
-        values = self._redis.mget([self._key("lease", w) for w in range(self.n_workers)])
-        held = {}
-        for worker, value in enumerate(values):
-            if value is not None:
-                generation, pid = value.decode().split(":")
-                held[worker] = (int(generation), int(pid))
-        return held
+    def leases(self) -> dict[int, int]:
+        values = self._redis.mget([self._gkey("lease", w) for w in range(self.n_workers)])
+        return {worker: int(value) for worker, value in enumerate(values) if value is not None}
 
     def generation(self) -> int:
         number = self._redis.get(self._key("generation"))
         return 0 if number is None else int(number)
 
     def failure(self) -> str | None:
-        message = self._redis.get(self._key("failure"))
+        message = self._redis.get(self._gkey("failure"))
         return None if message is None else message.decode()
 
     def new_generation(self, generation: int) -> None:
+        # The fence first: from here on no earlier generation writes.
+        self._redis.set(self._key("generation"), generation, ex=KEY_TTL)
         # Messages up to the round the next generation resumes at (its
-        # coordinator publishes that one again), records, setup messages.
+        # coordinator publishes that one again), records, setup messages;
+        # of the earlier generations, what their workers may still block on
+        # (with its abort marker) and their claims.
         resume = self._redis.hlen(self._key("records"))
-        kept = {self._key(name) for name in ("records", "setup", "log", "round", "alive")}
+        kept = {self._key(name) for name in ("records", "setup", "round", "alive",
+                                             "generation")}
         kept |= {self._key("message", r) for r in range(max(0, resume - 2), resume)}
-        kept_prefixes = (self._key("claim", ""),)
-        stale = [key for key in self._redis.scan_iter(match=self._prefix + "*", count=1000)
-                 if key.decode() not in kept and not key.decode().startswith(kept_prefixes)]
+        stale = []
+        for key in self._redis.scan_iter(match=self._prefix + "*", count=1000):
+            name = key.decode()
+            part, _, rest = name[len(self._prefix):].partition(":")
+            if name in kept or part == "claim" or (
+                    part[:1] == "g" and rest.partition(":")[0] in _WOKEN):
+                continue
+            stale.append(key)
         if stale:
             self._redis.delete(*stale)
-        self._redis.set(self._key("generation"), generation, ex=KEY_TTL)
+        self.own_generation = generation
+        self._inbox_keys = None
         self._own.clear()
         self._slots.clear()
         self._stale, self._held = [], None
 
     def post_log(self, line: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.rpush(self._key("log"), line)
-        pipe.expire(self._key("log"), KEY_TTL)
+        pipe.rpush(self._gkey("log"), line)
+        pipe.expire(self._gkey("log"), KEY_TTL)
         pipe.execute()
 
     def read_log(self, start: int) -> list[str]:
-        return [line.decode() for line in self._redis.lrange(self._key("log"), start, -1)]
+        return [line.decode() for line in self._redis.lrange(self._gkey("log"), start, -1)]
 
     def abort(self, message: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._key("failure"), message, ex=KEY_TTL, nx=True)
+        pipe.set(self._gkey("failure"), message, ex=KEY_TTL, nx=True)
         latest = self.progress()
         # Lock waiters block on their grant list of the current (or next) round.
-        waiting = [self._key("grant", r, w) for r in (latest, latest + 1)
+        waiting = [self._gkey("grant", r, w) for r in (latest, latest + 1)
                    for w in range(self.n_workers)]
-        for key in [self._key("arrivals"), *waiting] + [
-            self._key("inbox", w) for w in range(1, self.n_workers)
+        for key in [self._gkey("arrivals"), *waiting] + [
+            self._gkey("inbox", w) for w in range(1, self.n_workers)
         ]:
             pipe.rpush(key, _ABORT)
             pipe.expire(key, KEY_TTL)
@@ -420,5 +450,5 @@ class RedisStore(StateStore):
         self._redis.close()
 
     def _failure(self) -> str:
-        message = self._redis.get(self._key("failure"))
+        message = self._redis.get(self._gkey("failure"))
         return message.decode() if message else "the fit was aborted"

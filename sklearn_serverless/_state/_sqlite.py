@@ -4,10 +4,16 @@ to the database) that writers ring after they commit, and re-checks the
 database when woken; the lock of ``mode='locked'`` is an immediate (write)
 transaction. A contribution rings the coordinator only when it completes
 the round (it counts the round's slots after its own): the coordinator
-wakes once per round, not once per worker."""
+wakes once per round, not once per worker.
+
+Fencing: the tables hold the current generation's rows only
+(:meth:`SQLiteStore.new_generation` empties them in the transaction that
+advances the generation), and every write checks the generation in its own
+statement or transaction: a worker of an earlier generation writes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -37,6 +43,8 @@ CREATE TABLE IF NOT EXISTS lease (
     worker INTEGER PRIMARY KEY, generation INTEGER NOT NULL, pid INTEGER NOT NULL,
     until REAL NOT NULL);
 """
+#: The current generation, in a statement (no row: generation 0).
+_GEN = "COALESCE((SELECT number FROM generation WHERE id = 0), 0)"
 _TABLES = ("generation", "message", "slot", "accumulator", "failure", "log", "started",
            "record", "setup", "claim", "lease")
 
@@ -53,21 +61,44 @@ class SQLiteStore(StateStore):
         )
         # The state lives as long as one fit: durability buys nothing.
         self._db.execute("PRAGMA synchronous=OFF")
-        self._bells = _Doorbells(os.path.dirname(spec.location))
+        self._bells = _Doorbells(os.path.dirname(spec.location), spec.generation)
         if create:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
 
     def check_in(self, worker: int) -> None:
         # The database goes with the fit's folder: a late worker cannot open it.
-        self._db.execute("INSERT OR IGNORE INTO started VALUES (?)", (worker,))
+        self._db.execute(f"INSERT OR IGNORE INTO started SELECT ? WHERE {_GEN} = ?",
+                         (worker, self.own_generation))
+        self._check_generation()
+
+    def _check_generation(self) -> None:
+        current = self.generation()
+        if current != self.own_generation:
+            raise self._replaced(current)
+
+    @contextlib.contextmanager
+    def _fenced(self):
+        """A write transaction that commits only while this view's
+        generation is the current one (else :class:`FitAborted`)."""
+        # BEGIN IMMEDIATE takes the database's write lock, waiting at most `timeout`.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            (current,) = self._db.execute(f"SELECT {_GEN}").fetchone()
+            if current != self.own_generation:
+                raise self._replaced(current)
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def started(self) -> set[int]:
         return {worker for (worker,) in self._db.execute("SELECT worker FROM started")}
 
     def publish(self, round_: int, message: bytes, record: bytes | None = None,
                 setup: bool = False) -> None:
-        with self._db:
+        with self._fenced():
             # A replacement coordinator publishes again the round it resumes at.
             self._db.execute("INSERT OR REPLACE INTO message VALUES (?, ?)", (round_, message))
             # Everyone has read the message before last: they contributed to it.
@@ -101,13 +132,14 @@ class SQLiteStore(StateStore):
         return owner == token
 
     def beat(self, worker: int, generation: int, pid: int, lease: float) -> None:
-        self._db.execute("INSERT OR REPLACE INTO lease VALUES (?, ?, ?, ?)",
-                         (worker, generation, pid, time.time() + lease))
+        self._db.execute(f"INSERT OR REPLACE INTO lease SELECT ?, ?, ?, ? WHERE {_GEN} = ?",
+                         (worker, generation, pid, time.time() + lease, generation))
 
-    def leases(self) -> dict[int, tuple[int, int]]:
-        rows = self._db.execute("SELECT worker, generation, pid FROM lease WHERE until > ?",
-                                (time.time(),))
-        return {worker: (generation, pid) for worker, generation, pid in rows}
+    def leases(self) -> dict[int, int]:
+        rows = self._db.execute(
+            "SELECT worker, pid FROM lease WHERE until > ? AND generation = ?",
+            (time.time(), self.own_generation))
+        return dict(rows.fetchall())
 
     def generation(self) -> int:
         row = self._db.execute("SELECT number FROM generation WHERE id = 0").fetchone()
@@ -118,14 +150,21 @@ class SQLiteStore(StateStore):
         return None if row is None else row[0]
 
     def new_generation(self, generation: int) -> None:
-        with self._db:
-            for table in ("slot", "accumulator", "failure", "started", "lease"):
+        self._db.execute("BEGIN IMMEDIATE")  # one step: no earlier write lands after it
+        try:
+            for table in ("slot", "accumulator", "failure", "started", "lease", "log"):
                 self._db.execute(f"DELETE FROM {table}")
             # The round the next generation resumes at is published again by
             # its coordinator: what the last one left there (a hand-over, a
             # half-run round) must not reach the new followers first.
             self._db.execute("DELETE FROM message WHERE round >= (SELECT COUNT(*) FROM record)")
             self._db.execute("INSERT OR REPLACE INTO generation VALUES (0, ?)", (generation,))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        self.own_generation = generation
+        self._bells.generation = generation
 
     def fetch(self, round_: int, worker: int) -> bytes:
         row = self._poll("SELECT body FROM message WHERE round = ?", (round_,), worker)
@@ -136,18 +175,19 @@ class SQLiteStore(StateStore):
     def contribute(self, round_: int, worker: int, partial: np.ndarray,
                    slots: bool = False) -> None:
         if slots or self.spec.mode == "lock_free":
-            # OR REPLACE: a replaced worker's late contribution is the same partial.
-            self._db.execute(
-                "INSERT OR REPLACE INTO slot VALUES (?, ?, ?)",
-                (round_, worker, encode_array(partial))
-            )
+            # OR REPLACE: a second contribution of this generation's worker
+            # is the same partial (another generation's writes nothing).
+            written = self._db.execute(
+                f"INSERT OR REPLACE INTO slot SELECT ?, ?, ? WHERE {_GEN} = ?",
+                (round_, worker, encode_array(partial), self.own_generation)
+            ).rowcount
+            if not written:
+                self._check_generation()
             self._ring_coordinator(round_, worker)
             return
-        # BEGIN IMMEDIATE takes the database's write lock, waiting at most `timeout`.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            # A worker's partial is added once, even if a replaced call of its
-            # slot contributed too (the marker row is in the same transaction).
+        with self._fenced():
+            # A worker's partial is added once per round, even if it is given
+            # twice (the marker row is in the same transaction).
             added = self._db.execute("INSERT OR IGNORE INTO slot VALUES (?, ?, NULL)",
                                      (round_, worker)).rowcount
             if added:
@@ -159,10 +199,6 @@ class SQLiteStore(StateStore):
                     "INSERT OR REPLACE INTO accumulator VALUES (?, ?)",
                     (round_, encode_array(total))
                 )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         self._ring_coordinator(round_, worker)
 
     def _ring_coordinator(self, round_: int, worker: int) -> None:
@@ -195,7 +231,7 @@ class SQLiteStore(StateStore):
                 "SELECT body FROM accumulator WHERE round = ?", (round_,)
             ).fetchone()
             total = decode_array(body)
-        with self._db:
+        with self._fenced():
             self._db.execute("DELETE FROM slot WHERE round = ?", (round_,))
             self._db.execute("DELETE FROM accumulator WHERE round = ?", (round_,))
         return total
@@ -205,15 +241,18 @@ class SQLiteStore(StateStore):
         return int(latest)
 
     def post_log(self, line: str) -> None:
-        self._db.execute("INSERT INTO log (line) VALUES (?)", (line,))
+        if not self._db.execute(f"INSERT INTO log (line) SELECT ? WHERE {_GEN} = ?",
+                                (line, self.own_generation)).rowcount:
+            self._check_generation()
 
     def read_log(self, start: int) -> list[str]:
         rows = self._db.execute("SELECT line FROM log ORDER BY id LIMIT -1 OFFSET ?", (start,))
         return [line for (line,) in rows]
 
     def abort(self, message: str) -> None:
-        self._db.execute("INSERT INTO failure (message) VALUES (?)", (message,))
-        self._bells.ring(range(self.n_workers))
+        if self._db.execute(f"INSERT INTO failure (message) SELECT ? WHERE {_GEN} = ?",
+                            (message, self.own_generation)).rowcount:
+            self._bells.ring(range(self.n_workers))
 
     def cleanup(self) -> None:
         # The database file goes with the fit's temporary folder; empty it first
@@ -235,9 +274,12 @@ class SQLiteStore(StateStore):
             row = self._db.execute(query, args).fetchone()
             if row is not None:
                 return row
-            failure = self._db.execute("SELECT message FROM failure ORDER BY id LIMIT 1").fetchone()
+            failure, current = self._db.execute(
+                f"SELECT (SELECT message FROM failure ORDER BY id LIMIT 1), {_GEN}").fetchone()
+            if current != self.own_generation:
+                raise self._replaced(current)
             if failure is not None:
-                raise FitAborted(failure[0])
+                raise FitAborted(failure)
             if not (backoff.wait() if bell is None else bell.wait(backoff.deadline)):
                 return None
 
@@ -252,16 +294,18 @@ class _Doorbells:
 
     RECHECK = 0.05
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, generation: int):
         self.folder = folder
+        self.generation = generation  # a replaced worker's bell is not its successor's
         self._listening: dict[int, _Bell | None] = {}
         self._sender: socket.socket | None = None
-        self._paths: dict[int, str] = {}
+        self._paths: dict[tuple[int, int], str] = {}
 
     def _path(self, party: int) -> str:
-        path = self._paths.get(party)
+        path = self._paths.get((self.generation, party))
         if path is None:
-            path = self._paths[party] = os.path.join(self.folder, f"bell-{party}")
+            path = os.path.join(self.folder, f"bell-{self.generation}-{party}")
+            self._paths[self.generation, party] = path
         return path
 
     def listen(self, party: int) -> _Bell | None:

@@ -75,6 +75,8 @@ class WorkerTask:
     #: The driver's process, when the workers run on its machine: they end
     #: with it (a killed driver leaves no workers behind).
     driver_pid: int | None = None
+    #: Module name -> file of the algorithm's code shipped by value.
+    sources: dict | None = None
 
 
 def run_worker(task: WorkerTask, storage=None) -> dict:
@@ -110,7 +112,7 @@ _CONTROLLER: list = []
 @contextlib.contextmanager
 def _frozen_heap():
     """Python's full garbage collections skip every object that exists when
-    the worker starts (numpy, scipy, numba, Lithops: ~0.1 s of CPU to walk
+    the worker starts (numpy, scipy, Lithops: ~0.1 s of CPU to walk
     each time one came, at random rounds: at 64 workers on 2 cores they
     added several ms to the rounds they hit); the objects go back to the
     collector when the worker ends (a pool worker collects between fits)."""
@@ -170,8 +172,12 @@ class _Heartbeat:
 
 
 def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
+    """One worker's whole run. Returns ``{'result': ..., 'timings': ...,
+    'generation': ...}``: the algorithm's dict apart from the runtime's keys."""
     store.check_in(task.worker)  # the driver waits a bounded time for every worker
     algorithm = task.algorithm
+    if task.sources:
+        _restore_filenames(algorithm, task.sources)
     data = read_partition(task.partition, storage)
     n_workers = task.store.n_workers
     if algorithm.shares_work:
@@ -180,11 +186,12 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
         context = Context(task.worker, n_workers)
     on_dataset = task.partition.kind == "dataset"
     worker = algorithm.build_worker(data, task.params, context, on_dataset)
-    records = store.records() if task.generation else []
-    if records:
-        _rejoin(store, worker, len(records))
     clock = _Clock(time.perf_counter() - started)
     try:
+        records = store.records() if task.generation else []
+        if records:
+            _rejoin(store, worker, len(records))
+            clock.load = time.perf_counter() - started  # rebuilding is loading
         if task.worker == 0:
             rounds = Rounds(store, worker, clock, algorithm.shares_work, records,
                             started=started, limit=task.limit,
@@ -195,20 +202,55 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
                 params, extra = algorithm.dataset_prologue(rounds, params)
             result = dict(algorithm.coordinate(rounds, params))
             result.update(extra)
-            rounds.stop()
+            final = rounds.stop()
         else:
             result = {}
-            _follow(store, task.worker, worker, clock, algorithm.shares_work, len(records))
+            final = _follow(store, task.worker, worker, clock, algorithm.shares_work,
+                            len(records))
         if hasattr(worker, "result"):
-            result.update(worker.result())
+            own = dict(worker.result(*final))
+            clash = sorted(set(own) & set(result))
+            if clash:
+                raise ValueError(f"worker 0's result() and the dict coordinate returned both "
+                                 f"have the keys {clash}: the run's result cannot hold both")
+            result.update(own)
     except HandedOver:
-        result = {"handed_over": True}
+        return {"handed_over": True, "timings": clock.as_dict(), "generation": task.generation}
     finally:
         if hasattr(worker, "close"):
             worker.close()
-    result["timings"] = clock.as_dict()
-    result["generation"] = task.generation
-    return result
+    return {"result": result, "timings": clock.as_dict(), "generation": task.generation}
+
+
+def _restore_filenames(algorithm: Algorithm, sources: dict) -> None:
+    """Code shipped by value reaches the function with the file name
+    ``<dynamic-code>``: give it back its module's file, so that a traceback
+    names the user's file and line."""
+    seen: set[int] = set()
+
+    def fix(function) -> None:
+        code = getattr(function, "__code__", None)
+        path = sources.get(getattr(function, "__module__", None))
+        if code is None or path is None or id(function) in seen:
+            return
+        seen.add(id(function))
+        function.__code__ = _renamed(code, path)
+
+    for part in (algorithm.worker, algorithm.coordinate):
+        if isinstance(part, type):
+            for klass in part.__mro__:
+                for value in vars(klass).values():
+                    fix(getattr(value, "__func__", value))
+        else:
+            fix(part)
+
+
+def _renamed(code, path: str):
+    if code.co_filename != "<dynamic-code>":
+        return code
+    consts = tuple(_renamed(c, path) if hasattr(c, "co_filename") else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=path, co_consts=consts)
 
 
 def _rejoin(store: StateStore, worker, resume: int) -> None:
@@ -227,7 +269,7 @@ def _rejoin(store: StateStore, worker, resume: int) -> None:
 
 
 def _follow(store: StateStore, worker_id: int, worker, clock: _Clock, shares_work: bool,
-            round_: int = 0) -> None:
+            round_: int = 0) -> list:
     while True:
         t0 = time.perf_counter()
         header, name, *arrays = decode_arrays(store.fetch(round_, worker_id))
@@ -237,9 +279,9 @@ def _follow(store: StateStore, worker_id: int, worker, clock: _Clock, shares_wor
         kind, command = int(header[0]), name.tobytes().decode()
         if kind == _HANDOVER:
             raise HandedOver
-        partial = worker.handle(command, arrays)
         if kind == _STOP:
-            return
+            return arrays  # what the coordinator gave Rounds.finish
+        partial = worker.handle(command, arrays)
         t2 = time.perf_counter()
         gather = kind == _GATHER
         _contribute(store, round_, worker_id, partial, shares_work and not gather, gather)

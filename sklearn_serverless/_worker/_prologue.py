@@ -28,6 +28,8 @@ class DatasetWorker:
     def __init__(self, raw: dict, params, context: Context):
         self.X = raw["X"]
         self.y = raw.get("y")
+        #: The dataset's weight column, or None.
+        self.sample_weight = raw.get("sample_weight")
         self.params, self.context = params, context
         self.inner = None
         self.state: dict = {}  # what the commands keep between rounds
@@ -47,12 +49,10 @@ class DatasetWorker:
             return self._own[command](arrays)
         if command in self.commands:
             return getattr(self, self.commands[command])(arrays)
-        if self.inner is None:
-            return None  # 'stop' before the algorithm started (a prologue error)
         return self.inner.handle(command, arrays)
 
-    def result(self) -> dict:
-        return self.inner.result() if self.inner is not None else {}
+    def result(self, *final) -> dict:
+        return self.inner.result(*final) if self.inner is not None else {}
 
     def close(self) -> None:
         if self.inner is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._common._deadlines import HANDOVER_MARGIN
 from .._state import StateStore, sum_in_worker_order
 from .._state._codec import decode_arrays, encode_arrays
 from ._sharing import fold_partials, fold_table
@@ -30,8 +31,11 @@ _REPORT = "\x1e"
 PHASES = ("compute", "publish", "barrier", "aggregate")
 
 
-class HandedOver(Exception):
-    """The coordinator ended this generation at a round boundary."""
+class HandedOver(BaseException):
+    """The coordinator ended this generation at a round boundary.
+
+    A control-flow signal, not an error: it derives from ``BaseException``
+    so that an algorithm's ``except Exception`` cannot swallow it."""
 
 
 class _Clock:
@@ -94,13 +98,14 @@ class Rounds:
     limit : float, default=None
         The platform's function time limit in seconds: before it, the run
         is handed over to a new generation at a round boundary.
-    setup_commands : frozenset of str, default=frozenset()
-        Commands whose messages the store keeps for replacement workers.
+    setup_commands : frozenset of str, default=None
+        Commands whose messages the store keeps for replacement workers;
+        None keeps every message.
     """
 
     def __init__(self, store: StateStore, worker, clock: _Clock, shares_work: bool = False,
                  records: list[bytes] = (), started: float | None = None,
-                 limit: float | None = None, setup_commands: frozenset = frozenset()):
+                 limit: float | None = None, setup_commands: frozenset | None = None):
         self.store, self.worker, self.clock = store, worker, clock
         self.shares_work = shares_work
         self.count = 0
@@ -127,7 +132,7 @@ class Rounds:
         Parameters
         ----------
         command : str
-            The command each worker's ``handle`` answers (not ``'stop'``).
+            The command each worker's ``handle`` answers.
         *arrays : ndarray
             Numeric arrays sent to every worker with the command.
 
@@ -146,7 +151,7 @@ class Rounds:
         Parameters
         ----------
         command : str
-            The command each worker's ``handle`` answers (not ``'stop'``).
+            The command each worker's ``handle`` answers.
         *arrays : ndarray
             Numeric arrays sent to every worker with the command.
 
@@ -189,11 +194,11 @@ class Rounds:
         self.store.post_log(_REPORT + base64.b64encode(blob).decode("ascii"))
 
     def finish(self, *arrays: np.ndarray) -> None:
-        """Set the arrays that the final ``'stop'`` command carries.
+        """Set the arrays every worker's ``result`` gets when the run ends.
 
-        When ``coordinate`` returns, every worker's ``handle`` receives
-        ``'stop'`` with these arrays, before its ``result()`` is taken (for
-        example, which of several candidate models to keep).
+        When ``coordinate`` returns, every worker's ``result(*arrays)`` is
+        called with these arrays (for example, which of several candidate
+        models to keep); without a call, ``result()`` gets none.
 
         Parameters
         ----------
@@ -203,8 +208,6 @@ class Rounds:
         self._final = [np.asarray(a) for a in arrays]
 
     def _round(self, kind: int, command: str, arrays):
-        if command == STOP:
-            raise ValueError("'stop' is the runtime's own command")
         if self.count < len(self._replay):
             self.count += 1
             recorded = decode_arrays(self._replay[self.count - 1])
@@ -216,7 +219,7 @@ class Rounds:
             self.clock.rows[-1][3] += t0 - self._last_end
         arrays = [np.asarray(a) for a in arrays]
         self.store.publish(self.count, _message(kind, command, arrays), self._record,
-                           command in self._setup)
+                           self._setup is None or command in self._setup)
         t1 = time.perf_counter()
         partial = self.worker.handle(command, list(arrays))
         t2 = time.perf_counter()
@@ -248,15 +251,17 @@ class Rounds:
             return
         # Room for the round about to run and its successor's start, and for
         # the platform's clock starting before this worker's.
-        margin = 2 * self._longest + 1.5
+        margin = 2 * self._longest + HANDOVER_MARGIN
         if time.perf_counter() - self._started + margin > self._limit:
             self.store.publish(self.count, _message(_HANDOVER, STOP, []), self._record)
             raise HandedOver
 
-    def stop(self) -> None:
-        """Send ``'stop'`` to every worker: the runtime's call, after ``coordinate``."""
+    def stop(self) -> list[np.ndarray]:
+        """End the run for every worker (the runtime's call, after
+        ``coordinate``) and return what :meth:`finish` set: the arrays each
+        worker's ``result`` gets."""
         self.store.publish(self.count, _message(_STOP, STOP, self._final), self._record)
-        self.worker.handle(STOP, list(self._final))
+        return list(self._final)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ Lithops workers."""
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from dataclasses import replace
 from functools import partial
@@ -35,7 +34,9 @@ from sklearn.utils.validation import (
 
 from .._algorithms.kmeans._kernels import labels_inertia, with_ones_column
 from .._algorithms.kmeans._params import KMeansParams
+from .._base._callbacks import IterationTasks
 from .._base._estimator import (
+    DEFAULT_TIMEOUT,
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
@@ -144,7 +145,7 @@ class ServerlessKMeans(
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
                  tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="lloyd",
                  backend="localhost", state_mode="lock_free", n_workers=None,
-                 state_store=None, timeout=120.0):
+                 state_store=None, timeout=DEFAULT_TIMEOUT):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -231,7 +232,7 @@ class ServerlessKMeans(
         bridge = None
         if getattr(self, "_skl_callbacks", None):
             bridge = _IterationTasks(callback_ctx, self, X, x_mean)
-            params = replace(params, report=2 if bridge.wants_centers else 1)
+            params = replace(params, report=2 if bridge.wants_model else 1)
         results = self._run_distributed("kmeans", params, columns, progress=bridge)
         if bridge is not None:
             bridge.close()
@@ -436,46 +437,24 @@ def _mean_variance(X):
     return np.mean(variances)
 
 
-class _IterationTasks:
-    """One scikit-learn callback task per Lloyd iteration, fed by the
-    coordinator's reports (the inertia and, when a callback takes
-    ``fitted_estimator``, the centres) while the fit runs; the driver's
-    ``progress``. Text lines are printed when ``verbose``."""
+class _IterationTasks(IterationTasks):
+    """One scikit-learn callback task per Lloyd iteration; a report carries
+    the inertia and, when a callback takes ``fitted_estimator``, the centres."""
+
+    task_name = "lloyd-iter"
 
     def __init__(self, callback_ctx, estimator, X, x_mean):
-        self._ctx, self._estimator, self._X = callback_ctx, estimator, X
-        self._x_mean = x_mean
-        self._seen = 0
-        self.wants_centers = any(
-            "fitted_estimator" in inspect.signature(getattr(callback, hook)).parameters
-            for callback in callback_ctx._callbacks
-            for hook in ("on_fit_task_begin", "on_fit_task_end"))
-        self._task = self._begin()
+        self._X, self._x_mean = X, x_mean
+        super().__init__(callback_ctx, estimator, {"X": X})
+        self._inertia = None
 
-    def _begin(self):
-        task = self._ctx.subcontext(task_name="lloyd-iter")
-        task.call_on_fit_task_begin(estimator=self._estimator, X=self._X)
-        return task
+    def model(self, arrays: list):
+        self._inertia = float(arrays[0][0])
+        return arrays[1] if len(arrays) > 1 else None
 
-    def __call__(self, entry) -> None:
-        if isinstance(entry, str):
-            if self._estimator.verbose:
-                print(entry, flush=True)
-            return
-        if entry.number < self._seen:
-            return  # sent again by a new generation of workers
-        self._seen += 1
-        attributes = None
-        if len(entry.arrays) > 1:
-            centers = entry.arrays[1]
-            if self._x_mean is not None:
-                centers = centers + self._x_mean
-            attributes = {"cluster_centers_": centers.astype(self._X.dtype),
-                          "inertia_": float(entry.arrays[0][0])}
-        self._task.call_on_fit_task_end(estimator=self._estimator, X=self._X,
-                                        reconstruction_attributes=attributes)
-        self._task = self._begin()
-
-    def close(self) -> None:
-        """End the task begun after the last iteration (an empty task)."""
-        self._task.call_on_fit_task_end(estimator=self._estimator)
+    def attributes(self, centers) -> dict | None:
+        if centers is None:
+            return None
+        if self._x_mean is not None:
+            centers = centers + self._x_mean
+        return {"cluster_centers_": centers.astype(self._X.dtype), "inertia_": self._inertia}

@@ -3,12 +3,13 @@ returns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
+from .._common._deadlines import DEFAULT_TIMEOUT
 from .._worker._algorithm import Algorithm
 
 
@@ -21,11 +22,11 @@ class RunResult:
     Parameters
     ----------
     result : dict
-        What the algorithm's ``coordinate`` returned, updated with worker 0's
-        ``result()``.
+        What the algorithm's ``coordinate`` returned together with worker
+        0's ``result()``, and nothing else (a key in both is an error).
     worker_results : list of dict
-        Every worker's ``result()``, in worker order (worker 0's entry is
-        ``result``).
+        Every worker's ``result()``, in worker order (``{}`` for a worker
+        without one; worker 0's entry is ``result``).
     timings : dict
         Where the time went: ``'fit'`` (seconds, client side), ``'upload'``,
         ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
@@ -43,8 +44,8 @@ class RunResult:
 
 def run(algorithm: Algorithm, data, *, params: Any = None, backend="localhost",
         n_workers: int | None = None, state_store: str | None = None,
-        state_mode: str = "lock_free", timeout: float = 120.0,
-        verbose: bool = False) -> RunResult:
+        state_mode: str = "lock_free", timeout: float = DEFAULT_TIMEOUT,
+        verbose: bool | Callable = False) -> RunResult:
     """Run ``algorithm`` over ``data`` across serverless functions.
 
     One Lithops map starts ``n_workers`` long-lived workers, each owning a
@@ -83,8 +84,10 @@ def run(algorithm: Algorithm, data, *, params: Any = None, backend="localhost",
     timeout : float, default=120.0
         Seconds any wait of the run may last: a round's barrier, a worker
         waiting for the coordinator's next command.
-    verbose : bool, default=False
-        Print the coordinator's :meth:`Rounds.log` lines as they come.
+    verbose : bool or callable, default=False
+        Print the coordinator's :meth:`Rounds.log` lines as they come; a
+        callable receives each line (a str) and each :meth:`Rounds.report`
+        instead.
 
     Returns
     -------
@@ -108,34 +111,31 @@ def run(algorithm: Algorithm, data, *, params: Any = None, backend="localhost",
     >>> out.result["total"]
     array([10., 10.])
     """
-    from .._datasets import Dataset
+    from .._datasets import Dataset, ResolvedDataset
     from .._driver._backends import check_backend, check_state_store, open_storage
     from .._driver._fit import run_distributed
+    from .._driver._params import check_execution_params
     from .._driver._timings import timings_of
-    from .._state import STATE_MODES
 
     if not isinstance(algorithm, Algorithm):
         raise TypeError(f"algorithm must be an Algorithm, got {type(algorithm).__name__}")
-    if state_mode not in STATE_MODES:
-        raise ValueError(f"state_mode must be one of {STATE_MODES}, got {state_mode!r}")
-    if not isinstance(timeout, Real) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if n_workers is not None and (not isinstance(n_workers, Integral) or n_workers < 1):
-        raise ValueError(f"n_workers must be a positive integer or None, got {n_workers!r}")
+    check_execution_params("run", backend=backend, state_mode=state_mode, n_workers=n_workers,
+                           state_store=state_store, timeout=timeout)
     check_backend(backend)
     check_state_store(state_store, backend)
     if isinstance(data, Dataset):
         columns = data.resolve(open_storage(backend))
+    elif isinstance(data, ResolvedDataset):  # an estimator's, resolved when it validated
+        columns = data
     else:
         columns = _checked_columns(data)
+    progress = verbose if callable(verbose) else print_line if verbose else None
     outcome = run_distributed(
         algorithm, params, columns, backend=backend, state_store=state_store,
         state_mode=state_mode, n_workers=n_workers, timeout=timeout,
-        progress=_print_line if verbose else None,
+        progress=progress,
     )
-    results = [dict(r) for r in outcome.results]
-    for r in results:
-        r.pop("timings", None)
+    results = outcome.results
     return RunResult(results[0], results, timings_of(outcome), outcome.n_workers)
 
 
@@ -156,6 +156,8 @@ def _checked_columns(data) -> dict:
     return columns
 
 
-def _print_line(line) -> None:
-    if isinstance(line, str):  # a coordinator's report (arrays) is not printed
+def print_line(line) -> None:
+    """What a verbose run prints of a coordinator's message: its lines, not
+    its reports (arrays, for callbacks)."""
+    if isinstance(line, str):
         print(line, flush=True)

@@ -3,7 +3,6 @@ elastic-net) with ``fit`` split across Lithops workers."""
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from dataclasses import replace
 from numbers import Integral, Real
@@ -24,24 +23,25 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._algorithms.logistic._params import LogisticParams
+from .._base._callbacks import IterationTasks
 from .._base._estimator import (
+    DEFAULT_TIMEOUT,
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from .._common._messages import liblinear_multiclass, one_class, warm_start_shape
+from .._common._messages import (
+    CONVERGENCE_ADVICE,
+    liblinear_multiclass,
+    one_class,
+    warm_start_shape,
+)
 from .._datasets import Dataset
 from ._logistic_datasets import DatasetClassifierMixin
-from ._penalty import SOLVERS, resolve_penalty
+from ._penalty import SOLVER_NAMES, resolve_penalty
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
-_CONVERGENCE_ADVICE = (
-    "Please also refer to the documentation for alternative solver options:\n"
-    "    https://scikit-learn.org/stable/modules/linear_model.html"
-    "#logistic-regression"
-)
-
 #: scikit-learn's warning when its stochastic or liblinear solver reaches max_iter.
 _MAX_ITER_MESSAGES = {
     "liblinear": "Liblinear failed to converge, increase the number of iterations.",
@@ -253,7 +253,7 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
         "intercept_scaling": [Interval(Real, 0, None, closed="neither")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "random_state": ["random_state"],
-        "solver": [StrOptions(set(SOLVERS))],
+        "solver": [StrOptions(set(SOLVER_NAMES))],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -266,7 +266,8 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
                  fit_intercept=True, intercept_scaling=1, class_weight=None,
                  random_state=None, solver="lbfgs", max_iter=100, verbose=0,
                  warm_start=False, n_jobs=None, learning_rate=None, backend="localhost",
-                 state_mode="lock_free", n_workers=None, state_store=None, timeout=120.0):
+                 state_mode="lock_free", n_workers=None, state_store=None,
+                 timeout=DEFAULT_TIMEOUT):
         self.penalty = penalty
         self.C = C
         self.l1_ratio = l1_ratio
@@ -377,7 +378,7 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
         if self.solver == "lbfgs" and getattr(self, "_skl_callbacks", None):
             bridge = _CallbackBridge(callback_ctx, self, X, y, metadata, params.coef,
                                      n_features=n_features, n_outputs=n_outputs)
-            params = replace(params, report=2 if bridge.wants_coef else 1)
+            params = replace(params, report=2 if bridge.wants_model else 1)
         result = self._run_distributed("logistic", params, columns, progress=bridge)[0]
         if bridge is not None:
             bridge.close()
@@ -405,11 +406,11 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
                 warnings.warn(max_iter_message, ConvergenceWarning, stacklevel=2)
             elif info is not None and info["status"] != 0:
                 _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
-                                       extra_warning_msg=_CONVERGENCE_ADVICE)
+                                       extra_warning_msg=CONVERGENCE_ADVICE)
         elif info is not None:
             # sklearn's warning (and iteration cap) for L-BFGS-B, raised here on the driver.
             _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
-                                   extra_warning_msg=_CONVERGENCE_ADVICE)
+                                   extra_warning_msg=CONVERGENCE_ADVICE)
         self.n_iter_ = np.asarray([result["n_iter"]], dtype=np.int32)
         if self.solver == "liblinear":
             dtype = np.float64  # scikit-learn's liblinear always returns float64
@@ -460,63 +461,31 @@ class ServerlessLogisticRegression(CallbackSupportMixin, DatasetClassifierMixin,
         return tags
 
 
-class _CallbackBridge:
-    """scikit-learn's ``_LbfgsCallbackBridge``, fed by the coordinator's
-    reports: the driver's ``progress``, called in order while the fit runs.
+class _CallbackBridge(IterationTasks):
+    """scikit-learn's ``_LbfgsCallbackBridge``: the first iteration's task
+    begins with the initial coefficients; a report carries the iteration
+    number, the loss and, when a callback takes ``fitted_estimator``, the
+    coefficients."""
 
-    The first iteration's task begins with the initial coefficients; each
-    report (iteration number, loss and, when a callback takes
-    ``fitted_estimator``, the coefficients) ends the current iteration's task
-    and begins the next; :meth:`close` ends the one that never ran. Text
-    lines are printed when ``verbose``.
-    """
+    task_name = "lbfgs-iter"
+    attributes_on_begin = True
 
     def __init__(self, callback_ctx, estimator, X, y, metadata, coef, *, n_features: int,
                  n_outputs: int):
-        self._ctx, self._estimator = callback_ctx, estimator
-        self._data = {"X": X, "y": y, "metadata": metadata}
         self._shape = (n_features + int(estimator.fit_intercept), n_outputs)
-        self._dtype = X.dtype
-        self._verbose = estimator.verbose
-        self._seen = 0
-        self.wants_coef = any(
-            "fitted_estimator" in inspect.signature(getattr(callback, hook)).parameters
-            for callback in callback_ctx._callbacks
-            for hook in ("on_fit_task_begin", "on_fit_task_end"))
-        self._task = self._begin(coef)
+        self._dtype, self._fit_intercept = X.dtype, estimator.fit_intercept
+        super().__init__(callback_ctx, estimator, {"X": X, "y": y, "metadata": metadata},
+                         initial=coef)
 
-    def _attributes(self, coef):
+    def attributes(self, coef) -> dict | None:
         if coef is None:
             return None
         # The workers' flat (d, m) C-order layout back to sklearn's (m, d) rows.
         coef = np.asarray(coef).reshape(self._shape).T.astype(self._dtype)
-        if self._estimator.fit_intercept:
+        if self._fit_intercept:
             return {"coef_": coef[:, :-1].copy(), "intercept_": coef[:, -1].copy()}
         return {"coef_": np.ascontiguousarray(coef),
                 "intercept_": np.zeros(self._shape[1], dtype=self._dtype)}
-
-    def _begin(self, coef):
-        task = self._ctx.subcontext(task_name="lbfgs-iter")
-        task.call_on_fit_task_begin(estimator=self._estimator, **self._data,
-                                    reconstruction_attributes=self._attributes(coef))
-        return task
-
-    def __call__(self, entry) -> None:
-        if isinstance(entry, str):
-            if self._verbose:
-                print(entry, flush=True)
-            return
-        if entry.number < self._seen:
-            return  # sent again by a new generation of workers
-        self._seen += 1
-        coef = entry.arrays[1] if len(entry.arrays) > 1 else None
-        self._task.call_on_fit_task_end(estimator=self._estimator, **self._data,
-                                        reconstruction_attributes=self._attributes(coef))
-        self._task = self._begin(coef)
-
-    def close(self) -> None:
-        """End the task of the iteration L-BFGS-B did not run (an empty task)."""
-        self._task.call_on_fit_task_end(estimator=self._estimator)
 
 
 def _check_liblinear(X, n_classes: int) -> None:

@@ -33,26 +33,21 @@ from sklearn.utils.validation import (
 
 from .._algorithms.logistic_cv._params import STRATEGIES, WORKER_SCORERS, LogisticCVParams
 from .._base._estimator import (
+    DEFAULT_TIMEOUT,
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
     FITTED_ATTRIBUTES_DOC,
     ServerlessMixin,
 )
-from .._common._messages import liblinear_multiclass
+from .._common._messages import CONVERGENCE_ADVICE, liblinear_multiclass
 from .._datasets import Dataset
 from ._logistic import _INNER_TOL, LogisticProbaMixin
 from ._logistic_cv_attributes import set_cv_attributes
 from ._logistic_cv_options import resolve_options
 from ._logistic_cv_scores import driver_scores
-from ._penalty import SOLVERS
+from ._penalty import SOLVER_NAMES
 
 #: scikit-learn's extra advice when its L-BFGS solver stops early.
-_CONVERGENCE_ADVICE = (
-    "Please also refer to the documentation for alternative solver options:\n"
-    "    https://scikit-learn.org/stable/modules/linear_model.html"
-    "#logistic-regression"
-)
-
 _WARNING_CATEGORIES = {
     "ConvergenceWarning": ConvergenceWarning,
     "LinAlgWarning": scipy.linalg.LinAlgWarning,
@@ -238,7 +233,7 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
         "penalty": [StrOptions({"l1", "l2", "elasticnet"}), Hidden(StrOptions({"deprecated"}))],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None,
                     Hidden(StrOptions({"warn"}))],
-        "solver": [StrOptions(set(SOLVERS) - {"gd"})],
+        "solver": [StrOptions(set(SOLVER_NAMES) - {"gd"})],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
@@ -257,7 +252,7 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
                  class_weight=None, n_jobs=None, verbose=0, refit=True, intercept_scaling=1.0,
                  random_state=None, use_legacy_attributes="warn", strategy="path",
                  backend="localhost", state_mode="lock_free", n_workers=None,
-                 state_store=None, timeout=120.0):
+                 state_store=None, timeout=DEFAULT_TIMEOUT):
         self.Cs = Cs
         self.l1_ratios = l1_ratios
         self.fit_intercept = fit_intercept
@@ -413,6 +408,9 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
         scikit-learn's KFold or StratifiedKFold without shuffling, computed
         from the workers' class counts; the workers score the test folds."""
         resolved = self._resolve_dataset(dataset, y, sample_weight)
+        if resolved.has_weight:
+            raise ValueError("ServerlessLogisticRegressionCV does not take a dataset's weight "
+                             "column yet: its folds are counted in rows, not weights")
         if not resolved.has_label:
             raise ValueError("the dataset has no label column: name it, e.g. "
                              "read_csv(path, label='target')")
@@ -494,7 +492,7 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
         for info in result["lbfgs"]:
             if info is not None:
                 _check_optimize_result("lbfgs", SimpleNamespace(**info), info["max_iter"],
-                                       extra_warning_msg=_CONVERGENCE_ADVICE)
+                                       extra_warning_msg=CONVERGENCE_ADVICE)
 
     # prediction and scoring ----------------------------------------------------------
 
@@ -529,6 +527,8 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
         else:
             params = ({"sample_weight": score_params["sample_weight"]}
                       if score_params.get("sample_weight") is not None else {})
+        if isinstance(X, Dataset) and y is None:
+            y = X.labels()  # predictions gathered to the driver, scored against its labels
         return scorer(self, X, y, **params)
 
     def get_metadata_routing(self):

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
+from .._base._estimator import _check_dataset_labels
 from .._datasets import Dataset
 
 
@@ -82,8 +83,9 @@ class DatasetClassifierMixin:
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features) or dataset
-            Samples, or a labelled dataset scored where it lies (then ``y`` and
-            ``sample_weight`` must be None).
+            Samples, or a labelled dataset scored where it lies (then
+            ``sample_weight`` must be None, and ``y`` None or the labels that
+            ``X.labels()`` fetched).
 
         y : array-like of shape (n_samples,)
             True labels of ``X``.
@@ -98,9 +100,9 @@ class DatasetClassifierMixin:
         """
         if isinstance(X, Dataset):
             check_is_fitted(self)
-            if y is not None or sample_weight is not None:
-                raise ValueError("y and sample_weight must be None when scoring a dataset: "
-                                 "its labels are the dataset's label column")
+            if sample_weight is not None:
+                raise ValueError("sample_weight must be None when scoring a dataset")
+            _check_dataset_labels(X, y, "scoring")
             parts = self._dataset_scores(X)[1]
             if any("correct" not in part for part in parts):
                 raise ValueError("the dataset has no label column to score against")

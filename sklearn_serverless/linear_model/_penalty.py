@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Every solver name scikit-learn accepts, plus our gradient descent.
-SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga", "gd")
+#: The solver names the estimators accept (scikit-learn's, plus our gradient
+#: descent); :func:`resolve_penalty` maps each onto an algorithm of
+#: ``_algorithms.logistic._solvers.SOLVERS``.
+SOLVER_NAMES = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga", "gd")
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ class DatasetWorker(_prologue.DatasetWorker):
         mean = arrays[0].astype(self.X.dtype)
         X_ones = with_ones_column(self.X, subtract=mean)
         sample_weight = np.ones(X_ones.shape[0], dtype=X_ones.dtype)
+        if self.sample_weight is not None:  # the dataset's weight column
+            sample_weight = self.sample_weight.astype(X_ones.dtype)
         worker = self.lloyd_worker({"X": X_ones, "sample_weight": sample_weight}, self.params,
                                    self.context)
         self.X = worker.X  # the centred rows are all that is kept ('rows' reads them)

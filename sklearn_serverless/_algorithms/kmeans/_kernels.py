@@ -3,10 +3,10 @@
 scikit-learn picks it, and the exact inertia. numpy and scipy only.
 
 Rows, dense or CSR, take the compiled kernels of :mod:`._compiled`
-(assignment, sums, changed labels and inertia in one pass) when numba is
-installed: chosen here, once, at import; ``compiled`` is None without numba,
-and callers read it at the time of the call (tests set it to None to take
-the numpy path)."""
+(assignment, sums, changed labels and inertia in one pass) where the
+package was installed with its extension built: chosen here, once, at
+import; ``compiled`` is None without it, and callers read it at the time of
+the call (tests set it to None to take the numpy path)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 try:
     from . import _compiled as compiled
-except ImportError:  # numba not installed (or not importable): numpy only
+except ImportError:  # the extension was not built (no C compiler): numpy only
     compiled = None
 
 #: Elements of one block of the distance matrix: small enough to stay in cache.

@@ -1,6 +1,6 @@
-"""A Lloyd round by the numpy kernel (sparse rows, or dense rows without
-numba): labels by GEMM blocks (:func:`._kernels.assign`), cluster sums by a
-one-hot sparse product, kept per chunk and updated with the rows that
+"""A Lloyd round by the numpy kernel (where the compiled extension was
+not built): labels by GEMM blocks (:func:`._kernels.assign`), cluster sums
+by a one-hot sparse product, kept per chunk and updated with the rows that
 changed cluster. A mixin of :class:`._worker.Worker`, whose attributes it
 uses (rows, labels, chunks, workspace)."""
 

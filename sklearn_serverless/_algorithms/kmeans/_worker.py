@@ -48,8 +48,8 @@ class Worker(NumpyStep):
 
     Commands: ``'lloyd'`` (a :class:`._batch.Batch` of Lloyd steps and
     final E-steps), ``'farthest'`` (empty clusters' candidates),
-    ``'same'`` (scikit-learn's same-clustering test between runs) and
-    ``'stop'`` (which run's labels are the model's).
+    ``'same'`` (scikit-learn's same-clustering test between runs); its
+    ``result`` gets which run's labels are the model's.
     """
 
     #: Seconds of sleep per chunk taken (a slow CPU): tests set it in a subclass.
@@ -123,14 +123,13 @@ class Worker(NumpyStep):
                 self._ensure_final(int(run), run_centers)
             return np.stack([clustering_map(self.labels[a], self.labels[b], self.k)
                              for a, b in np.asarray(pairs, dtype=np.int64).reshape(-1, 2)])
-        if command == "stop":
-            (best,), centers = arrays
-            self._ensure_final(int(best), centers)
-            self.best_labels = np.array(self.labels[int(best)], dtype=np.int32)
-            return None
         raise ValueError(f"unknown k-means command {command!r}")
 
-    def result(self) -> dict:
+    def result(self, best: np.ndarray, centers: np.ndarray) -> dict:
+        """The chosen run's labels (``best`` and its centres: the coordinator's
+        ``finish``)."""
+        self._ensure_final(int(best[0]), centers)
+        self.best_labels = np.array(self.labels[int(best[0])], dtype=np.int32)
         return {"labels": self.best_labels}
 
     def close(self) -> None:

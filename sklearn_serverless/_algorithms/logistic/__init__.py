@@ -11,13 +11,13 @@ penalty parameters; :mod:`._dataset` the first rounds on a dataset;
 scikit-learn.
 """
 
-from ..._worker._algorithm import Algorithm
+from ..._worker._algorithm import BuiltinAlgorithm
 from . import _apply
 from ._coordinator import coordinate
 from ._dataset import DatasetWorker, dataset_prologue
 from ._worker import Worker
 
-LOGISTIC = Algorithm(
+LOGISTIC = BuiltinAlgorithm(
     "logistic", worker=Worker, coordinate=coordinate, dataset_worker=DatasetWorker,
     dataset_prologue=dataset_prologue, outputs={"scores": _apply.scores},
     setup_commands=frozenset({"prepare"}),

@@ -68,14 +68,19 @@ class DatasetWorker(_prologue.DatasetWorker):
 
     def _class_counts(self, arrays) -> np.ndarray:
         classes = arrays[0]
-        return np.bincount(self._encoded(classes), minlength=classes.size).astype(np.float64)
+        # Weighted by the dataset's weight column, as compute_class_weight weighs them.
+        return np.bincount(self._encoded(classes), weights=self.sample_weight,
+                           minlength=classes.size).astype(np.float64)
 
     def prepare(self, arrays: list) -> Worker:
         """The logistic worker on these rows: targets and sample weights."""
         classes, weights = arrays
         encoded = self._encoded(classes)
         target = (encoded == 1) if classes.size == 2 else encoded
-        data = {"X": self.X, "y": target.astype(np.float64), "sample_weight": weights[encoded]}
+        sample_weight = weights[encoded]
+        if self.sample_weight is not None:
+            sample_weight = sample_weight * self.sample_weight
+        data = {"X": self.X, "y": target.astype(np.float64), "sample_weight": sample_weight}
         self.y = None
         return Worker(data, self.params, self.context)
 

@@ -8,12 +8,14 @@ lie (:mod:`._dataset`). The objective, its penalty and the solvers are those of
 :mod:`..logistic`. Nothing here imports scikit-learn.
 """
 
-from ..._worker._algorithm import Algorithm
+from ..._worker._algorithm import BuiltinAlgorithm
 from ._coordinator import coordinate
 from ._dataset import DatasetWorker, dataset_prologue
 from ._worker import Worker
 
-LOGISTIC_CV = Algorithm("logistic_cv", worker=Worker, coordinate=coordinate,
-                        dataset_worker=DatasetWorker, dataset_prologue=dataset_prologue)
+LOGISTIC_CV = BuiltinAlgorithm(
+    "logistic_cv", worker=Worker, coordinate=coordinate,
+    dataset_worker=DatasetWorker, dataset_prologue=dataset_prologue,
+    setup_commands=frozenset())
 
 __all__ = ["LOGISTIC_CV"]

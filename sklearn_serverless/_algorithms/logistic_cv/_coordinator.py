@@ -7,14 +7,12 @@ workers and the best model is refitted on every row."""
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 
 from ..._worker._rounds import Rounds
-from ..logistic._coordinator import SOLVERS
 from ..logistic._objective import DistributedObjective
 from ..logistic._params import LogisticParams
+from ..logistic._solvers import SOLVERS
 from ._kernels import score_of
 from ._lbfgs_steps import available, lbfgs_steps
 from ._lockstep import Lockstep
@@ -84,11 +82,10 @@ def _polish(rounds: Rounds, params: LogisticCVParams, fit: dict, C: float, l1_ra
 
 def _solve(params: LogisticCVParams, fold: int, C: float, l1_ratio: float,
            coef: np.ndarray, ask, log) -> dict:
-    """One model fitted from ``coef`` by the solver's own module."""
-    module = importlib.import_module(f"..logistic.{SOLVERS[params.solver]}", __package__)
+    """One model fitted from ``coef`` by the chosen solver."""
     model = _model_params(params, fold, C, l1_ratio)
     out = {"warnings": [], "lbfgs": None}
-    out.update(module.solve(ModelObjective(model, fold, ask), coef, model, log))
+    out.update(SOLVERS[params.solver](ModelObjective(model, fold, ask), coef, model, log))
     out["coef"] = np.asarray(out["coef"], dtype=np.float64)
     return out
 

@@ -1,0 +1,145 @@
+"""scikit-learn's GridSearchCV, unchanged, over our logistic regression: on a
+Parquet object in moto's S3 server, and in memory on breast_cancer.
+
+``dataset`` (interleaved, repeated):
+
+- ``storage``: ``GridSearchCV(ServerlessLogisticRegression(...), {"C": 3
+  values}, cv=5).fit(read_parquet(path, label="y"))``: every fold's fit and
+  score reads its rows where they lie (a view of the dataset), Redis state;
+- ``download + sklearn``: get the object, parse it with pyarrow, and run
+  scikit-learn's ``GridSearchCV(LogisticRegression(), ..., n_jobs=2)``.
+
+``memory``: ``GridSearchCV`` over 4 values of C, cv=5, on scaled
+breast_cancer, ours (localhost) against scikit-learn's LogisticRegression.
+
+The scaler of the issue's pipeline is left out: this branch has no
+serverless transformers.
+
+    python benchmarks/search_dataset.py --n-samples 300000 --repeat 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import warnings
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from _common import interleaved, machine, moto_server, redis_server, write_json
+from logistic import make_data
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_serverless import ServerlessLogisticRegression, read_parquet
+
+BUCKET = "sks-bench-search"
+KEY = "data/train.parquet"
+
+
+def _parquet(X: np.ndarray, y: np.ndarray) -> bytes:
+    columns = {f"x{j}": X[:, j] for j in range(X.shape[1])}
+    columns["y"] = y
+    body = io.BytesIO()
+    pq.write_table(pa.table(columns), body, row_group_size=25_000)
+    return body.getvalue()
+
+
+def _parse(body: bytes) -> tuple[np.ndarray, np.ndarray]:
+    table = pq.read_table(io.BytesIO(body))
+    y = table.column("y").to_numpy()
+    X = np.column_stack([table.column(name).to_numpy() for name in table.column_names
+                         if name != "y"])
+    return X, y
+
+
+def _summary(timed: dict, reference: str) -> dict:
+    base = timed[reference][0]["median"]
+    out = {}
+    for name, (stats, search) in timed.items():
+        out[name] = {"median": stats["median"], "times": stats["times"],
+                     "ratio": stats["median"] / base, "best_C": search.best_params_["C"],
+                     "mean_test_score": search.cv_results_["mean_test_score"].tolist()}
+    return out
+
+
+def run_dataset(n_samples: int, n_features: int, n_workers: int, repeat: int) -> dict:
+    X, y = make_data(n_samples, n_features, 2, 10)
+    body = _parquet(X, y)
+    grid = {"C": [0.01, 0.1, 1.0]}
+    out = {"n_samples": n_samples, "n_features": n_features, "n_workers": n_workers,
+           "mb": len(body) / 1e6, "grid": grid}
+    with redis_server() as url, moto_server(BUCKET) as minio:
+        client = boto3.client("s3", endpoint_url=minio["endpoint"], region_name="us-east-1",
+                              aws_access_key_id="bench", aws_secret_access_key="bench")
+        client.put_object(Bucket=BUCKET, Key=KEY, Body=body)
+        config = {"lithops": {"backend": "localhost", "storage": "minio"}, "minio": minio}
+        datasets = []
+
+        def storage():
+            data = read_parquet(f"{BUCKET}/{KEY}", label="y", backend=config)
+            datasets.append(data)
+            model = ServerlessLogisticRegression(n_workers=n_workers, backend=config,
+                                                 state_store=url, timeout=600)
+            return GridSearchCV(model, grid, cv=5).fit(data)
+
+        def download():
+            X, y = _parse(client.get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
+            return GridSearchCV(LogisticRegression(), grid, cv=5, n_jobs=n_workers).fit(X, y)
+
+        cases = {"storage": storage, "download + sklearn": download}
+        timed = interleaved(cases, repeat)
+    out["arms"] = _summary(timed, "download + sklearn")
+    out["arms"]["storage"]["driver_bytes_fetched"] = datasets[-1].cache().get(
+        "fetched", {}).get("bytes", 0)
+    return out
+
+
+def run_memory(repeat: int) -> dict:
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    grid = {"C": [0.01, 0.1, 1.0, 10.0]}
+    cases = {
+        "ours": lambda: GridSearchCV(ServerlessLogisticRegression(), grid, cv=5).fit(X, y),
+        "sklearn": lambda: GridSearchCV(LogisticRegression(), grid, cv=5).fit(X, y),
+    }
+    for fn in cases.values():
+        fn()  # warm-up: imports, the first map, the pool of workers
+    return {"n_samples": X.shape[0], "grid": grid,
+            "arms": _summary(interleaved(cases, repeat), "sklearn")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=300_000)
+    parser.add_argument("--n-features", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-dataset", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", FutureWarning)
+    results = {"machine": machine(), "memory": run_memory(args.repeat)}
+    if not args.skip_dataset:
+        results["dataset"] = run_dataset(args.n_samples, args.n_features, args.workers,
+                                         args.repeat)
+    for part in ("memory", "dataset"):
+        if part not in results:
+            continue
+        print(f"{part}:")
+        print("| arm | median (s) | range | ratio | best C |")
+        print("|---|---|---|---|---|")
+        for name, row in results[part]["arms"].items():
+            print(f"| {name} | {row['median']:.2f} | {min(row['times']):.2f}-"
+                  f"{max(row['times']):.2f} | {row['ratio']:.2f}x | {row['best_C']:g} |")
+    if args.json:
+        write_json(Path(args.json), results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""ServerlessColumnTransformer: scikit-learn's ColumnTransformer, fitted on a
+dataset by column name.
+
+scikit-learn's own cannot take a dataset: it selects columns by name only in
+dataframes (``_safe_indexing``) and stacks its parts with ``np.hstack``, which
+would read the rows on the driver. This one selects the columns of a dataset
+as a fitted view, fits each transformer on its view (one run each), sets
+scikit-learn's fitted attributes, and transforms a dataset by one step the
+next step's workers apply as they read. On arrays and dataframes it is
+scikit-learn's."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.compose import make_column_transformer as _sklearn_make_column_transformer
+
+from .._datasets import Dataset
+from .._datasets._chain import Step
+from .._datasets._transformed import transformed
+from ._base import DatasetTransformerMixin
+
+
+class ServerlessColumnTransformer(ColumnTransformer):
+    __doc__ = """scikit-learn's ColumnTransformer, also fitted on a dataset.
+
+    On arrays and dataframes it is scikit-learn's
+    :class:`~sklearn.compose.ColumnTransformer`. On a dataset, columns are
+    named as in its header or schema (or by index), every transformer must be
+    a serverless one (``ServerlessStandardScaler`` & co.) or ``'drop'``, and
+    ``remainder`` must be ``'drop'``; each transformer is fitted where the
+    data lies, and ``transform`` returns a dataset.
+
+    Parameters
+    ----------
+    transformers, remainder, sparse_threshold, n_jobs, transformer_weights, verbose,
+    verbose_feature_names_out, force_int_remainder_cols
+        As scikit-learn's.
+    """
+
+    def fit(self, X, y=None, **params):
+        """Fit every transformer (a dataset: where it lies)."""
+        if not isinstance(X, Dataset):
+            return super().fit(X, y, **params)
+        self._fit_dataset(X)
+        return self
+
+    def fit_transform(self, X, y=None, **params):
+        if not isinstance(X, Dataset):
+            return super().fit_transform(X, y, **params)
+        return self._fit_dataset(X).transform(X)
+
+    def transform(self, X, **params):
+        if not isinstance(X, Dataset):
+            return super().transform(X, **params)
+        parts = []
+        for name, fitted, _ in self.transformers_:
+            indices = self._transformer_to_input_indices[name]
+            if fitted == "drop" or not len(indices):
+                continue
+            parts.append((tuple(indices), (fitted._step(),)))
+        names = self.get_feature_names_out()
+        return transformed(X, Step("columns", parts=tuple(parts)), len(names), names)
+
+    def _fit_dataset(self, dataset):
+        from .._driver._backends import open_storage
+
+        self._validate_params()
+        self._validate_transformers()
+        first = next((t for _, t, _ in self.transformers
+                      if isinstance(t, DatasetTransformerMixin)), None)
+        backend = first.backend if first is not None else "localhost"
+        resolved = dataset.resolve(open_storage(backend))
+        names = list(resolved.feature_names) if resolved.feature_names is not None else None
+        self.n_features_in_ = resolved.n_features
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        if self.remainder != "drop":
+            raise ValueError("on a dataset, remainder must be 'drop' (name the columns to "
+                             "pass through with a transformer)")
+        columns, to_indices = [], {}
+        for name, transformer, selection in self.transformers:
+            if callable(selection):
+                raise ValueError("on a dataset, name the columns (a callable needs the rows)")
+            if transformer != "drop" and not isinstance(transformer, DatasetTransformerMixin):
+                raise ValueError(f"on a dataset every transformer must be a serverless one "
+                                 f"(ServerlessStandardScaler & co.) or 'drop'; {name!r} is "
+                                 f"{type(transformer).__name__}")
+            columns.append(selection)
+            to_indices[name] = _indices(selection, names, resolved.n_features)
+        self._columns = columns
+        self._transformer_to_input_indices = to_indices
+        self._validate_remainder(dataset)
+        fitted = []
+        for name, transformer, _ in self.transformers:
+            if transformer == "drop" or not to_indices[name]:
+                continue
+            indices = to_indices[name]
+            view = transformed(dataset, Step("select", {"indices": np.array(indices)}),
+                               len(indices), [names[j] for j in indices] if names else None,
+                               kinds=tuple(resolved.kinds[j] for j in indices))
+            fitted.append(clone(transformer).fit(view))
+        self.sparse_output_ = False
+        self._update_fitted_transformers(fitted)
+        widths = [len(t.get_feature_names_out()) for t in fitted]
+        self._record_output_indices([np.empty((0, w)) for w in widths])
+        return self
+
+
+def _indices(selection, names, n_features: int) -> list[int]:
+    items = [selection] if isinstance(selection, str | int) else list(selection)
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            if names is None or item not in names:
+                raise ValueError(f"A given column is not a column of the dataset: {item!r}")
+            out.append(names.index(item))
+        else:
+            out.append(int(item) % n_features)
+    return out
+
+
+def make_column_transformer(*transformers, **kwargs) -> ServerlessColumnTransformer:
+    """scikit-learn's ``make_column_transformer``, giving a
+    :class:`ServerlessColumnTransformer`."""
+    made = _sklearn_make_column_transformer(*transformers, **kwargs)
+    return ServerlessColumnTransformer(made.transformers, **{
+        key: value for key, value in made.get_params(deep=False).items()
+        if key != "transformers"})

@@ -1,0 +1,89 @@
+"""ServerlessOneHotEncoder."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.preprocessing import OneHotEncoder
+
+from .._base._estimator import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
+from .._datasets import Dataset
+from .._datasets._chain import Step
+from ._base import DatasetTransformerMixin, keep_set_output
+
+
+@keep_set_output
+class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
+                              auto_wrap_output_keys=None):
+    __doc__ = """scikit-learn's OneHotEncoder, fitted where the data lies.
+
+    On arrays it is scikit-learn's :class:`~sklearn.preprocessing.OneHotEncoder`.
+    On a dataset the workers count each feature's distinct values (text or
+    numbers; NaN is a category, as scikit-learn makes it), the categories
+    are fitted by scikit-learn from them, and ``transform`` returns a dataset
+    the next step's workers encode as they read (dense columns: the next
+    step reads numbers). ``min_frequency`` and ``max_categories`` are refused
+    on a dataset.
+
+    Parameters
+    ----------
+    categories, drop, sparse_output, dtype, handle_unknown, min_frequency,
+    max_categories, feature_name_combiner
+        As scikit-learn's.
+""" + EXECUTION_PARAMS_DOC + """
+    Attributes
+    ----------
+    categories_, drop_idx_, n_features_in_, feature_names_in_
+        As scikit-learn's.
+    """
+
+    _parameter_constraints = {**OneHotEncoder._parameter_constraints, **EXECUTION_CONSTRAINTS}
+
+    def __init__(self, *, categories="auto", drop=None, sparse_output=True, dtype=np.float64,
+                 handle_unknown="error", min_frequency=None, max_categories=None,
+                 feature_name_combiner="concat", backend="localhost", n_workers=None,
+                 state_store=None, state_mode="lock_free", timeout=120.0):
+        super().__init__(categories=categories, drop=drop, sparse_output=sparse_output,
+                         dtype=dtype, handle_unknown=handle_unknown,
+                         min_frequency=min_frequency, max_categories=max_categories,
+                         feature_name_combiner=feature_name_combiner)
+        self.backend, self.n_workers, self.state_store = backend, n_workers, state_store
+        self.state_mode, self.timeout = state_mode, timeout
+
+    def fit(self, X, y=None):
+        """Fit the categories (a dataset: from the workers' distinct values)."""
+        if not isinstance(X, Dataset):
+            return super().fit(X, y)
+        self._validate_params()
+        if self.min_frequency is not None or self.max_categories is not None:
+            raise ValueError("min_frequency and max_categories are not supported on a "
+                             "dataset yet: fit on the rows in memory, or leave them None")
+        from .._driver._backends import open_storage
+
+        d = X.resolve(open_storage(self.backend)).n_features
+        resolved, result = self._dataset_statistics(
+            X, [("categories", tuple(range(d)), False)])
+        names = getattr(self, "feature_names_in_", None)
+        # Every category once, in a table scikit-learn's own fit sees: the
+        # same categories_, drop_idx_ and errors as on the rows themselves.
+        values = [result[f"task0_{j}"]["values"] for j in range(d)]
+        rows = max(v.size for v in values)
+        table = np.empty((rows, d), dtype=object)
+        for j, column in enumerate(values):
+            cells = column.astype(object) if column.dtype.kind == "U" else column
+            table[:, j] = np.resize(cells, rows)
+        super().fit(table)
+        if names is not None:
+            self.feature_names_in_ = names
+        self.categories_ = [c.astype(object) if values[j].dtype.kind == "U" else
+                            c.astype(np.float64) for j, c in enumerate(self.categories_)]
+        return self
+
+    def _step(self) -> Step:
+        arrays = {}
+        for j, categories in enumerate(self.categories_):
+            arrays[f"cat{j}"] = (categories.astype(str) if categories.dtype == object
+                                 else categories.astype(np.float64))
+        drops = self.drop_idx_ if self.drop_idx_ is not None else [None] * len(self.categories_)
+        arrays["drop"] = np.array([-1 if k is None else int(k) for k in drops])
+        unknown = "error" if self.handle_unknown == "error" else "ignore"
+        return Step("onehot", arrays, options=(("handle_unknown", unknown),))

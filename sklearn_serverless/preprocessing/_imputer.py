@@ -1,0 +1,97 @@
+"""ServerlessSimpleImputer."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.impute import SimpleImputer
+from sklearn.utils._missing import is_scalar_nan
+
+from .._base._estimator import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
+from .._datasets import Dataset
+from .._datasets._chain import Step
+from ._base import DatasetTransformerMixin, keep_set_output
+
+
+@keep_set_output
+class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
+                              auto_wrap_output_keys=None):
+    __doc__ = """scikit-learn's SimpleImputer, fitted where the data lies.
+
+    On arrays it is scikit-learn's :class:`~sklearn.impute.SimpleImputer`. On a
+    dataset, the missing cells are the empty CSV cells and Parquet nulls of
+    numeric features (NaN); the workers sum each feature's present values
+    (``'mean'``) or count its distinct values (``'most_frequent'``), and
+    ``transform`` returns a dataset the next step's workers fill as they
+    read. ``'median'`` is refused on a dataset: an exact median needs every
+    value in one place (or many passes over the data), not sums.
+
+    Parameters
+    ----------
+    missing_values, strategy, fill_value, copy, add_indicator, keep_empty_features
+        As scikit-learn's.
+""" + EXECUTION_PARAMS_DOC + """
+    Attributes
+    ----------
+    statistics_, indicator_, n_features_in_, feature_names_in_
+        As scikit-learn's.
+    """
+
+    _parameter_constraints = {**SimpleImputer._parameter_constraints, **EXECUTION_CONSTRAINTS}
+
+    def __init__(self, *, missing_values=np.nan, strategy="mean", fill_value=None, copy=True,
+                 add_indicator=False, keep_empty_features=False, backend="localhost",
+                 n_workers=None, state_store=None, state_mode="lock_free", timeout=120.0):
+        super().__init__(missing_values=missing_values, strategy=strategy,
+                         fill_value=fill_value, copy=copy, add_indicator=add_indicator,
+                         keep_empty_features=keep_empty_features)
+        self.backend, self.n_workers, self.state_store = backend, n_workers, state_store
+        self.state_mode, self.timeout = state_mode, timeout
+
+    def fit(self, X, y=None):
+        """Fit the fill values (a dataset: from the workers' sums)."""
+        if not isinstance(X, Dataset):
+            return super().fit(X, y)
+        self._validate_params()
+        if self.strategy == "median" or callable(self.strategy):
+            raise ValueError(f"strategy={self.strategy!r} is not supported on a dataset: an "
+                             "exact median needs every value of a feature in one place, not "
+                             "the sums the workers compute. Use 'mean', 'most_frequent' or "
+                             "'constant', or fit on the rows in memory.")
+        if not is_scalar_nan(self.missing_values):
+            raise ValueError("on a dataset the missing cells are NaN (empty CSV cells, "
+                             "Parquet nulls): missing_values must be np.nan")
+        if self.add_indicator:
+            raise ValueError("add_indicator=True is not supported on a dataset yet")
+        from .._driver._backends import open_storage
+
+        resolved = X.resolve(open_storage(self.backend))
+        if resolved.text_features:
+            raise ValueError("on a dataset SimpleImputer fills numeric features only; "
+                             f"features {list(resolved.text_features)} hold text (their "
+                             "empty cells are the text '')")
+        d = resolved.n_features
+        kind = "categories" if self.strategy == "most_frequent" else "moments"
+        _, result = self._dataset_statistics(X, [(kind, tuple(range(d)), False)])
+        if self.strategy == "constant":
+            fill = 0 if self.fill_value is None else self.fill_value
+            statistics = np.full(d, fill, dtype=np.float64)
+        elif self.strategy == "mean":
+            statistics = result["task0"]["mean"]  # NaN where no value is present
+        else:
+            statistics = np.full(d, np.nan)
+            for j in range(d):
+                values, counts = (result[f"task0_{j}"][key] for key in ("values", "counts"))
+                present = ~np.isnan(values)
+                if present.any():  # ties: the smallest value, as scikit-learn's
+                    statistics[j] = values[present][np.argmax(counts[present])]
+        if self.keep_empty_features and self.strategy != "constant":
+            statistics = np.where(np.isnan(statistics), 0.0, statistics)
+        self._fit_dtype = self._fill_dtype = np.dtype(np.float64)
+        self.statistics_ = statistics
+        self.indicator_ = None
+        return self
+
+    def _step(self) -> Step:
+        keep = np.flatnonzero(~np.isnan(self.statistics_)) if self.strategy != "constant" \
+            else np.arange(self.statistics_.size)
+        return Step("impute", {"fill": np.asarray(self.statistics_, np.float64), "keep": keep})

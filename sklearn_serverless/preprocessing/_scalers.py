@@ -1,0 +1,144 @@
+"""ServerlessStandardScaler and ServerlessMinMaxScaler."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
+
+from .._base._estimator import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
+from .._datasets import Dataset
+from .._datasets._chain import Step
+from ._base import DatasetTransformerMixin, keep_set_output
+
+
+def _moments(stats: dict) -> tuple:
+    return stats["weight"], stats["mean"], stats["var"], stats["n_missing"]
+
+
+@keep_set_output
+class ServerlessStandardScaler(DatasetTransformerMixin, StandardScaler,
+                               auto_wrap_output_keys=None):
+    __doc__ = """scikit-learn's StandardScaler, fitted where the data lies.
+
+    On arrays it is scikit-learn's :class:`~sklearn.preprocessing.StandardScaler`.
+    On a dataset (:func:`~sklearn_serverless.read_csv` & co.) the workers sum
+    each feature's weighted count, sum and squared deviations (missing cells
+    ignored, as scikit-learn ignores NaN; the dataset's weight column weighs
+    the rows), and ``transform`` returns a dataset the next step's workers
+    scale as they read.
+
+    Parameters
+    ----------
+    copy : bool, default=True
+    with_mean : bool, default=True
+    with_std : bool, default=True
+""" + EXECUTION_PARAMS_DOC + """
+    Attributes
+    ----------
+    scale_, mean_, var_, n_samples_seen_, n_features_in_, feature_names_in_
+        As scikit-learn's.
+    """
+
+    _parameter_constraints = {**StandardScaler._parameter_constraints, **EXECUTION_CONSTRAINTS}
+
+    def __init__(self, *, copy=True, with_mean=True, with_std=True, backend="localhost",
+                 n_workers=None, state_store=None, state_mode="lock_free", timeout=120.0):
+        super().__init__(copy=copy, with_mean=with_mean, with_std=with_std)
+        self.backend, self.n_workers, self.state_store = backend, n_workers, state_store
+        self.state_mode, self.timeout = state_mode, timeout
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the mean and std (a dataset: by the workers)."""
+        if not isinstance(X, Dataset):
+            return super().fit(X, y, sample_weight=sample_weight)
+        self._validate_params()
+        from .._driver._backends import open_storage
+
+        d = X.resolve(open_storage(self.backend)).n_features
+        resolved, result = self._dataset_statistics(X, [("moments", tuple(range(d)), True)],
+                                                    sample_weight)
+        weight, mean, var, n_missing = _moments(result["task0"])
+        n_seen = weight if resolved.has_weight else (weight.astype(np.int64))
+        if np.ptp(n_seen) == 0:
+            n_seen = n_seen[0]
+        self.n_samples_seen_ = n_seen
+        if not self.with_mean and not self.with_std:
+            self.mean_ = self.var_ = self.scale_ = None
+            return self
+        self.mean_, self.var_ = mean, var
+        if self.with_std:
+            constant = _is_constant_feature(self.var_, self.mean_, self.n_samples_seen_)
+            self.scale_ = _handle_zeros_in_scale(np.sqrt(self.var_), copy=False,
+                                                 constant_mask=constant)
+        else:
+            self.scale_ = None
+        return self
+
+    def _step(self) -> Step:
+        arrays = {}
+        if self.with_mean:
+            arrays["mean"] = self.mean_
+        if self.with_std:
+            arrays["scale"] = self.scale_
+        return Step("standard", arrays)
+
+
+@keep_set_output
+class ServerlessMinMaxScaler(DatasetTransformerMixin, MinMaxScaler, auto_wrap_output_keys=None):
+    __doc__ = """scikit-learn's MinMaxScaler, fitted where the data lies.
+
+    On arrays it is scikit-learn's :class:`~sklearn.preprocessing.MinMaxScaler`;
+    on a dataset the workers find each feature's minimum and maximum
+    (missing cells ignored), and ``transform`` returns a dataset the next
+    step's workers scale as they read.
+
+    Parameters
+    ----------
+    feature_range : tuple (min, max), default=(0, 1)
+    copy : bool, default=True
+    clip : bool, default=False
+""" + EXECUTION_PARAMS_DOC + """
+    Attributes
+    ----------
+    min_, scale_, data_min_, data_max_, data_range_, n_samples_seen_, n_features_in_,
+    feature_names_in_
+        As scikit-learn's.
+    """
+
+    _parameter_constraints = {**MinMaxScaler._parameter_constraints, **EXECUTION_CONSTRAINTS}
+
+    def __init__(self, feature_range=(0, 1), *, copy=True, clip=False, backend="localhost",
+                 n_workers=None, state_store=None, state_mode="lock_free", timeout=120.0):
+        super().__init__(feature_range=feature_range, copy=copy, clip=clip)
+        self.backend, self.n_workers, self.state_store = backend, n_workers, state_store
+        self.state_mode, self.timeout = state_mode, timeout
+
+    def fit(self, X, y=None):
+        """Compute the minimum and maximum (a dataset: by the workers)."""
+        if not isinstance(X, Dataset):
+            return super().fit(X, y)
+        self._validate_params()
+        low, high = self.feature_range
+        if low >= high:
+            raise ValueError("Minimum of desired feature range must be smaller than maximum. "
+                             f"Got {self.feature_range}.")
+        from .._driver._backends import open_storage
+
+        d = X.resolve(open_storage(self.backend)).n_features
+        _, result = self._dataset_statistics(X, [("moments", tuple(range(d)), False)])
+        stats = result["task0"]
+        empty = stats["weight"] == 0
+        data_min = np.where(empty, np.nan, stats["min"])
+        data_max = np.where(empty, np.nan, stats["max"])
+        self.n_samples_seen_ = int(stats["weight"][0] + stats["n_missing"][0])
+        self.data_min_, self.data_max_ = data_min, data_max
+        self.data_range_ = data_max - data_min
+        self.scale_ = (high - low) / _handle_zeros_in_scale(self.data_range_, copy=True)
+        self.min_ = low - data_min * self.scale_
+        return self
+
+    def _step(self) -> Step:
+        clip = tuple(self.feature_range) if self.clip else None
+        return Step("minmax", {"scale": self.scale_, "min": self.min_},
+                    options=(("clip", clip),))

@@ -32,8 +32,10 @@ test: $(STAMP)
 bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/run.py --quick
 
-# The site, warnings as errors; the gallery's examples run at build time.
+# The site, warnings as errors; the gallery's examples run at build time. The speed
+# figures must agree with docs/img/*.json first (docs/_figures.py).
 docs: $(VENV)/.docs
+	$(BIN)/python docs/_figures.py --check
 	rm -rf docs/_build/html docs/generated docs/auto_examples
 	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
 

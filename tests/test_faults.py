@@ -432,8 +432,8 @@ class _Zombie:
             os.kill(os.getpid(), signal.SIGKILL)
         return self.inner.handle(command, arrays)
 
-    def result(self):
-        return self.inner.result()
+    def result(self, *final):
+        return self.inner.result(*final)
 
     def close(self):
         self.inner.close()
@@ -533,8 +533,8 @@ class _Rejoining:
             os.kill(os.getpid(), signal.SIGKILL)
         return self.inner.handle(command, arrays)
 
-    def result(self):
-        return self.inner.result()
+    def result(self, *final):
+        return self.inner.result(*final)
 
     def close(self):
         open(os.path.join(self.folder, f"closed-{os.getpid()}"), "w").close()

@@ -302,6 +302,24 @@ def test_verbose_prints_the_log(capsys):
     assert capsys.readouterr().out.count("Newton iter=") == model.n_iter_[0]
 
 
+def test_verbose_counts_its_workers_in_english(capsys):
+    X, y, _ = _data(2)
+    ServerlessLogisticRegression(n_workers=1, verbose=1).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Lithops map, 1 worker started" in out and "1 workers" not in out
+
+
+def test_progress_bar_callback_runs_with_rich():
+    # scikit-learn's ProgressBar needs rich (the 'progress' extra, in 'test' too).
+    pytest.importorskip("rich")
+    from sklearn.callback import ProgressBar
+
+    X, y, _ = _data(2)
+    model = ServerlessLogisticRegression(n_workers=2).set_callbacks(ProgressBar()).fit(X, y)
+    reference = LogisticRegression().fit(X, y)
+    np.testing.assert_allclose(model.coef_, reference.coef_, atol=1e-10)
+
+
 # bad input: sklearn's errors, before any worker is launched -------------------------------
 
 

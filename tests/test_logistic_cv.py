@@ -55,6 +55,28 @@ def _pair(X, y, sample_weight=None, **params):
     return ours, ref
 
 
+def test_default_tol_fidelity(binary):
+    # What docs/user_guide/model_selection.rst says of the default tol: the
+    # models that converge well within max_iter are scikit-learn's (same
+    # iterations, coefficients to 1e-4), the chosen C and the refit are the
+    # same; the two largest C (near-separable folds) may stop elsewhere, and
+    # n_iter_ counts L-BFGS-B's iterations as scikit-learn's, 0 where the warm
+    # start already meets tol.
+    X, y = binary
+    ours, ref = _pair(X, y, Cs=10, cv=5)
+    assert ours.C_ == ref.C_
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=1e-12)
+    np.testing.assert_array_equal(ours.n_iter_[:, :, :8], ref.n_iter_[:, :, :8])
+    np.testing.assert_allclose(ours.coefs_paths_[:, :, :8], ref.coefs_paths_[:, :, :8],
+                               atol=1e-4)
+    np.testing.assert_array_equal(ours.scores_[:, :, :8], ref.scores_[:, :, :8])
+    assert (ref.n_iter_ == 0).any() and (ours.n_iter_ == 0).any()
+    # A model with n_iter_ 0 starts where the previous C ended, already within tol.
+    fold, l1, c = np.argwhere(ours.n_iter_ == 0)[0]
+    np.testing.assert_array_equal(ours.coefs_paths_[fold, l1, c],
+                                  ours.coefs_paths_[fold, l1, c - 1])
+
+
 @pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
 def test_binary_matches_sklearn(binary, state_mode):
     """Same folds' paths (warm-started along Cs), scores, best C and refit."""

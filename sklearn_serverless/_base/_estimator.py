@@ -202,8 +202,9 @@ def fit_summary(timings: dict, n_workers: int, name: str = "fit") -> list[str]:
     rounds_total = float(per_round.sum())
     start = max(0.0, float(timings["fit"]) - rounds_total)
     load = float(np.max(timings["load"])) if len(timings["load"]) else 0.0
-    lines = [f"[{name}] start: {start:.3f} s before the first round (Lithops map, {n_workers} "
-             f"workers started, data loaded: slowest load {load:.3f} s"
+    workers = "1 worker" if n_workers == 1 else f"{n_workers} workers"
+    lines = [f"[{name}] start: {start:.3f} s before the first round (Lithops map, {workers} "
+             f"started, data loaded: slowest load {load:.3f} s"
              + (f", upload {timings['upload']:.3f} s" if timings["upload"] else "") + ")"]
     step = max(1, -(-n_rounds // _ROUND_LINES))
     for first in range(0, n_rounds, step):

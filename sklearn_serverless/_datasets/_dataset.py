@@ -570,7 +570,7 @@ def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
 
     Examples
     --------
-    >>> from sklearn_serverless._datasets import read_csv
+    >>> from sklearn_serverless import read_csv
     >>> data = read_csv("s3://my-bucket/flights/", label="late")
     >>> data.path, data.label
     ('s3://my-bucket/flights/', 'late')
@@ -626,7 +626,7 @@ def read_parquet(path: str, *, label: str | None = None, columns=None,
 
     Examples
     --------
-    >>> from sklearn_serverless._datasets import read_parquet
+    >>> from sklearn_serverless import read_parquet
     >>> data = read_parquet("my-bucket/flights/", label="late", columns=["distance"])
     >>> data.columns
     ('distance',)
@@ -667,7 +667,7 @@ def read_npy(path: str, *, backend=None) -> NpyDataset:
 
     Examples
     --------
-    >>> from sklearn_serverless._datasets import read_npy
+    >>> from sklearn_serverless import read_npy
     >>> read_npy("my-bucket/X.npy")
     NpyDataset(path='my-bucket/X.npy')
     """

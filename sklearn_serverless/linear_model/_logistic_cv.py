@@ -41,7 +41,7 @@ from .._base._estimator import (
 )
 from .._common._messages import CONVERGENCE_ADVICE, liblinear_multiclass
 from .._datasets import Dataset
-from ._logistic import LogisticProbaMixin
+from ._logistic import _INNER_TOL, LogisticProbaMixin
 from ._logistic_cv_attributes import set_cv_attributes
 from ._logistic_cv_options import resolve_options
 from ._logistic_cv_scores import driver_scores
@@ -398,7 +398,8 @@ class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, 
             verbose=self.verbose, dtype=np.dtype(np.float64).str,
             intercept_scaling=(float(self.intercept_scaling)
                                if self.solver == "liblinear" and self.fit_intercept else None),
-            scoring=worker_scoring, refit=bool(self.refit), strategy=self.strategy, **data,
+            scoring=worker_scoring, refit=bool(self.refit), strategy=self.strategy,
+            inner_tol=_INNER_TOL.get(self.solver, 0.0) * self.tol or None, **data,
         )
 
     def _fit_dataset(self, dataset, y, sample_weight, l1_ratios, l1_ratios_, penalty, scoring,

@@ -1,5 +1,6 @@
-"""scikit-learn's own tests of KMeans and LogisticRegression, run against
-our estimators (see sklearn_copy.py), with scikit-learn's conftest fixtures.
+"""scikit-learn's own tests of KMeans, LogisticRegression and
+LogisticRegressionCV, run against our estimators (see sklearn_copy.py), with
+scikit-learn's conftest fixtures.
 
 ``EXCEPTIONS`` is the one list of the tests that do not apply: each is
 marked ``xfail(strict=True)`` with its reason, so a test that starts to
@@ -45,6 +46,11 @@ EXCEPTIONS: dict[str, dict[str, str]] = {
             "difference: compares with sklearn's liblinear at tol=1e-4, which stops 1.6e-5 "
             "from the optimum on this problem (seed 42); ours reaches it within 1.2e-8, so "
             "the two differ by 1.6e-5 where decimal=6 is asked"),
+        "test_LogisticRegressionCV_on_folds": (
+            "difference: LogisticRegressionCV fits every L2 fold model by L-BFGS-B, whatever "
+            "the solver's name; on unscaled iris at C=21.5, tol=1e-8, it stops at max_iter=100 "
+            "(ConvergenceWarning) 2.8% from the optimum that newton-cholesky reaches in 5 "
+            "iterations, where rtol=1e-5 is asked"),
     },
 }
 

@@ -33,8 +33,9 @@ SUITES = {
         "sklearn.linear_model.tests.test_logistic",
         "from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, "
         "SGDClassifier",
-        "from sklearn.linear_model import LogisticRegressionCV, SGDClassifier; "
-        "from sklearn_serverless import ServerlessLogisticRegression as LogisticRegression",
+        "from sklearn.linear_model import SGDClassifier; "
+        "from sklearn_serverless import ServerlessLogisticRegression as LogisticRegression, "
+        "ServerlessLogisticRegressionCV as LogisticRegressionCV",
     ),
 }
 

@@ -23,17 +23,22 @@ class ModelObjective(DistributedObjective):
     """One model's penalised objective; its evaluations go through the
     lockstep's batch (one round for every running model)."""
 
-    def __init__(self, params: LogisticParams, fold: int, ask):
+    def __init__(self, params: LogisticParams, fold: int, ask, rounds: Rounds | None = None):
         super().__init__(None, params)
-        self.fold, self.ask = fold, ask
+        self.fold, self.ask, self.rounds = fold, ask, rounds
 
     def loss_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
         self.n_evaluations += 1
         coef = np.ascontiguousarray(coef, dtype=np.float64)
         return self._finish(self.ask((self.fold, coef)), coef)
 
-    def hessian_product(self, coef, vector):  # pragma: no cover - L-BFGS and OWL-QN only
-        raise NotImplementedError
+    def hessian_product(self, coef: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """One round for this model alone (the refit's Newton-CG polish)."""
+        total = self.rounds.allreduce(
+            "hessian_product", np.array([self.fold], dtype=np.int64),
+            np.ascontiguousarray(coef, dtype=np.float64),
+            np.ascontiguousarray(vector, dtype=np.float64))
+        return total / self.sw_sum + self.l2_diag * vector
 
 
 def _model_params(params: LogisticCVParams, fold: int, C: float, l1_ratio: float
@@ -44,7 +49,35 @@ def _model_params(params: LogisticCVParams, fold: int, C: float, l1_ratio: float
         max_iter=params.max_iter, tol=params.tol, verbose=params.verbose,
         dtype=params.dtype, intercept_scaling=params.intercept_scaling,
         liblinear=params.intercept_scaling is not None, n_outputs=params.n_outputs,
-        sw_sum=float(params.sw_sums[fold]))
+        sw_sum=float(params.sw_sums[fold]),
+        # L-BFGS in lockstep has no Newton-CG polish (see _polish): OWL-QN only.
+        inner_tol=params.inner_tol if params.solver == "owlqn" else None)
+
+
+def _polish(rounds: Rounds, params: LogisticCVParams, fit: dict, C: float, l1_ratio: float,
+            log) -> dict:
+    """The refit of 'liblinear', 'sag' or 'saga' with an L2 penalty, as
+    ServerlessLogisticRegression fits it: Newton-CG steps from L-BFGS-B's
+    point until max |gradient| <= ``inner_tol`` (one model, one round each)."""
+    from ..logistic._newton_cg import newton_cg
+
+    K = params.n_folds
+    info = fit["lbfgs"]
+    if (params.inner_tol is None or params.solver != "lbfgs" or info is None
+            or info["status"] != 0 or fit["n_iter"] >= params.max_iter - 1):
+        return fit
+    model = _model_params(params, K, C, l1_ratio)
+
+    def ask(request):
+        fold, coef = request
+        return rounds.allreduce("loss_gradient", np.array([fold], dtype=np.int64),
+                                coef[None, :])[0]
+
+    objective = ModelObjective(model, K, ask, rounds)
+    coef, steps, _ = newton_cg(objective, fit["coef"], max_iter=params.max_iter - fit["n_iter"] - 1,
+                               tol=params.inner_tol, eps=16 * np.finfo(params.dtype).eps,
+                               verbose=params.verbose, log=log)
+    return {**fit, "coef": coef, "n_iter": fit["n_iter"] + steps}
 
 
 def _solve(params: LogisticCVParams, fold: int, C: float, l1_ratio: float,
@@ -156,6 +189,7 @@ def coordinate(rounds: Rounds, params: LogisticCVParams) -> dict:
     if params.refit_coef is not None:
         refit = driver.run([[(K, params.refit_C, params.refit_l1_ratio,
                               params.refit_coef)]])[0][0]
+        refit = _polish(rounds, params, refit, params.refit_C, params.refit_l1_ratio, log)
         return {"refit": refit, "n_batches": driver.n_batches}
     Cs, l1_ratios = np.asarray(params.Cs, dtype=float), np.asarray(params.l1_ratios, dtype=float)
     nl, nC = l1_ratios.size, Cs.size
@@ -187,7 +221,8 @@ def coordinate(rounds: Rounds, params: LogisticCVParams) -> dict:
             ci, li = np.unravel_index(np.argmax(summed), summed.shape)
             start = np.mean(coefs[:, li, ci], axis=0)
             log(f"refit at C={Cs[ci]:g}, l1_ratio={l1_ratios[li]:g}")
-            out["refit"] = driver.run([[(K, Cs[ci], l1_ratios[li], start)]])[0][0]
+            refit = driver.run([[(K, Cs[ci], l1_ratios[li], start)]])[0][0]
+            out["refit"] = _polish(rounds, params, refit, Cs[ci], l1_ratios[li], log)
             out["best"] = (int(ci), int(li))
     out["n_batches"] = driver.n_batches
     out["n_evaluations"] = driver.n_evaluations

@@ -54,6 +54,10 @@ class LogisticCVParams:
     splitter: str | None = None
     #: A dataset's class weights (in memory they are in the sample weights).
     class_weight: object = None
+    #: The tighter tolerance of 'liblinear', 'sag' and 'saga' (LogisticParams.inner_tol):
+    #: OWL-QN stops there, and the L2 refit is polished there by Newton-CG steps,
+    #: as ServerlessLogisticRegression's fit of the same solver.
+    inner_tol: float | None = None
 
     @property
     def width(self) -> int:

@@ -7,6 +7,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..._worker._algorithm import Context
+from ..logistic._kernels import hessian_product, raw_prediction
 from ..logistic._worker import _prefetch_solver_modules
 from ._kernels import batch_loss_gradient, score_statistics
 from ._params import LogisticCVParams
@@ -55,6 +56,12 @@ class Worker:
             folds, coefs = arrays
             return score_statistics(self.X, self.labels, self.T, folds.astype(np.intp), coefs,
                                     p.fit_intercept, p.n_outputs, p.n_classes)
+        if command == "hessian_product":
+            # One model's (the refit's Newton-CG polish): its fold's weights.
+            fold, at, vector = arrays
+            raw = raw_prediction(self.X, at, p.fit_intercept)
+            return hessian_product(self.X, raw, self.S[:, int(fold[0])], vector,
+                                   p.fit_intercept)
         raise ValueError(f"unknown logistic regression CV command {command!r}")
 
     def result(self) -> dict:

@@ -1,0 +1,249 @@
+"""The speed figures quoted in the README and the documentation, read from the
+benchmark results they come from (``docs/img/*.json``).
+
+One source: the "How fast" table of README.md, docs/index.rst and the "At a
+glance" table of docs/benchmarks.md are rendered here from the JSON files, and
+``QUOTED`` lists every figure the prose of those pages and the user guide
+quotes, with the result it comes from. ``tests/test_docs_figures.py`` (and
+``make docs``) fail when a page disagrees with its JSON file.
+
+    python docs/_figures.py            # rewrite the tables from the JSON files
+    python docs/_figures.py --check    # exit 1 if a table or a quoted figure is stale
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+
+
+def load(name: str) -> dict:
+    """One benchmark result file of docs/img/."""
+    with open(IMG / f"{name}.json", encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _find(rows: list[dict], **match) -> dict:
+    found = [row for row in rows if all(row.get(k) == v for k, v in match.items())]
+    if len(found) != 1:
+        raise KeyError(f"expected one result with {match}, found {len(found)}")
+    return found[0]
+
+
+# Formats --------------------------------------------------------------------------------
+
+def ratio(value: float) -> str:
+    """A time ratio to scikit-learn's: ``0.96x``, ``5.2x``."""
+    return f"{value:.2f}x" if value < 2 else f"{value:.1f}x"
+
+
+def ratio_range(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return ratio(low) if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}x"
+
+
+def ms(seconds: float) -> str:
+    """Milliseconds, as the tables quote them: ``18 ms``, ``3.2 ms``."""
+    value = seconds * 1000
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
+# Figures ---------------------------------------------------------------------------------
+
+def _kmeans_fit(shape: str) -> float:
+    return _find(load("kmeans-kernel")["fits"], shape=shape)["ratio"]
+
+
+def _cv(problem: str, arm: str) -> dict:
+    return _find(load("logistic-cv")["results"], problem=problem, arm=arm)
+
+
+def _solver(name: str) -> dict:
+    return _find(load("solvers-1M")["results"], solver=name)
+
+
+def _small(arm: str, source: str = "fixed-cost-pool") -> float:
+    return load(source)["small"][arm]["median"]
+
+
+#: name -> (result file it reads, the figure as the pages write it).
+FIGURES: dict[str, tuple[str, Callable[[], str]]] = {
+    "kmeans-300k-10": ("kmeans-kernel", lambda: ratio(_kmeans_fit("d10"))),
+    "kmeans-300k-50": ("kmeans-kernel", lambda: ratio(_kmeans_fit("d50"))),
+    "kmeans-n-init": ("kmeans-n-init", lambda: ratio(load("kmeans-n-init")["ratio"])),
+    "lbfgs-300k": ("logistic-300k", lambda: ratio(load("logistic-300k")["results"][0]["ratio"])),
+    "sag-saga-1M": ("solvers-1M", lambda: ratio_range(
+        [_solver("sag")["ratio"], _solver("saga")["ratio"]])),
+    "cv-large-path": ("logistic-cv", lambda: ratio(_cv("large", "path")["ratio"])),
+    "cv-large-grid": ("logistic-cv", lambda: ratio(_cv("large", "grid")["ratio"])),
+    "cv-small-path": ("logistic-cv", lambda: ratio(_cv("breast_cancer", "path")["ratio"])),
+    "cv-small-grid": ("logistic-cv", lambda: ratio(_cv("breast_cancer", "grid")["ratio"])),
+    "cv-large-path-iterations": ("logistic-cv", lambda: str(_cv("large", "path")["n_iter_sum"])),
+    "cv-large-path-rounds": ("logistic-cv", lambda: str(_cv("large", "path")["n_rounds"])),
+    "cv-large-grid-iterations": ("logistic-cv", lambda: str(_cv("large", "grid")["n_iter_sum"])),
+    "cv-large-grid-rounds": ("logistic-cv", lambda: str(_cv("large", "grid")["n_rounds"])),
+    "small-logistic-pool": ("fixed-cost-pool", lambda: ms(_small("ours logistic"))),
+    "small-kmeans-pool": ("fixed-cost-pool", lambda: ms(_small("ours kmeans"))),
+    "small-logistic-sklearn": ("fixed-cost-pool", lambda: ms(_small("sklearn logistic"))),
+    "small-kmeans-sklearn": ("fixed-cost-pool", lambda: ms(_small("sklearn kmeans"))),
+    "small-logistic-no-pool": ("fixed-cost-pool", lambda: ms(_small("no pool logistic"))),
+    "small-kmeans-no-pool": ("fixed-cost-pool", lambda: ms(_small("no pool kmeans"))),
+    "empty-map": ("fixed-cost-pool", lambda: ms(_small("empty map"))),
+    "grid-search-pool": ("fixed-cost-pool", lambda: ratio(
+        load("fixed-cost-pool")["grid"]["ratio"])),
+}
+
+
+def figure(name: str) -> str:
+    """The figure ``name`` as the pages write it, from its result file."""
+    return FIGURES[name][1]()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the "How fast" table."""
+
+    fit: str            # markdown; backticks become rst literals
+    figure: Callable[[], str]
+    section: str        # anchor in docs/benchmarks.md
+
+
+def _small_fit() -> str:
+    return (f"{figure('small-logistic-pool')} (logistic) and {figure('small-kmeans-pool')} "
+            f"(k-means); scikit-learn: {figure('small-logistic-sklearn')} and "
+            f"{figure('small-kmeans-sklearn')}")
+
+
+ROWS = (
+    Row("a small fit, 2,000 x 10, on the pool of workers", _small_fit,
+        "with-a-pool-of-workers"),
+    Row("`GridSearchCV`, 4 C x cv=5 on breast_cancer (21 small fits)",
+        lambda: figure("grid-search-pool"), "with-a-pool-of-workers"),
+    Row("k-means, 300,000 x 10, k=20, 28 iterations (a loaded machine)",
+        lambda: figure("kmeans-300k-10"), "k-means-speed"),
+    Row("k-means, 300,000 x 50, k=20, 30 iterations (a loaded machine)",
+        lambda: figure("kmeans-300k-50"), "k-means-speed"),
+    Row("k-means, 300,000 x 10, `init='random', n_init=10` (in lockstep)",
+        lambda: figure("kmeans-n-init"), "k-means-initialisations-in-lockstep"),
+    Row("logistic regression lbfgs, 300,000 x 50", lambda: figure("lbfgs-300k"),
+        "logistic-regression-speed"),
+    Row("logistic regression sag / saga, 1,000,000 x 50", lambda: figure("sag-saga-1M"),
+        "logistic-regression-speed"),
+    Row("`ServerlessLogisticRegressionCV`, 300,000 x 50, `Cs=10, cv=5`",
+        lambda: figure("cv-large-path"), "model-selection"),
+    Row("`ServerlessLogisticRegressionCV`, breast_cancer, 4 Cs, cv=5",
+        lambda: figure("cv-small-path"), "model-selection"),
+)
+
+
+# Tables ----------------------------------------------------------------------------------
+
+BEGIN, END = "figures:how-fast", "figures:end"
+
+
+def markdown_table() -> str:
+    lines = ["| fit, 2 workers on 2 cores | time against scikit-learn's |", "|---|---|"]
+    lines += [f"| {row.fit} | {row.figure()} |" for row in ROWS]
+    return "\n".join(lines)
+
+
+def glance_table() -> str:
+    lines = ["| fit (2 workers on 2 cores) | against scikit-learn's wall time | section |",
+             "|---|---|---|"]
+    lines += [f"| {row.fit} | {row.figure()} | [more](#{row.section}) |" for row in ROWS]
+    return "\n".join(lines)
+
+
+def rst_table() -> str:
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 60 40", "",
+             "   * - fit, 2 workers on 2 cores", "     - time against scikit-learn's"]
+    for row in ROWS:
+        lines += [f"   * - {row.fit.replace('`', '``')}", f"     - {row.figure()}"]
+    return "\n".join(lines)
+
+
+#: file -> (opening marker line, closing marker line, renderer).
+TABLES: dict[str, tuple[str, str, Callable[[], str]]] = {
+    "README.md": (f"<!-- {BEGIN} -->", f"<!-- {END} -->", markdown_table),
+    "docs/benchmarks.md": (f"<!-- {BEGIN} -->", f"<!-- {END} -->", glance_table),
+    "docs/index.rst": (f".. {BEGIN}", f".. {END}", rst_table),
+}
+
+#: Figures quoted in prose: (file, the text around the figure with ``{}`` in its place,
+#: the figure's name). The text is matched with line breaks read as spaces.
+QUOTED: tuple[tuple[str, str, str], ...] = (
+    ("README.md", "a small fit takes {} on the pool of workers", "small-logistic-pool"),
+    ("docs/user_guide/model_selection.rst", "scikit-learn's time with ``n_jobs=2``: {}",
+     "cv-large-path"),
+    ("docs/user_guide/model_selection.rst", "the grid's {}", "cv-large-grid"),
+    ("docs/user_guide/model_selection.rst", "path needs {} iterations", "cv-large-path-iterations"),
+    ("docs/user_guide/model_selection.rst", "iterations in {} rounds", "cv-large-path-rounds"),
+    ("docs/user_guide/model_selection.rst", "against the grid's {} in", "cv-large-grid-iterations"),
+    ("docs/user_guide/model_selection.rst", "in {}, and was the faster", "cv-large-grid-rounds"),
+    ("docs/user_guide/model_selection.rst", "milliseconds ({} against", "cv-small-grid"),
+    ("docs/user_guide/model_selection.rst", "against {}: about", "cv-small-path"),
+    ("docs/user_guide/model_selection.rst", "5 folds on breast_cancer took {} scikit-learn's",
+     "grid-search-pool"),
+    ("docs/user_guide/differences.rst", "A small fit takes {} on the pool of workers",
+     "small-logistic-pool"),
+    ("docs/user_guide/differences.rst", "{} when it starts its own map", "small-logistic-no-pool"),
+    ("docs/user_guide/differences.rst", "``GridSearchCV`` over 21 small fits is {}",
+     "grid-search-pool"),
+    ("docs/user_guide/choosing.rst", "with 2 workers took {} on the pool of workers",
+     "small-logistic-pool"),
+    ("docs/user_guide/choosing.rst", "and {} when it starts its own map", "small-logistic-no-pool"),
+    ("docs/user_guide/choosing.rst", "where scikit-learn takes {};", "small-logistic-sklearn"),
+    ("docs/user_guide/choosing.rst", "fits in scikit-learn's time ({})", "lbfgs-300k"),
+    ("docs/user_guide/choosing.rst", "k-means fits in {} of scikit-learn's", "kmeans-300k-50"),
+    ("docs/user_guide/choosing.rst", "an empty map costs about {}", "empty-map"),
+)
+
+
+def _block(text: str, begin: str, end: str, path: str) -> tuple[int, int]:
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"{path}: the markers {begin!r} ... {end!r} are missing")
+    return start + len(begin), stop
+
+
+def rendered(path: str) -> str:
+    """``path`` with its table rendered from the JSON files."""
+    begin, end, render = TABLES[path]
+    text = (ROOT / path).read_text(encoding="utf-8")
+    start, stop = _block(text, begin, end, path)
+    return text[:start] + "\n\n" + render() + "\n\n" + text[stop:]
+
+
+def stale() -> list[str]:
+    """Every table and quoted figure that disagrees with its result file."""
+    problems = []
+    for path in TABLES:
+        if rendered(path) != (ROOT / path).read_text(encoding="utf-8"):
+            problems.append(f"{path}: the table differs from docs/img/*.json "
+                            "(python docs/_figures.py rewrites it)")
+    for path, text, name in QUOTED:
+        page = " ".join((ROOT / path).read_text(encoding="utf-8").split())
+        quoted = text.format(figure(name))
+        if quoted not in page:
+            problems.append(f"{path}: expected {quoted!r} (docs/img/{FIGURES[name][0]}.json)")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if "--check" not in argv:
+        for path in TABLES:
+            (ROOT / path).write_text(rendered(path), encoding="utf-8")
+    problems = stale()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -14,7 +14,7 @@ import sys
 
 #: Imported once in the server; each forked child finds them in sys.modules.
 PRELOAD = (
-    "numpy", "scipy.optimize", "scipy.sparse", "threadpoolctl", "sqlite3", "redis",
+    "numpy", "scipy.optimize", "scipy.sparse", "threadpoolctl", "redis",
     "cloudpickle", "tblib", "psutil", "runpy", "mmap", "multiprocessing.connection",
     "multiprocessing.popen_fork", "lithops.monitoring.backends.storage",
     "lithops.worker", "lithops.worker.handler", "lithops.worker.jobrunner",

@@ -559,3 +559,43 @@ def test_a_queued_second_redis_partial_is_not_added(redis_server):
     stores[0].barrier(0)
     np.testing.assert_array_equal(stores[0].aggregate(0), np.full(2, 111.0))
     _assert_round_0_gone_with_the_next_publish(driver, stores[0], stores, location, spec)
+
+
+# the embedded store of fits ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
+def test_fits_through_shared_memory_give_the_same_bits_as_through_sqlite(
+        monkeypatch, state_mode, leaves_nothing):
+    # The store carries raw bytes and reduces in worker order: which store
+    # the workers met through changes no bit of the model.
+    from sklearn.datasets import make_classification
+
+    from sklearn_serverless import ServerlessKMeans, ServerlessLogisticRegression
+    from sklearn_serverless._driver import _fit
+
+    X, y = make_classification(3000, 8, random_state=0)
+    kinds = []
+
+    def spec_of(kind):
+        def spec(_, location, *args, **kwargs):
+            kinds.append(kind)
+            if kind == "sqlite":
+                location += ".db"
+            return StoreSpec(kind, location, *args, **kwargs)
+        return spec
+
+    models = {}
+    for kind in ("shm", "sqlite"):
+        monkeypatch.setattr(_fit, "StoreSpec", spec_of(kind))
+        models[kind] = (
+            ServerlessKMeans(6, n_workers=2, random_state=0, state_mode=state_mode).fit(X),
+            ServerlessLogisticRegression(n_workers=2, state_mode=state_mode).fit(X, y))
+    assert kinds == ["shm", "shm", "sqlite", "sqlite"]
+    (kmeans, logistic), (kmeans_sqlite, logistic_sqlite) = models["shm"], models["sqlite"]
+    assert kmeans.n_iter_ == kmeans_sqlite.n_iter_
+    np.testing.assert_array_equal(kmeans.cluster_centers_, kmeans_sqlite.cluster_centers_)
+    np.testing.assert_array_equal(kmeans.labels_, kmeans_sqlite.labels_)
+    assert kmeans.inertia_ == kmeans_sqlite.inertia_
+    np.testing.assert_array_equal(logistic.coef_, logistic_sqlite.coef_)
+    np.testing.assert_array_equal(logistic.intercept_, logistic_sqlite.intercept_)

@@ -135,40 +135,88 @@ def _thread_limit(n_threads: int | None):
 
 
 class _Heartbeat:
-    """Renews this worker's lease in the store from a thread, so the driver
-    notices a lost function within a lease. The thread has a connection of
-    its own; a beat that fails is retried at the next one."""
+    """Renews this worker's lease in the store, so the driver notices a lost
+    function within a lease. The first lease is taken here; the renewals come
+    from one thread per process (:class:`_Beater`), which a pool worker keeps
+    between fits: starting a thread per fit cost a small fit ~1 ms (up to 4
+    under load), and most small fits end before the first renewal."""
 
     def __init__(self, task: WorkerTask, store: StateStore):
-        self.task, self.done = task, threading.Event()
+        self.task = task
         store.beat(task.worker, task.generation, os.getpid(), task.lease)
-        self.thread = threading.Thread(target=self._run, name="lease", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        task = self.task
-        store = open_store(task.store)
-        try:
-            while not self.done.wait(task.lease / 5):
-                if task.driver_pid is not None and not process_alive(task.driver_pid):
-                    os._exit(1)  # nobody will read what this worker computes
-                try:
-                    store.beat(task.worker, task.generation, os.getpid(), task.lease)
-                except Exception:  # noqa: BLE001 - the next beat tries again
-                    pass
-        finally:
-            store.close()
+        _Beater.get().watch(task)
 
     def stop(self, store: StateStore) -> None:
         """The worker is done: its last lease says so (pid 0) for as long as
         the fit may last, so the driver does not take its end for a loss."""
-        self.done.set()
-        self.thread.join(self.task.lease)
+        _Beater.get().unwatch(self.task)
         task = self.task
         try:
             store.beat(task.worker, task.generation, 0, task.lease + 2 * task.store.timeout)
         except Exception:  # noqa: BLE001 - the driver then sees the call end instead
             pass
+
+
+class _Beater:
+    """The lease thread of this process: renews the lease of the task it
+    watches every fifth of a lease, through a store connection of its own
+    (opened at the first renewal). A renewal runs under the thread's lock,
+    so none comes after :meth:`unwatch`; one that fails is retried at the
+    next."""
+
+    _instance: list = []  # (pid, beater): a forked child starts its own
+
+    def __init__(self):
+        self.lock = threading.Condition()
+        self.task: WorkerTask | None = None
+        self.store: StateStore | None = None
+        threading.Thread(target=self._run, name="lease", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> _Beater:
+        if not cls._instance or cls._instance[0][0] != os.getpid():
+            cls._instance[:] = [(os.getpid(), cls())]
+        return cls._instance[0][1]
+
+    def watch(self, task: WorkerTask) -> None:
+        with self.lock:
+            self._close()
+            self.task = task
+            self.lock.notify()
+
+    def unwatch(self, task: WorkerTask) -> None:
+        with self.lock:
+            if self.task is task:
+                self._close()
+                self.task = None
+                self.lock.notify()
+
+    def _close(self) -> None:
+        if self.store is not None:
+            store, self.store = self.store, None
+            try:
+                store.close()
+            except Exception:  # noqa: BLE001 - a connection already gone
+                pass
+
+    def _run(self) -> None:
+        with self.lock:
+            while True:
+                task = self.task
+                if task is None:
+                    self.lock.wait()
+                    continue
+                self.lock.wait(task.lease / 5)
+                if self.task is not task:
+                    continue  # unwatched (or another task) meanwhile
+                if task.driver_pid is not None and not process_alive(task.driver_pid):
+                    os._exit(1)  # nobody will read what this worker computes
+                try:
+                    if self.store is None:
+                        self.store = open_store(task.store)
+                    self.store.beat(task.worker, task.generation, os.getpid(), task.lease)
+                except Exception:  # noqa: BLE001 - the next beat tries again
+                    self._close()
 
 
 def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:

@@ -6,6 +6,10 @@ Two measures that hold on a loaded machine (CPU time, not only wall time):
   two contributions, barrier, aggregate) called back to back in one
   process, 2,000 rounds per store and repeat, stores interleaved: the CPU
   a round costs its parties, without any wait.
+- ``two_processes``: the same rounds between two processes (a forked
+  follower fetches and contributes; no compute): wall time per round, the
+  floor of a round's synchronisation on this machine, and the
+  coordinator's CPU.
 - ``fits``: small fits (2,000 x 10, 2 workers, on the pool) through either
   store, interleaved: wall time, the driver's CPU and the coordinator's
   CPU over its rounds (``timings_['cpu']``). The SQLite arm is the store
@@ -74,6 +78,42 @@ def _ops(kind: str, folder: str, n_rounds: int) -> dict:
     return out
 
 
+def _two_processes(kind: str, folder: str, n_rounds: int) -> dict:
+    """Wall and coordinator CPU seconds per round, the follower a forked process."""
+    import os
+
+    location = f"{folder}/{kind}-{uuid.uuid4().hex}" + (".db" if kind == "sqlite" else "")
+    spec = StoreSpec(kind, location, uuid.uuid4().hex, 2, "lock_free", 10.0)
+    driver = open_store(spec, create=True)
+    partial, message = np.ones(11), bytes(200)
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            follower = open_store(spec)
+            for round_ in range(n_rounds):
+                follower.fetch(round_, 1)
+                follower.contribute(round_, 1, partial)
+            status = 0
+        finally:
+            os._exit(status)
+    coordinator = open_store(spec)
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for round_ in range(n_rounds):
+            coordinator.publish(round_, message)
+            coordinator.contribute(round_, 0, partial)
+            coordinator.barrier(round_)
+            coordinator.aggregate(round_)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        os.waitpid(child, 0)
+        driver.cleanup()
+        for store in (driver, coordinator):
+            store.close()
+    return {"wall": wall / n_rounds, "coordinator_cpu": cpu / n_rounds}
+
+
 def _with_store(kind: str):
     def spec(_, location, *args, **kwargs):
         return StoreSpec(kind, location + (".db" if kind == "sqlite" else ""), *args, **kwargs)
@@ -123,17 +163,28 @@ def main() -> None:
     folder = tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None)
     try:
         ops: dict = {kind: [] for kind in KINDS}
+        pairs: dict = {kind: [] for kind in KINDS}
         for _ in range(args.repeat):
             for kind in KINDS:
                 ops[kind].append(_ops(kind, folder, args.rounds))
+                pairs[kind].append(_two_processes(kind, folder, args.rounds))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    results = {"machine": machine(), "rounds_per_repeat": args.rounds, "ops": {}, "fits": {}}
+    results = {"machine": machine(), "rounds_per_repeat": args.rounds, "ops": {},
+               "two_processes": {}, "fits": {}}
     for kind, runs in ops.items():
         results["ops"][kind] = {name: statistics.median(run[name] for run in runs)
                                 for name in runs[0]}
         print(f"ops {kind:7s} " + "  ".join(f"{name} {seconds * 1e6:.1f} us" for name, seconds
                                              in results["ops"][kind].items()))
+    for kind, runs in pairs.items():
+        results["two_processes"][kind] = {
+            name: {"median": statistics.median(run[name] for run in runs),
+                   "min": min(run[name] for run in runs), "max": max(run[name] for run in runs)}
+            for name in runs[0]}
+        print(f"two processes {kind:7s} " + "  ".join(
+            f"{name} {v['median'] * 1e6:.1f} us ({v['min'] * 1e6:.1f}-{v['max'] * 1e6:.1f})"
+            for name, v in results["two_processes"][kind].items()))
     for name, row in _fits(args.repeat).items():
         summary = {key: {"median": statistics.median(values), "min": min(values),
                          "max": max(values), "values": values}

@@ -121,9 +121,9 @@ def _small_fit() -> str:
 
 
 ROWS = (
-    Row("a small fit, 2,000 x 10, on the pool of workers", _small_fit,
+    Row("a small fit, 2,000 x 10, on the pool of workers (a loaded machine)", _small_fit,
         "with-a-pool-of-workers"),
-    Row("`GridSearchCV`, 4 C x cv=5 on breast_cancer (21 small fits)",
+    Row("`GridSearchCV`, 4 C x cv=5 on breast_cancer (21 small fits; a loaded machine)",
         lambda: figure("grid-search-pool"), "with-a-pool-of-workers"),
     Row("k-means, 300,000 x 10, k=20, 28 iterations (a loaded machine)",
         lambda: figure("kmeans-300k-10"), "k-means-speed"),

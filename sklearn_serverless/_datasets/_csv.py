@@ -29,6 +29,10 @@ _COMPRESSED = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zip")
 _TAIL_BLOCK = 64 * 1024
 #: Blocks in which the driver reads an object's first lines.
 _HEAD_BLOCK = 64 * 1024
+#: First lines of the objects the driver has read, by version: a pipeline
+#: resolves its dataset once per step, and reads each head once.
+_HEADS: dict = {}
+_MAX_HEADS = 4096
 
 
 def _refuse_compressed(name: str) -> None:
@@ -68,6 +72,20 @@ def _head(source: Source, obj, header: bool):
         block *= 2
 
 
+def _kept_head(source: Source, obj, header: bool):
+    """:func:`_head`, read once per object version (an object without a
+    version is read every time)."""
+    key = (obj.bucket, obj.key, obj.version, obj.size, header)
+    if obj.version and key in _HEADS:
+        return _HEADS[key]
+    head = _head(source, obj, header)
+    if obj.version:
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head
+
+
 def _decode(line: bytes, name: str) -> str:
     try:
         return line.decode("utf-8").rstrip("\r")
@@ -89,7 +107,7 @@ def _column_index(column, names, n_columns: int, name: str) -> int:
 def resolve(dataset, storage, local: bool) -> ResolvedDataset:
     listed = list_dataset(dataset.path, storage, local)
     source = Source(storage_for(storage, local))
-    heads = map_objects(lambda obj: _head(source, obj, dataset.header), listed)
+    heads = map_objects(lambda obj: _kept_head(source, obj, dataset.header), listed)
     delimiter = dataset.delimiter
     names = None
     first_name = None
@@ -143,7 +161,8 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
     if label is not None:
         cell = row_cells[label] if label < len(row_cells) else ""
         label_kind = "number" if _is_number(cell) else "str"
-    objects = tuple(DataObject(obj.bucket, obj.key, obj.size, data_start)
+    objects = tuple(DataObject(obj.bucket, obj.key, obj.size, data_start,
+                                               version=obj.version)
                     for obj, (_, _, data_start) in zip(listed, heads, strict=True))
     return ResolvedDataset(
         dataset=dataset, local=local, objects=objects, n_features=len(columns),

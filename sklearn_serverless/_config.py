@@ -15,6 +15,8 @@ _DEFAULTS = {
     "worker_pool": "auto",
     # Seconds a pool of workers waits for its next fit before it ends.
     "pool_idle": 60.0,
+    # Fraction of a pool worker's memory that keeps dataset rows between fits.
+    "dataset_cache": 0.25,
 }
 _config: contextvars.ContextVar[dict] = contextvars.ContextVar(
     "sklearn_serverless_config", default=_DEFAULTS)
@@ -32,7 +34,7 @@ def get_config() -> dict:
 
 
 def set_config(*, max_replacements: int | None = None, worker_pool=None,
-               pool_idle: float | None = None) -> None:
+               pool_idle: float | None = None, dataset_cache: float | None = None) -> None:
     """Change a setting for the rest of this thread (or context).
 
     Parameters
@@ -54,6 +56,13 @@ def set_config(*, max_replacements: int | None = None, worker_pool=None,
         Seconds a pool's workers wait for the next fit before they end
         (default 60). Applies to pools started afterwards. None keeps the
         current value.
+    dataset_cache : float, default=None
+        The fraction of a pool worker's memory (the function's memory; on
+        this machine, its memory divided among the pool's workers) in which
+        it keeps the rows it read of a dataset for the next fit, so that a
+        pipeline's steps read the objects once (see the user guide,
+        "Pipelines where the data lies"). Default 0.25; 0 keeps nothing.
+        Applies to pools started afterwards. None keeps the current value.
     """
     config = get_config()
     if max_replacements is not None:
@@ -68,12 +77,18 @@ def set_config(*, max_replacements: int | None = None, worker_pool=None,
         if not float(pool_idle) > 0:
             raise ValueError(f"pool_idle must be > 0 seconds, got {pool_idle}")
         config["pool_idle"] = float(pool_idle)
+    if dataset_cache is not None:
+        if isinstance(dataset_cache, bool) or not 0 <= float(dataset_cache) <= 1:
+            raise ValueError(f"dataset_cache must be a fraction in [0, 1], got "
+                             f"{dataset_cache!r}")
+        config["dataset_cache"] = float(dataset_cache)
     _config.set(config)
 
 
 @contextmanager
 def config_context(*, max_replacements: int | None = None, worker_pool=None,
-                   pool_idle: float | None = None) -> Iterator[None]:
+                   pool_idle: float | None = None,
+                   dataset_cache: float | None = None) -> Iterator[None]:
     """:func:`set_config` for the block of a ``with`` statement only.
 
     Parameters
@@ -84,6 +99,8 @@ def config_context(*, max_replacements: int | None = None, worker_pool=None,
         See :func:`set_config`.
     pool_idle : float, default=None
         See :func:`set_config`.
+    dataset_cache : float, default=None
+        See :func:`set_config`.
 
     Yields
     ------
@@ -93,7 +110,7 @@ def config_context(*, max_replacements: int | None = None, worker_pool=None,
     token = _config.set(get_config())
     try:
         set_config(max_replacements=max_replacements, worker_pool=worker_pool,
-                   pool_idle=pool_idle)
+                   pool_idle=pool_idle, dataset_cache=dataset_cache)
         yield
     finally:
         _config.reset(token)

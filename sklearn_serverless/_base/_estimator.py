@@ -36,7 +36,10 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
         Where the fit's time went: ``'fit'`` (seconds, client side),
         ``'upload'`` (seconds the driver spent putting the data in object
         storage; 0 on localhost, where workers read local files),
-        ``'load'`` (per worker: start to data in memory), ``'n_rounds'`` and,
+        ``'load'`` (per worker: start to data in memory), ``'bytes_fetched'``
+        and ``'cache_hits'`` (a dataset's bytes the workers fetched, and the
+        workers that read none because their pool process kept its rows
+        from an earlier fit; both 0 for arrays), ``'n_rounds'`` and,
         per round and worker,
         ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
         (seconds), ``'cpu'`` (CPU seconds of the worker's process in the

@@ -237,6 +237,9 @@ class DataObject:
     row_groups: tuple[int, ...] = ()
     dtype: str = ""
     order: str = "C"
+    #: The object's ETag (or version; a local file's inode, size and times):
+    #: what a worker's kept copy of its rows is keyed by (see :mod:`._cache`).
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,8 @@ class ReadSpec:
     consumer: str = ""
     #: A view's rows among those read (:class:`RowSelection`); None: all.
     selection: RowSelection | None = None
+    #: Each piece's object version ('' unknown), for :mod:`._cache`.
+    versions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -413,7 +418,13 @@ class ResolvedDataset:
             dtype=self.dtype, n_columns=self.n_columns,
             delimiter=getattr(self.dataset, "delimiter", ","), names=self.column_names,
             kinds=self.read_kinds or self.kinds, weight=self.weight, steps=self.steps,
-            allow_nan=self.allow_nan, consumer=self.consumer, **extra)
+            allow_nan=self.allow_nan, consumer=self.consumer,
+            versions=_versions(self.objects, pieces), **extra)
+
+
+def _versions(objects: tuple[DataObject, ...], pieces: list[Piece]) -> tuple[str, ...]:
+    by_key = {(obj.bucket, obj.key): obj.version for obj in objects}
+    return tuple(by_key.get((piece.bucket, piece.key), "") for piece in pieces)
 
 
 def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
@@ -433,7 +444,9 @@ def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
         are in ``'text'``: feature index -> 1-D str array); ``'y'`` (with a
         label): 1-D int64, float64 or str; ``'sample_weight'`` (with a weight
         column): 1-D float64; ``'row_offset'`` (None for CSV) and
-        ``'n_rows'``; ``'requests'`` and ``'bytes_fetched'``: the GETs made.
+        ``'n_rows'``; ``'requests'`` and ``'bytes_fetched'``: the GETs made;
+        ``'cache_hits'``: 1 when the rows came from what this process kept
+        of an earlier run (a pool worker, see :mod:`._cache`), else 0.
 
     Raises
     ------
@@ -445,13 +458,15 @@ def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
         A missing cell (NaN) where the spec does not ``allow_nan``: the
         message is scikit-learn's ("Input X contains NaN.").
     """
+    from ._cache import read_through
     from ._chain import finish_rows
 
     source = Source(storage_for(storage, spec.local))
-    rows = _format_module(spec.format).read(spec, source)
+    raw, hit = read_through(spec, lambda: _format_module(spec.format).read(spec, source))
     if spec.selection is not None:
-        rows = spec.selection.apply(rows, rows["X"].shape[0])
-    rows = finish_rows(rows, spec)
+        raw = spec.selection.apply(raw, raw["X"].shape[0])
+    rows = finish_rows(raw, spec)
+    rows["cache_hits"] = int(hit)
     rows["row_offset"] = spec.row_offset
     rows["n_rows"] = rows["X"].shape[0]
     rows["requests"] = source.requests

@@ -52,7 +52,7 @@ def _header(source: Source, obj) -> DataObject:
         raise ValueError(f"{name} has {obj.size} bytes where its header announces "
                          f"{expected}: truncated or not a .npy file.")
     return DataObject(obj.bucket, obj.key, obj.size, data_start, (shape[0], shape[1]),
-                      dtype.str, "F" if fortran else "C")
+                      dtype.str, "F" if fortran else "C", version=obj.version)
 
 
 def resolve(dataset, storage, local: bool) -> ResolvedDataset:

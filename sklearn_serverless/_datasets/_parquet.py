@@ -126,7 +126,8 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
         if label_kind == "other":
             raise ValueError(f"{first_obj.name}: the label column {label!r} is neither "
                              "numbers nor strings.")
-    objects = tuple(DataObject(obj.bucket, obj.key, obj.size, row_groups=groups)
+    objects = tuple(DataObject(obj.bucket, obj.key, obj.size, row_groups=groups,
+                               version=obj.version)
                     for obj, (groups, _) in zip(listed, footers, strict=True))
     n_rows = sum(sum(obj.row_groups) for obj in objects)
     if n_rows == 0:

@@ -179,6 +179,8 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
     if task.sources:
         _restore_filenames(algorithm, task.sources)
     data = read_partition(task.partition, storage)
+    # What reading a dataset cost (nothing for rows the driver placed).
+    reads = {name: int(data.get(name) or 0) for name in ("bytes_fetched", "cache_hits")}
     n_workers = task.store.n_workers
     if algorithm.shares_work:
         context = Team(task.worker, n_workers, task.peers)
@@ -215,11 +217,13 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
                                  f"have the keys {clash}: the run's result cannot hold both")
             result.update(own)
     except HandedOver:
-        return {"handed_over": True, "timings": clock.as_dict(), "generation": task.generation}
+        return {"handed_over": True, "timings": clock.as_dict(), "generation": task.generation,
+                "reads": reads}
     finally:
         if hasattr(worker, "close"):
             worker.close()
-    return {"result": result, "timings": clock.as_dict(), "generation": task.generation}
+    return {"result": result, "timings": clock.as_dict(), "generation": task.generation,
+            "reads": reads}
 
 
 def _restore_filenames(algorithm: Algorithm, sources: dict) -> None:

@@ -68,8 +68,12 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
         values = [result[f"task0_{j}"]["values"] for j in range(d)]
         rows = max(v.size for v in values)
         table = np.empty((rows, d), dtype=object)
+        # An empty CSV text cell is missing, as pandas reads it: NaN here.
+        blank_is_missing = _format(X) == "csv"
         for j, column in enumerate(values):
             cells = column.astype(object) if column.dtype.kind == "U" else column
+            if blank_is_missing and column.dtype.kind == "U":
+                cells[column == ""] = np.nan
             table[:, j] = np.resize(cells, rows)
         super().fit(table)
         if names is not None:
@@ -81,9 +85,20 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
     def _step(self) -> Step:
         arrays = {}
         for j, categories in enumerate(self.categories_):
-            arrays[f"cat{j}"] = (categories.astype(str) if categories.dtype == object
-                                 else categories.astype(np.float64))
+            if categories.dtype == object:
+                missing = np.array([isinstance(c, float) and np.isnan(c) for c in categories])
+                if missing.any():
+                    # NaN (sorted last): what an empty text cell is.
+                    arrays[f"blank{j}"] = np.ones(1)
+                arrays[f"cat{j}"] = categories[~missing].astype(str)
+            else:
+                arrays[f"cat{j}"] = categories.astype(np.float64)
         drops = self.drop_idx_ if self.drop_idx_ is not None else [None] * len(self.categories_)
         arrays["drop"] = np.array([-1 if k is None else int(k) for k in drops])
         unknown = "error" if self.handle_unknown == "error" else "ignore"
         return Step("onehot", arrays, options=(("handle_unknown", unknown),))
+
+
+def _format(dataset) -> str:
+    """The stored format under a dataset's fitted views."""
+    return getattr(getattr(dataset, "base", None) or dataset, "format", "")

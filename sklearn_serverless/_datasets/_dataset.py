@@ -573,7 +573,7 @@ def read_csv(path: str, *, label: str | int | None = None, header: bool = True,
     backend : str or dict, default=None
         Where the driver reads the dataset's row count and labels when
         scikit-learn's model selection asks for them (``len``, ``shape``,
-        :meth:`~Dataset.labels`): the same value as the estimators'
+        ``dataset.labels()``): the same value as the estimators'
         ``backend``. None: local files (Lithops' localhost storage). Fits and
         predictions read with their estimator's ``backend``.
 
@@ -629,7 +629,7 @@ def read_parquet(path: str, *, label: str | None = None, columns=None,
     backend : str or dict, default=None
         Where the driver reads the dataset's row count and labels when
         scikit-learn's model selection asks for them (``len``, ``shape``,
-        :meth:`~Dataset.labels`): the same value as the estimators'
+        ``dataset.labels()``): the same value as the estimators'
         ``backend``. None: local files (Lithops' localhost storage). Fits and
         predictions read with their estimator's ``backend``.
 
@@ -670,7 +670,7 @@ def read_npy(path: str, *, backend=None) -> NpyDataset:
     backend : str or dict, default=None
         Where the driver reads the dataset's row count and labels when
         scikit-learn's model selection asks for them (``len``, ``shape``,
-        :meth:`~Dataset.labels`): the same value as the estimators'
+        ``dataset.labels()``): the same value as the estimators'
         ``backend``. None: local files (Lithops' localhost storage). Fits and
         predictions read with their estimator's ``backend``.
 

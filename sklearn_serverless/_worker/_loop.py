@@ -204,7 +204,7 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
                 params, extra = algorithm.dataset_prologue(rounds, params)
             result = dict(algorithm.coordinate(rounds, params))
             result.update(extra)
-            final = rounds.stop()
+            final = rounds._stop()
         else:
             result = {}
             final = _follow(store, task.worker, worker, clock, algorithm.shares_work,

@@ -242,7 +242,7 @@ def test_the_cache_keeps_within_its_budget():
     from dataclasses import replace
 
     from sklearn_serverless._datasets import ReadSpec
-    from sklearn_serverless._datasets._dataset import Piece
+    from sklearn_serverless._datasets._spec import Piece
 
     def spec(key: str, version: str = "v1") -> ReadSpec:
         return ReadSpec("csv", 0, False, (Piece("b", key, 0, 10, 10),), (0,), None, None,

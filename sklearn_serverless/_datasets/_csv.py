@@ -18,9 +18,9 @@ import numpy as np
 
 from ._csv_lines import _cells, _fail, _is_number, _is_text
 from ._csv_parse import parse
-from ._dataset import DataObject, Piece, ReadSpec, ResolvedDataset
 from ._paths import Source, list_dataset, map_objects, storage_for
 from ._plan import split_concatenation
+from ._spec import DataObject, Piece, ReadSpec, ResolvedDataset
 
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"

@@ -10,8 +10,8 @@ import re
 
 import numpy as np
 
-from ._dataset import DataError, Piece, ReadSpec
 from ._paths import Source, display
+from ._spec import DataError, Piece, ReadSpec
 
 #: Blocks in which the bytes before a bad row are scanned for its line number.
 _COUNT_BLOCK = 8 * 1024 * 1024

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from ._csv_lines import _INTEGER, _is_text
-from ._dataset import ReadSpec
+from ._spec import ReadSpec
 
 #: Blocks in which pyarrow parses a worker's rows (faster than one block for
 #: all); rows longer than this are parsed again in one block of up to _MAX_BLOCK.

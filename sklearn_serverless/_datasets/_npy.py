@@ -7,9 +7,9 @@ import io
 
 import numpy as np
 
-from ._dataset import DataObject, Piece, ReadSpec, ResolvedDataset
 from ._paths import Source, display, list_dataset, map_objects, storage_for
 from ._plan import even_cuts, split_concatenation
+from ._spec import DataObject, Piece, ReadSpec, ResolvedDataset
 
 #: First read of an object: enough for any header numpy writes for 2-D arrays.
 _HEADER_BYTES = 4096

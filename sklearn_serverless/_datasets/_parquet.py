@@ -12,9 +12,9 @@ import io
 
 import numpy as np
 
-from ._dataset import DataObject, Piece, ReadSpec, ResolvedDataset
 from ._paths import Source, display, list_dataset, map_objects, storage_for
 from ._plan import balance_runs
+from ._spec import DataObject, Piece, ReadSpec, ResolvedDataset
 
 
 class RangedFile(io.RawIOBase):

@@ -37,7 +37,7 @@ class ReadTask:
 
 def read_task(task: ReadTask, storage=None) -> dict:
     """Entry point of a Lithops call of the driver's reads of a dataset."""
-    from .._datasets._dataset import count_rows, read_labels
+    from .._datasets._read import count_rows, read_labels
 
     reader = count_rows if task.what == "count" else read_labels
     return reader(task.partition.spec, storage)

@@ -44,20 +44,18 @@ class Worker(Protocol):
     otherwise), called once when ``coordinate`` has returned; and
     ``close()``, called last, whatever happened, to release what the worker
     holds.
+
+    Parameters
+    ----------
+    data : dict
+        The worker's block of every array of the run, by name.
+    params : object
+        The run's ``params``, the same on every worker.
+    context : Context
+        The worker's rank and the number of workers.
     """
 
-    def __init__(self, data: dict, params: Any, context: Context) -> None:
-        """Build the worker from its rows.
-
-        Parameters
-        ----------
-        data : dict
-            The worker's block of every array of the run, by name.
-        params : object
-            The run's ``params``, the same on every worker.
-        context : Context
-            The worker's rank and the number of workers.
-        """
+    def __init__(self, data: dict, params: Any, context: Context) -> None: ...
 
     def handle(self, command: str, arrays: list[np.ndarray]) -> np.ndarray:
         """Answer one command of the coordinator with this worker's partial.

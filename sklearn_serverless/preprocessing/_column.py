@@ -56,9 +56,6 @@ class ServerlessColumnTransformer(ColumnTransformer):
 
     verbose_feature_names_out : bool, str or callable, default=True
         Prefix the output feature names with the transformer's name.
-
-    force_int_remainder_cols : bool, default='deprecated'
-        As scikit-learn's (deprecated there).
     """
 
     def fit(self, X, y=None, **params):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._common._metering import count_redis
+
 _CA_OPTION = "ssl_ca_certs"
 #: ``scheme://user:password@`` -> the password part.
 _PASSWORD = re.compile(r"(\b(?:redis|rediss|unix)://[^:/@\s]*:)[^@\s]*@")
@@ -54,4 +56,6 @@ def connect(url: str, timeout: float, ca_data: str | None = None):
     options = {"socket_timeout": deadlines.socket, "socket_connect_timeout": deadlines.connect}
     if ca_data is not None:
         options["ssl_ca_data"] = ca_data
-    return redis.Redis.from_url(url, **options)
+    client = redis.Redis.from_url(url, **options)
+    count_redis(client)  # what a fit costs counts its commands
+    return client

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .._common._metering import count_storage, since, snapshot
 from ._partitions import Partition, read_partition
 
 
@@ -21,8 +22,12 @@ class ApplyTask:
 
 def apply_model(task: ApplyTask, storage=None) -> dict:
     """Entry point of a Lithops call applying a model (``storage`` is
-    injected by Lithops). No shared state: one map, no rounds."""
+    injected by Lithops). No shared state: one map, no rounds. Its storage
+    requests travel with the result (``'requests'``)."""
+    count_storage(storage)
+    before = snapshot()
     rows = read_partition(task.partition, storage)
+<<<<<<< HEAD
     return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays)}
 
 
@@ -41,3 +46,7 @@ def read_task(task: ReadTask, storage=None) -> dict:
 
     reader = count_rows if task.what == "count" else read_labels
     return reader(task.partition.spec, storage)
+=======
+    return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays),
+            "requests": since(before)}
+>>>>>>> 3124594 (What a fit costs: timings_['cost'] (billed GB-s from Lithops' call stats, invocations, storage requests, Redis commands, USD from a price table per backend), set_config(price_as=, prices=), last_cost(), a cost line in verbose fits)

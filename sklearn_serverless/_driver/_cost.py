@@ -14,10 +14,9 @@ one of its functions from the end of the pool's previous fit (from its
 start, for the first) to its own end.
 
 Requests: the driver's and the workers' storage requests (counted by
-:mod:`sklearn_serverless._common._metering`), plus those Lithops' handler
-makes in each call around the function (2 GETs: the function and its
-arguments; 3 PUTs: its start and end statuses and its output), and the
-Redis commands of the driver and the workers.
+:mod:`sklearn_serverless._common._metering`), plus those Lithops makes
+where no counter of ours sees them (:data:`UNSEEN`), and the Redis commands
+the driver and the workers send.
 """
 
 from __future__ import annotations
@@ -32,9 +31,18 @@ from .._common._prices import price_entry
 from .._config import get_config
 from ._backends import Site
 
-#: Storage requests Lithops' worker handler makes per call, around the
-#: function (read from lithops/worker/handler.py and monitoring/status.py).
-HANDLER_REQUESTS = {"GET": 2, "PUT": 3}
+#: Storage requests Lithops makes where no counter of ours sees them (read
+#: from Lithops 3.8 and checked against an S3 server's own count): a storage
+#: client checks its bucket when it is made (HEAD: the driver's executor's,
+#: made before counting starts, and each call's handler's); each call writes
+#: its start and end statuses (2 PUTs), and its result as an object of its
+#: own when it is 8 KiB or more (a PUT); the function and its arguments are
+#: read (2 GETs) by each call on a cloud, once per map by Lithops' localhost
+#: runner (with its own storage client: a HEAD).
+UNSEEN = {"executor": {"HEAD": 1}, "call": {"PUT": 2, "HEAD": 1},
+          "inputs": {"GET": 2}, "runner": {"HEAD": 1}, "large_result": {"PUT": 1}}
+#: Results from this size on travel as objects of their own (Lithops').
+_INLINE_RESULT = 8 * 1024
 
 _last: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
     "sklearn_serverless_last_cost", default=None)
@@ -62,18 +70,24 @@ class Meter:
         self.init = 0.0
         self.idle = 0.0
         self.invocations = 0
-        self.handler_calls = 0  # calls whose handler used a remote storage
+        self.unseen = dict.fromkeys(_metering.STORAGE_KINDS, 0)
         self.reported = dict.fromkeys((*_metering.STORAGE_KINDS, "redis"), 0)
 
     def map_calls(self, futures, submitted: float) -> None:
         """Bill the calls of one Lithops map (once they have ended or been
         given up), submitted at ``submitted`` (``time.time()``)."""
         now = time.time()
+        if futures and not self.site.local:
+            self._unseen("executor")
+            if self.site.local_compute:
+                self._unseen("inputs", "runner")
         for future in futures or ():
             stats = getattr(future, "stats", None) or {}
             self.invocations += 1
             if not self.site.local:
-                self.handler_calls += 1
+                self._unseen("call", *(("inputs",) if not self.site.local_compute else ()))
+                if stats.get("func_result_size", 0) >= _INLINE_RESULT:
+                    self._unseen("large_result")
             start, end = stats.get("worker_start_tstamp"), stats.get("worker_end_tstamp")
             if start is None or end is None:
                 self.seconds.append(max(0.0, now - submitted))
@@ -93,8 +107,17 @@ class Meter:
         if new:
             self.invocations += pool.size
             if not self.site.local:
-                self.handler_calls += pool.size
+                self._unseen("executor", *(("inputs", "runner") if self.site.local_compute
+                                           else ()))
+                for _ in range(pool.size):
+                    self._unseen("call", *(("inputs",) if not self.site.local_compute
+                                           else ()))
         self.seconds.extend([now - since] * pool.size)
+
+    def _unseen(self, *what: str) -> None:
+        for name in what:
+            for kind, n in UNSEEN[name].items():
+                self.unseen[kind] += n
 
     def workers(self, results) -> None:
         """Add the requests the workers counted themselves."""
@@ -113,8 +136,8 @@ class Meter:
         counts = _metering.since(self.before)
         for kind, n in self.reported.items():
             counts[kind] = counts.get(kind, 0) + n
-        for kind, n in HANDLER_REQUESTS.items():
-            counts[kind] += n * self.handler_calls
+        for kind, n in self.unseen.items():
+            counts[kind] += n
         return counts
 
 

@@ -207,3 +207,20 @@ def test_prices_and_settings():
     with pytest.raises(ValueError, match="prices"):
         with config_context(prices={"aws_lambda": {"gb_second": -1}}):
             pass
+
+
+def test_a_replaced_generation_is_billed(kill_worker, no_pool, leaves_nothing):
+    """A worker killed mid-fit: both generations' functions are billed, the
+    killed one's too (no statistics: from its submission to its loss)."""
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(3000, 5, centers=12, cluster_std=3.0, random_state=0)
+    kill_worker("kmeans", 1, at=6)
+    with config_context(price_as="aws_lambda"):
+        model = ServerlessKMeans(12, init=X[:12], n_init=1, tol=0, max_iter=40, n_workers=2,
+                                 timeout=30).fit(X)
+    cost = model.timings_["cost"]
+    assert model.timings_["generations"] == 2
+    assert cost["requests"] == 4 and cost["seconds"].shape == (4,)
+    assert np.all(cost["seconds"] > 0)
+    assert cost["seconds"].sum() < 4 * model.timings_["fit"]

@@ -224,3 +224,38 @@ def test_a_replaced_generation_is_billed(kill_worker, no_pool, leaves_nothing):
     assert cost["requests"] == 4 and cost["seconds"].shape == (4,)
     assert np.all(cost["seconds"] > 0)
     assert cost["seconds"].sum() < 4 * model.timings_["fit"]
+
+
+def test_applying_a_model_on_a_dataset(s3):
+    """predict on a dataset in the S3 server: the requests of the calls that
+    read it and of the driver, as the server counted them."""
+    import io
+
+    from sklearn.cluster import KMeans
+
+    from sklearn_serverless import read_npy
+    from sklearn_serverless._algorithms import ALGORITHMS
+    from sklearn_serverless._driver._apply import run_apply
+    from sklearn_serverless._driver._backends import open_storage
+
+    X, _ = make_classification(3000, 4, random_state=1)
+    buffer = io.BytesIO()
+    np.save(buffer, X)
+    client = boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.put_object(Bucket=BUCKET, Key="apply/X.npy", Body=buffer.getvalue())
+    try:
+        reference = KMeans(3, n_init=1, random_state=0).fit(X)
+        dataset = read_npy(f"{BUCKET}/apply/X.npy").resolve(open_storage(s3.config()))
+        s3.counts.clear()
+        parts = run_apply(ALGORITHMS["kmeans"], "labels", dict(centers=reference.cluster_centers_),
+                          dataset, backend=s3.config(), n_workers=2, timeout=30)
+        requests = dict(s3.counts)
+    finally:
+        client.delete_object(Bucket=BUCKET, Key="apply/X.npy")
+    np.testing.assert_array_equal(np.concatenate([p["labels"] for p in parts]),
+                                  reference.labels_)
+    cost = last_cost()
+    assert cost["requests"] == len(parts) == 2
+    assert {k: v for k, v in cost["storage_requests"].items() if v} == requests
+    assert requests["GET"] >= 2  # each call read its rows

@@ -87,7 +87,8 @@ def run_worker(task: WorkerTask, storage=None) -> dict:
     count_storage(storage)
     before = snapshot()
     out = _run_worker(task, storage)
-    out["requests"] = since(before)
+    if not out.get("duplicate"):  # a duplicate returns exactly that
+        out["requests"] = since(before)
     return out
 
 

@@ -54,7 +54,8 @@ def run_calls(function: Callable, tasks: list, *, backend, timeout: float) -> li
     finally:
         _best_effort(delete_lithops_job, fexec)
         meter.map_calls(futures, submitted)
-    meter.workers([{"requests": result.pop("requests", {})} for result in results])
+    meter.workers([{"requests": result.pop("requests", {})} for result in results
+                   if isinstance(result, dict)])
     meter.bill()
     return list(results)
 

@@ -27,8 +27,8 @@ def apply_model(task: ApplyTask, storage=None) -> dict:
     count_storage(storage)
     before = snapshot()
     rows = read_partition(task.partition, storage)
-<<<<<<< HEAD
-    return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays)}
+    return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays),
+            "requests": since(before)}
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,11 @@ class ReadTask:
 
 
 def read_task(task: ReadTask, storage=None) -> dict:
-    """Entry point of a Lithops call of the driver's reads of a dataset."""
+    """Entry point of a Lithops call of the driver's reads of a dataset
+    (its storage requests travel with the result, as :func:`apply_model`'s)."""
     from .._datasets._dataset import count_rows, read_labels
 
+    count_storage(storage)
+    before = snapshot()
     reader = count_rows if task.what == "count" else read_labels
-    return reader(task.partition.spec, storage)
-=======
-    return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays),
-            "requests": since(before)}
->>>>>>> 3124594 (What a fit costs: timings_['cost'] (billed GB-s from Lithops' call stats, invocations, storage requests, Redis commands, USD from a price table per backend), set_config(price_as=, prices=), last_cost(), a cost line in verbose fits)
+    return {**reader(task.partition.spec, storage), "requests": since(before)}

@@ -10,7 +10,7 @@ commands (``redis``) have entries of their own.
 
 from __future__ import annotations
 
-#: When the list prices below were read from the providers' pages.
+#: When the list prices below were recorded (each entry names its source).
 PRICES_DATE = "2026-12-06"
 
 PRICES: dict[str, dict] = {

@@ -13,6 +13,7 @@ from .._driver._backends import (
     check_state_store,
     open_storage,
 )
+from .._driver._cost import cost_line
 from .._driver._params import (  # noqa: F401 - the estimators' one definition
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
@@ -46,7 +47,10 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
         round, its threads included; the first round's includes its set-up
         after the load) and ``'helped'`` (chunks of other workers' rows this
         worker computed: work sharing on localhost), arrays of shape
-        (n_rounds, ``n_workers_``).
+        (n_rounds, ``n_workers_``); ``'cost'``: what the fit cost, a dict
+        with ``'usd'``, ``'gb_seconds'`` (per function billed), ``'requests'``
+        (invocations), ``'storage_requests'`` and ``'redis_commands'`` (see
+        the user guide, "What a fit costs").
 """
 
 
@@ -223,4 +227,6 @@ def fit_summary(timings: dict, n_workers: int, name: str = "fit") -> list[str]:
         extra = f", {timings['generations']} generations of workers"
     lines.append(f"[{name}] done: {n_rounds} rounds in {rounds_total:.3f} s, fit "
                  f"{float(timings['fit']):.3f} s{extra}")
+    if timings.get("cost") is not None:
+        lines.append(cost_line(timings["cost"], name))
     return lines

@@ -86,6 +86,7 @@ class Pool:
         self.busy = True
         self.broken = False
         self.started = self.last_used = time.monotonic()
+        self.billed_until = self.started  # what a fit costs: the pool's time billed so far
         self.jobs = 0
         self.outstanding: set[int] = set()
         self._posted: dict[int, set[int]] = {}

@@ -32,4 +32,5 @@ def timings_of(outcome) -> dict:
     # seconds from it to the next generation's first round.
     timings["generations"] = 1 if generations is None else generations.number + 1
     timings["generation_ends"] = [] if generations is None else list(generations.ends)
+    timings["cost"] = outcome.cost  # see _cost.py
     return timings

@@ -34,6 +34,7 @@ from typing import Any
 
 from threadpoolctl import ThreadpoolController
 
+from .._common._metering import count_storage, since, snapshot
 from .._common._process import process_alive
 from .._state import FitAborted, StateStore, StoreSpec, open_store
 from .._state._codec import decode_arrays
@@ -80,7 +81,18 @@ class WorkerTask:
 
 
 def run_worker(task: WorkerTask, storage=None) -> dict:
-    """Entry point of a Lithops call (``storage`` is injected by Lithops)."""
+    """Entry point of a Lithops call (``storage`` is injected by Lithops).
+    Its result holds the storage requests and Redis commands it made
+    (``'requests'``), for what the fit costs."""
+    count_storage(storage)
+    before = snapshot()
+    out = _run_worker(task, storage)
+    if not out.get("duplicate"):  # a duplicate returns exactly that
+        out["requests"] = since(before)
+    return out
+
+
+def _run_worker(task: WorkerTask, storage) -> dict:
     started = time.perf_counter()
     store = open_store(task.store)
     heart = None

@@ -49,8 +49,10 @@ _last: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
 
 
 def last_cost() -> dict | None:
-    """What the last fit, ``run`` or prediction on a dataset of this thread
-    cost (the dict of ``timings_['cost']``); None before any.
+    """What the last fit, run or prediction of this thread cost.
+
+    The dict of ``timings_['cost']``, for a ``run`` or a prediction on a
+    dataset too (they have no fitted attribute to hold it); None before any.
 
     Returns
     -------

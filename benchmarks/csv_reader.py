@@ -36,7 +36,8 @@ from _common import (
     write_json,
 )
 
-from sklearn_serverless._datasets import _csv, read_csv, read_rows
+from sklearn_serverless._datasets import _csv_parse as _csv
+from sklearn_serverless._datasets import read_csv, read_rows
 
 BUCKET = "sks-bench-csv"
 

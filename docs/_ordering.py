@@ -1,7 +1,8 @@
 """The gallery's order: the examples read as a story, not alphabetically."""
 
 ORDER = ("plot_drop_in.py", "plot_timings.py", "plot_locking.py", "plot_cloud_path.py",
-         "plot_model_selection.py", "plot_search_dataset.py", "plot_port_pca.py")
+         "plot_pipeline_dataset.py", "plot_model_selection.py", "plot_search_dataset.py",
+         "plot_port_pca.py")
 
 
 class ExampleOrder:

@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 __all__ = ["ServerlessColumnTransformer", "ServerlessKMeans", "ServerlessLogisticRegression",
            "ServerlessLogisticRegressionCV", "ServerlessMinMaxScaler", "ServerlessOneHotEncoder",
            "ServerlessSimpleImputer", "ServerlessStandardScaler",
-           "config_context", "get_config", "read_csv", "read_npy", "read_parquet", "set_config",
-           "shutdown_workers"]
+           "config_context", "get_config", "last_cost", "read_csv", "read_npy", "read_parquet",
+           "set_config", "shutdown_workers"]
 
 _ESTIMATORS = {
     "ServerlessKMeans": ".cluster._kmeans",
@@ -32,6 +32,8 @@ _ESTIMATORS = {
     "config_context": "._config",
     "get_config": "._config",
     "set_config": "._config",
+    # What the last fit, run or prediction on a dataset cost.
+    "last_cost": "._driver._cost",
     # Pools of workers that serve many fits.
     "shutdown_workers": "._driver._pool",
 }

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sklearn_serverless._datasets import DataError, _csv, read_csv, read_rows
+from sklearn_serverless._datasets import DataError, read_csv, read_rows
+from sklearn_serverless._datasets import _csv_parse as _csv
 
 
 def spec_and_rows(tmp_path, data: bytes, **options):

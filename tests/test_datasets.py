@@ -106,7 +106,7 @@ def csv_engine(request, monkeypatch):
     """Workers parse CSV with pyarrow, or with numpy as where pyarrow is not
     installed (its import made to fail in this process)."""
     if request.param == "numpy":
-        from sklearn_serverless._datasets import _csv
+        from sklearn_serverless._datasets import _csv_parse as _csv
 
         monkeypatch.setattr(_csv, "_arrow", lambda: None)
     return request.param

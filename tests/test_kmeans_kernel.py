@@ -60,8 +60,7 @@ class _InProcessRounds:
         pass
 
     def finish(self, *arrays):
-        for w in self.workers:
-            w.result(*arrays)
+        self.final = arrays  # what every worker's result() gets when the run ends
 
 
 def _fit(X, sample_weight, init, n_workers=2, max_iter=300, tol=0.0):
@@ -82,8 +81,9 @@ def _fit(X, sample_weight, init, n_workers=2, max_iter=300, tol=0.0):
         workers.append(Worker({"X": rows if sparse else with_ones_column(rows),
                                "sample_weight": sample_weight[bounds[rank]:bounds[rank + 1]]},
                               params, Team(rank, n_workers)))
-    best = coordinate(_InProcessRounds(workers), params)
-    labels = np.concatenate([w.result()["labels"] for w in workers])
+    rounds = _InProcessRounds(workers)
+    best = coordinate(rounds, params)
+    labels = np.concatenate([w.result(*rounds.final)["labels"] for w in workers])
     return best["centers"] + mean, labels, best["inertia"], best["n_iter"]
 
 

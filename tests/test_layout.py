@@ -31,7 +31,7 @@ def _imports(path: Path) -> set[str]:
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -45,6 +45,17 @@ def _imports(path: Path) -> set[str]:
                           if _file_of(f"{module}.{alias.name}") is not None}
             found.update(submodules or {module})
     return found
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node, except under ``if TYPE_CHECKING:`` (imports for type hints
+    only, never run)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in ast.walk(child))
+            continue
+        yield node
+        yield from _runtime_nodes(node)
 
 
 def _file_of(module: str) -> Path | None:

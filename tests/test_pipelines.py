@@ -197,6 +197,38 @@ def test_weight_column(store, flights, leaves_nothing):
         ServerlessStandardScaler(**store.run()).fit(data, sample_weight=w)
 
 
+@pytest.mark.parametrize("drop", [None, "first"])
+def test_an_empty_text_cell_is_missing_as_pandas_reads_it(store, flights, drop,
+                                                         leaves_nothing):
+    """An empty CSV text cell is the category NaN (sorted last, named
+    'carrier_nan'), as scikit-learn's encoder has it from pandas' read_csv."""
+    frame = flights[["dep_delay", "carrier", "origin", "late"]].copy()
+    frame.loc[frame.index % 7 == 3, "carrier"] = ""
+    body = frame.to_csv(index=False).encode()
+    data = read_csv(store.put(f"blank/{drop}.csv", body), label="late")
+    read = pd.read_csv(io.BytesIO(body))
+    assert read.carrier.isna().sum() == (frame.carrier == "").sum() > 0
+    run = store.run()
+    ours = make_pipeline(
+        make_column_transformer((ServerlessStandardScaler(**run), ["dep_delay"]),
+                                (ServerlessOneHotEncoder(drop=drop, **run),
+                                 ["carrier", "origin"])),
+        ServerlessLogisticRegression(tol=1e-10, **run)).fit(data)
+    theirs = make_pipeline(
+        sk_make_column_transformer((StandardScaler(), ["dep_delay"]),
+                                   (OneHotEncoder(drop=drop), ["carrier", "origin"])),
+        LogisticRegression(tol=1e-10)).fit(read.drop(columns="late"), read.late)
+    encoder = ours[0].named_transformers_["serverlessonehotencoder"]
+    reference = theirs[0].named_transformers_["onehotencoder"]
+    assert [list(c) for c in encoder.categories_][0][:-1] == ["AA", "B6", "DL", "UA"]
+    assert np.isnan(encoder.categories_[0][-1])
+    np.testing.assert_array_equal(encoder.get_feature_names_out(),
+                                  reference.get_feature_names_out())
+    _close(ours[-1], theirs[-1])
+    assert ours.score(data) == pytest.approx(theirs.score(read.drop(columns="late"),
+                                                          read.late), abs=1e-15)
+
+
 def test_encoder_refuses_what_it_cannot_do_on_a_dataset(store, flights):
     data = read_csv(store.put("e/f.csv", flights[["carrier"]].to_csv(index=False).encode()))
     with pytest.raises(ValueError, match="min_frequency and max_categories are not supported"):

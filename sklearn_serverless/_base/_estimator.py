@@ -13,6 +13,7 @@ from .._driver._backends import (
     check_state_store,
     open_storage,
 )
+from .._driver._cost import cost_line
 from .._driver._params import (  # noqa: F401 - the estimators' one definition
     EXECUTION_CONSTRAINTS,
     EXECUTION_PARAMS_DOC,
@@ -36,14 +37,20 @@ FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
         Where the fit's time went: ``'fit'`` (seconds, client side),
         ``'upload'`` (seconds the driver spent putting the data in object
         storage; 0 on localhost, where workers read local files),
-        ``'load'`` (per worker: start to data in memory), ``'n_rounds'`` and,
+        ``'load'`` (per worker: start to data in memory), ``'bytes_fetched'``
+        and ``'cache_hits'`` (a dataset's bytes the workers fetched, and the
+        workers that read none because their pool process kept its rows
+        from an earlier fit; both 0 for arrays), ``'n_rounds'`` and,
         per round and worker,
         ``'compute'``, ``'publish'``, ``'barrier'`` and ``'aggregate'``
         (seconds), ``'cpu'`` (CPU seconds of the worker's process in the
         round, its threads included; the first round's includes its set-up
         after the load) and ``'helped'`` (chunks of other workers' rows this
         worker computed: work sharing on localhost), arrays of shape
-        (n_rounds, ``n_workers_``).
+        (n_rounds, ``n_workers_``); ``'cost'``: what the fit cost, a dict
+        with ``'usd'``, ``'gb_seconds'`` (per function billed), ``'requests'``
+        (invocations), ``'storage_requests'`` and ``'redis_commands'`` (see
+        the user guide, "What a fit costs").
 """
 
 
@@ -220,4 +227,6 @@ def fit_summary(timings: dict, n_workers: int, name: str = "fit") -> list[str]:
         extra = f", {timings['generations']} generations of workers"
     lines.append(f"[{name}] done: {n_rounds} rounds in {rounds_total:.3f} s, fit "
                  f"{float(timings['fit']):.3f} s{extra}")
+    if timings.get("cost") is not None:
+        lines.append(cost_line(timings["cost"], name))
     return lines

@@ -25,7 +25,8 @@ class Step:
     ``kind``: 'standard' (``(x - mean) / scale``), 'minmax'
     (``x * scale + min``, clipped to ``clip`` when given), 'impute' (NaN
     cells get ``fill``; columns ``keep`` kept), 'onehot' (categories
-    ``cat<j>``, dropped category ``drop`` per column, -1 for none), 'select'
+    ``cat<j>``, then the empty text cell when ``blank<j>`` is given,
+    dropped category ``drop`` per column, -1 for none), 'select'
     (columns ``indices``) or 'columns' (``parts``: ``(indices, steps)`` pairs
     whose outputs are concatenated: a column transformer).
     """
@@ -82,7 +83,16 @@ def _onehot(step: Step, columns: list) -> list:
     for j, column in enumerate(columns):
         categories = step.arrays[f"cat{j}"]
         values = column.astype(str) if categories.dtype.kind == "U" else column
-        if categories.dtype.kind == "f" and categories.size and np.isnan(categories[-1]):
+        n_codes = categories.size
+        if f"blank{j}" in step.arrays:
+            # An empty text cell is the missing category, after the others.
+            blank = values == ""
+            codes = np.searchsorted(categories, values)
+            known = (codes < categories.size) & (
+                categories[np.minimum(codes, max(categories.size - 1, 0))] == values)
+            codes[blank], n_codes = categories.size, categories.size + 1
+            known |= blank
+        elif categories.dtype.kind == "f" and categories.size and np.isnan(categories[-1]):
             # NaN is a category (the last, as scikit-learn sorts it).
             codes = np.searchsorted(categories[:-1], values)
             known = (codes < categories.size - 1) & (
@@ -98,7 +108,7 @@ def _onehot(step: Step, columns: list) -> list:
                 bad = values[~known][:1]
                 raise ValueError(f"Found unknown categories {list(bad.tolist())} in column "
                                  f"{j} during transform")
-        for code in range(categories.size):
+        for code in range(n_codes):
             if code != drop[j]:
                 out.append(((codes == code) & known).astype(np.float64))
     return out

@@ -7,9 +7,9 @@ import io
 
 import numpy as np
 
-from ._dataset import DataObject, Piece, ReadSpec, ResolvedDataset
 from ._paths import Source, display, list_dataset, map_objects, storage_for
 from ._plan import even_cuts, split_concatenation
+from ._spec import DataObject, Piece, ReadSpec, ResolvedDataset
 
 #: First read of an object: enough for any header numpy writes for 2-D arrays.
 _HEADER_BYTES = 4096
@@ -52,7 +52,7 @@ def _header(source: Source, obj) -> DataObject:
         raise ValueError(f"{name} has {obj.size} bytes where its header announces "
                          f"{expected}: truncated or not a .npy file.")
     return DataObject(obj.bucket, obj.key, obj.size, data_start, (shape[0], shape[1]),
-                      dtype.str, "F" if fortran else "C")
+                      dtype.str, "F" if fortran else "C", version=obj.version)
 
 
 def resolve(dataset, storage, local: bool) -> ResolvedDataset:

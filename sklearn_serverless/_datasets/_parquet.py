@@ -12,9 +12,9 @@ import io
 
 import numpy as np
 
-from ._dataset import DataObject, Piece, ReadSpec, ResolvedDataset
 from ._paths import Source, display, list_dataset, map_objects, storage_for
 from ._plan import balance_runs
+from ._spec import DataObject, Piece, ReadSpec, ResolvedDataset
 
 
 class RangedFile(io.RawIOBase):
@@ -126,7 +126,8 @@ def resolve(dataset, storage, local: bool) -> ResolvedDataset:
         if label_kind == "other":
             raise ValueError(f"{first_obj.name}: the label column {label!r} is neither "
                              "numbers nor strings.")
-    objects = tuple(DataObject(obj.bucket, obj.key, obj.size, row_groups=groups)
+    objects = tuple(DataObject(obj.bucket, obj.key, obj.size, row_groups=groups,
+                               version=obj.version)
                     for obj, (groups, _) in zip(listed, footers, strict=True))
     n_rows = sum(sum(obj.row_groups) for obj in objects)
     if n_rows == 0:

@@ -44,18 +44,37 @@ class LocalFiles:
     def head_object(self, bucket: str, key: str) -> dict:
         if not os.path.isfile(key):
             raise FileNotFoundError(key)
-        return {"content-length": str(os.path.getsize(key))}
+        stat = os.stat(key)
+        return {"content-length": str(stat.st_size), "etag": _file_version(stat)}
 
     def list_objects(self, bucket: str, prefix: str | None = None) -> list[dict]:
         found = []
         for folder, _, names in os.walk(prefix or "."):
             for name in names:
                 path = os.path.join(folder, name)
-                found.append({"Key": path, "Size": os.path.getsize(path)})
+                stat = os.stat(path)
+                found.append({"Key": path, "Size": stat.st_size, "ETag": _file_version(stat)})
         return found
 
     def list_keys(self, bucket: str, prefix: str | None = None) -> list[str]:
         return [item["Key"] for item in self.list_objects(bucket, prefix)]
+
+
+def _file_version(stat: os.stat_result) -> str:
+    """A local file's version: its inode, size and times (a rewritten file
+    gets new times), in place of an object's ETag."""
+    return f"{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ctime_ns}"
+
+
+def object_version(meta: dict, size: int) -> str:
+    """An object's version from its listing or HEAD: the ETag, else the time
+    it was last modified with its size; ``''`` when the storage gives
+    neither (then a worker's copy of its rows cannot be told from a newer one)."""
+    etag = meta.get("ETag") or meta.get("etag")
+    if etag:
+        return str(etag).strip('"')
+    modified = meta.get("LastModified") or meta.get("last-modified")
+    return f"{modified}/{size}" if modified else ""
 
 
 class Source:
@@ -123,11 +142,13 @@ def _listed(name: str) -> bool:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """One object of a dataset, as listed: bucket, key and size in bytes."""
+    """One object of a dataset, as listed: bucket, key, size in bytes and
+    version (see :func:`object_version`)."""
 
     bucket: str
     key: str
     size: int
+    version: str = ""
 
     @property
     def name(self) -> str:
@@ -145,7 +166,8 @@ def list_dataset(path: str, storage: Any, local: bool) -> list[StoredObject]:
     if key and not key.endswith(("/", os.sep)):
         try:
             head = store.head_object(bucket, key)
-            return [StoredObject(bucket, key, int(head["content-length"]))]
+            size = int(head["content-length"])
+            return [StoredObject(bucket, key, size, object_version(head, size))]
         except Exception:  # noqa: BLE001 - no such object: try it as a prefix
             key += os.sep if local else "/"
     if local and not os.path.isdir(key):
@@ -163,8 +185,9 @@ def list_dataset(path: str, storage: Any, local: bool) -> list[StoredObject]:
             ) from None
         raise
     found = sorted(
-        (StoredObject(bucket, item["Key"], int(item["Size"])) for item in listed
-         if _listed(item["Key"][len(key):])),
+        (StoredObject(bucket, item["Key"], int(item["Size"]),
+                      object_version(item, int(item["Size"])))
+         for item in listed if _listed(item["Key"][len(key):])),
         key=lambda obj: obj.key,
     )
     if not found:

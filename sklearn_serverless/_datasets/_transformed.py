@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ._chain import Step
-from ._dataset import Dataset, ResolvedDataset
+from ._dataset import Dataset
+from ._spec import ResolvedDataset
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from .._worker._apply import ApplyTask, apply_model
 from . import _placement
 from ._backends import delete_lithops_job, lithops_config, site_of
 from ._collect import _POLL_SECONDS, _await_job_end, _best_effort, _finished
+from ._cost import Meter
 from ._fit import _executor, _worker_count
 from ._watch import JobFailures
 
@@ -35,7 +36,9 @@ def run_calls(function: Callable, tasks: list, *, backend, timeout: float) -> li
     config = lithops_config(backend, len(tasks))
     site = site_of(config)
     deadlines = site.deadlines(timeout, len(tasks))
+    meter = Meter(config, site)  # its cost: sklearn_serverless.last_cost()
     fexec = _executor(config, site)
+    futures, submitted = None, time.time()
     try:
         with fexec:
             futures = fexec.map(
@@ -50,6 +53,10 @@ def run_calls(function: Callable, tasks: list, *, backend, timeout: float) -> li
                     _await_job_end(futures)
     finally:
         _best_effort(delete_lithops_job, fexec)
+        meter.map_calls(futures, submitted)
+    meter.workers([{"requests": result.pop("requests", {})} for result in results
+                   if isinstance(result, dict)])
+    meter.bill()
     return list(results)
 
 

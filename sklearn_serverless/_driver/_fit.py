@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._common._deadlines import LOCAL_WORKERS_PER_CORE, max_local_workers
+from .._common._metering import count_storage
 from .._common._process import process_alive
 from .._state import StateStore, StoreSpec, open_store
 from .._state._redis_url import split_ca_bundle
@@ -49,6 +50,7 @@ from ._collect import (
     _collect,
     _collect_pool,
 )
+from ._cost import Meter
 from ._generations import Generations, LossWatch, WorkerLost, function_limit
 from ._shipping import ship_by_value
 from ._watch import JobFailures, Watchdog, storage_probe
@@ -63,6 +65,7 @@ class FitOutcome:
     seconds: float
     upload: float = 0.0  # seconds the driver spent putting the data in storage
     generations: Generations | None = None
+    cost: dict | None = None  # what the fit cost (see _cost.py)
 
     @property
     def results(self) -> list[dict]:
@@ -87,6 +90,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         n_workers = len(planned)
     config = lithops_config(backend, n_workers)
     site = site_of(config)
+    meter = Meter(config, site)
     deadlines = site.deadlines(timeout, n_workers)
     n_threads = max(1, (os.cpu_count() or 1) // n_workers) if site.local_compute else None
     scratch = _scratch_dir(columns) if site.local and dataset is None else None
@@ -144,7 +148,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                              None if spec.kind != "redis" else (spec.location, spec.ca_data))
         while True:
             if pool is not None:
-                pids = []
+                pids, new_pool = [], pool.jobs == 0
                 try:
                     if partitions is None:
                         place(pool.fexec)
@@ -155,6 +159,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                 except WorkerLost as lost:
                     pids, results = _end_generation(store, generations, lost), None
                 finally:
+                    meter.pool_fit(pool, new_pool)
                     _pool.release(pool)
                     pool = None
             else:
@@ -165,7 +170,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                     if partitions is None:
                         place(fexec)
                     tasks = make_tasks(limit)
-                    futures = None
+                    futures, submitted = None, time.time()
                     try:
                         with JobFailures(fexec.executor_id) as failures:
                             # chunksize=1: one call per worker, never two in one
@@ -192,6 +197,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                     finally:
                         if site.local_compute and futures is not None:
                             _await_job_end(futures)
+                        meter.map_calls(futures, submitted)
+            meter.workers(results)
             if results is not None and not any(r.get("handed_over") for r in results):
                 break
             if results is not None:
@@ -204,7 +211,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
             _best_effort(_pool.release, pool)
         _release(store, writer, executors, partitions, folder)
     return FitOutcome(results, n_workers, time.perf_counter() - started, upload,
-                      generations)
+                      generations, meter.bill())
 
 
 def _end_generation(store: StateStore, generations: Generations, lost: WorkerLost) -> list[int]:
@@ -256,7 +263,9 @@ def _executor(config: dict, site: Site):
     own_lithops_session()
     if site.local_compute:
         reuse_lithops_copy()
-    return FunctionExecutor(config=config, log_level=None)
+    fexec = FunctionExecutor(config=config, log_level=None)
+    count_storage(fexec.internal_storage)  # what a fit costs counts its requests
+    return fexec
 
 
 def _release(store, writer, executors: list, partitions, folder: str) -> None:

@@ -86,6 +86,7 @@ class Pool:
         self.busy = True
         self.broken = False
         self.started = self.last_used = time.monotonic()
+        self.billed_until = self.started  # what a fit costs: the pool's time billed so far
         self.jobs = 0
         self.outstanding: set[int] = set()
         self._posted: dict[int, set[int]] = {}
@@ -111,7 +112,10 @@ class Pool:
                 self.channel = open_channel(
                     "cloud", size=size, storage=self.fexec.storage,
                     bucket=self.fexec.internal_storage.bucket, redis_url=url, ca_data=ca_data)
-            tasks = [(PoolTask(slot, self.channel.endpoint(slot), idle, self.retire),)
+            # Workers on this machine share its memory; a function has its own.
+            share = size if site.local_compute else 1
+            tasks = [(PoolTask(slot, self.channel.endpoint(slot), idle, self.retire,
+                               float(get_config()["dataset_cache"]), share),)
                      for slot in range(size)]
             self.failures = JobFailures(self.fexec.executor_id).__enter__()
             self.futures = self.fexec.map(

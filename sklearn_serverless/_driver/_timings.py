@@ -22,10 +22,15 @@ def timings_of(outcome) -> dict:
     timings["fit"] = outcome.seconds
     timings["upload"] = outcome.upload
     timings["n_rounds"] = n_rounds
+    # A dataset's bytes the workers fetched, and the workers whose rows came
+    # from what their pool process kept of an earlier fit (no bytes fetched).
+    for name in ("bytes_fetched", "cache_hits"):
+        timings[name] = sum(call.get("reads", {}).get(name, 0) for call in outcome.calls)
     generations = outcome.generations
     # Generations of workers the run had (more than 1 after a lost worker or a
     # hand-over before the function time limit), and each end: why, and the
     # seconds from it to the next generation's first round.
     timings["generations"] = 1 if generations is None else generations.number + 1
     timings["generation_ends"] = [] if generations is None else list(generations.ends)
+    timings["cost"] = outcome.cost  # see _cost.py
     return timings

@@ -10,8 +10,11 @@ no copy of the user's file). Other redis-py URL options pass through.
 
 from __future__ import annotations
 
+import inspect
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .._common._metering import count_redis
 
 _CA_OPTION = "ssl_ca_certs"
 #: ``scheme://user:password@`` -> the password part.
@@ -54,4 +57,18 @@ def connect(url: str, timeout: float, ca_data: str | None = None):
     options = {"socket_timeout": deadlines.socket, "socket_connect_timeout": deadlines.connect}
     if ca_data is not None:
         options["ssl_ca_data"] = ca_data
-    return redis.Redis.from_url(url, **options)
+    # Neither CLIENT SETINFO nor CLIENT MAINT_NOTIFICATIONS: three commands
+    # more per connection, billed, and refused by servers before Redis 7.2.
+    parameters = {name for klass in redis.Connection.__mro__ if "__init__" in vars(klass)
+                  for name in inspect.signature(klass.__init__).parameters}
+    if "driver_info" in parameters:
+        options["driver_info"] = None
+    else:
+        options.update(lib_name=None, lib_version=None)
+    if "maint_notifications_config" in parameters:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    client = redis.Redis.from_url(url, **options)
+    count_redis(client)  # what a fit costs counts its commands
+    return client

@@ -44,9 +44,35 @@ class Worker(Protocol):
     otherwise), called once when ``coordinate`` has returned; and
     ``close()``, called last, whatever happened, to release what the worker
     holds.
+
+    Parameters
+    ----------
+    data : dict
+        The worker's block of every array of the run, by name.
+    params : object
+        The run's ``params``, the same on every worker.
+    context : Context
+        The worker's rank and the number of workers.
     """
 
-    def handle(self, command: str, arrays: list[np.ndarray]) -> np.ndarray | None: ...
+    def __init__(self, data: dict, params: Any, context: Context) -> None: ...
+
+    def handle(self, command: str, arrays: list[np.ndarray]) -> np.ndarray:
+        """Answer one command of the coordinator with this worker's partial.
+
+        Parameters
+        ----------
+        command : str
+            The command's name, as ``coordinate`` sent it.
+        arrays : list of ndarray
+            The arrays sent with the command.
+
+        Returns
+        -------
+        partial : ndarray
+            This worker's partial result.
+        """
+        ...
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from typing import Any
 
 from threadpoolctl import ThreadpoolController
 
+from .._common._metering import count_storage, since, snapshot
 from .._common._process import process_alive
 from .._state import FitAborted, StateStore, StoreSpec, open_store
 from .._state._codec import decode_arrays
@@ -80,7 +81,18 @@ class WorkerTask:
 
 
 def run_worker(task: WorkerTask, storage=None) -> dict:
-    """Entry point of a Lithops call (``storage`` is injected by Lithops)."""
+    """Entry point of a Lithops call (``storage`` is injected by Lithops).
+    Its result holds the storage requests and Redis commands it made
+    (``'requests'``), for what the fit costs."""
+    count_storage(storage)
+    before = snapshot()
+    out = _run_worker(task, storage)
+    if not out.get("duplicate"):  # a duplicate returns exactly that
+        out["requests"] = since(before)
+    return out
+
+
+def _run_worker(task: WorkerTask, storage) -> dict:
     started = time.perf_counter()
     store = open_store(task.store)
     heart = None
@@ -227,6 +239,8 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
     if task.sources:
         _restore_filenames(algorithm, task.sources)
     data = read_partition(task.partition, storage)
+    # What reading a dataset cost (nothing for rows the driver placed).
+    reads = {name: int(data.get(name) or 0) for name in ("bytes_fetched", "cache_hits")}
     n_workers = task.store.n_workers
     if algorithm.shares_work:
         context = Team(task.worker, n_workers, task.peers)
@@ -250,7 +264,7 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
                 params, extra = algorithm.dataset_prologue(rounds, params)
             result = dict(algorithm.coordinate(rounds, params))
             result.update(extra)
-            final = rounds.stop()
+            final = rounds._stop()
         else:
             result = {}
             final = _follow(store, task.worker, worker, clock, algorithm.shares_work,
@@ -263,11 +277,13 @@ def _run(task: WorkerTask, store: StateStore, storage, started: float) -> dict:
                                  f"have the keys {clash}: the run's result cannot hold both")
             result.update(own)
     except HandedOver:
-        return {"handed_over": True, "timings": clock.as_dict(), "generation": task.generation}
+        return {"handed_over": True, "timings": clock.as_dict(), "generation": task.generation,
+                "reads": reads}
     finally:
         if hasattr(worker, "close"):
             worker.close()
-    return {"result": result, "timings": clock.as_dict(), "generation": task.generation}
+    return {"result": result, "timings": clock.as_dict(), "generation": task.generation,
+            "reads": reads}
 
 
 def _restore_filenames(algorithm: Algorithm, sources: dict) -> None:

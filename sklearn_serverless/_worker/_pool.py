@@ -10,6 +10,10 @@ the next. ``stop`` ends it. Only job ids and status travel through FIFOs or
 Redis: the code and the results of a fit are files or storage objects of
 the pool's own.
 
+Between fits a worker keeps the rows it read of datasets, within a share
+of its memory (:mod:`.._datasets._cache`): the next fit on the same
+objects reads none of them again.
+
 A worker ends by itself when it has had no job for ``idle`` seconds, when
 its owner is gone (its pid on this machine, its heartbeat key elsewhere), or
 once it is older than ``retire`` seconds (half the platform's function time
@@ -38,13 +42,20 @@ class PoolTask:
     endpoint: Endpoint
     idle: float
     retire: float | None = None
+    #: Fraction of the worker's memory kept for dataset rows between fits,
+    #: and how many workers share that memory (see :mod:`.._datasets._cache`).
+    cache_fraction: float = 0.0
+    cache_share: int = 1
 
 
 def serve_pool(task: PoolTask, storage=None) -> dict:
     """Entry point of a pool's Lithops call (``storage`` is injected by Lithops)."""
     import cloudpickle
 
+    from .._datasets._cache import budget_for, keep_rows
+
     started = time.monotonic()
+    keep_rows(budget_for(task.cache_fraction, task.cache_share))
     channel = task.endpoint.connect(storage)
     served = 0
     last = time.monotonic()
@@ -81,6 +92,7 @@ def serve_pool(task: PoolTask, storage=None) -> dict:
             collected = False
             last = time.monotonic()
     finally:
+        keep_rows(0)
         channel.close(owner_gone)
     return {"slot": task.slot, "served": served}
 

@@ -256,7 +256,7 @@ class Rounds:
             self.store.publish(self.count, _message(_HANDOVER, STOP, []), self._record)
             raise HandedOver
 
-    def stop(self) -> list[np.ndarray]:
+    def _stop(self) -> list[np.ndarray]:
         """End the run for every worker (the runtime's call, after
         ``coordinate``) and return what :meth:`finish` set: the arrays each
         worker's ``result`` gets."""

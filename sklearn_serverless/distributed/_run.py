@@ -31,7 +31,8 @@ class RunResult:
         Where the time went: ``'fit'`` (seconds, client side), ``'upload'``,
         ``'load'`` (per worker), ``'n_rounds'`` and, per round and worker,
         ``'compute'``, ``'publish'``, ``'barrier'``, ``'aggregate'`` and
-        ``'helped'`` (see the estimators' ``timings_``).
+        ``'helped'``, and ``'cost'``: what the run cost (see the
+        estimators' ``timings_``).
     n_workers : int
         Number of workers the run used.
     """

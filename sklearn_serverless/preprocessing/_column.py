@@ -23,7 +23,7 @@ from ._base import DatasetTransformerMixin
 
 
 class ServerlessColumnTransformer(ColumnTransformer):
-    __doc__ = """scikit-learn's ColumnTransformer, also fitted on a dataset.
+    __doc__ = """Apply transformers to columns, also on a dataset where it lies.
 
     On arrays and dataframes it is scikit-learn's
     :class:`~sklearn.compose.ColumnTransformer`. On a dataset, columns are
@@ -34,24 +34,89 @@ class ServerlessColumnTransformer(ColumnTransformer):
 
     Parameters
     ----------
-    transformers, remainder, sparse_threshold, n_jobs, transformer_weights, verbose,
-    verbose_feature_names_out, force_int_remainder_cols
-        As scikit-learn's.
+    transformers : list of tuples
+        ``(name, transformer, columns)``, as scikit-learn's; on a dataset,
+        columns by name or index.
+
+    remainder : {'drop', 'passthrough'} or estimator, default='drop'
+        What becomes of the columns no transformer takes (on a dataset:
+        ``'drop'``).
+
+    sparse_threshold : float, default=0.3
+        Below this density the output of arrays in memory is sparse.
+
+    n_jobs : int, default=None
+        Parallel jobs for arrays in memory.
+
+    transformer_weights : dict, default=None
+        Multiplicative weights of each transformer's output.
+
+    verbose : bool, default=False
+        Print the time each transformer takes.
+
+    verbose_feature_names_out : bool, str or callable, default=True
+        Prefix the output feature names with the transformer's name.
     """
 
     def fit(self, X, y=None, **params):
-        """Fit every transformer (a dataset: where it lies)."""
+        """Fit every transformer.
+
+        Parameters
+        ----------
+        X : array-like, dataframe or dataset
+            The data; on a dataset each transformer is fitted where it lies.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for transformers that use them (arrays in memory).
+        **params : dict
+            Parameters routed to the transformers' ``fit`` (arrays in memory).
+
+        Returns
+        -------
+        self : object
+            The fitted column transformer.
+        """
         if not isinstance(X, Dataset):
             return super().fit(X, y, **params)
         self._fit_dataset(X)
         return self
 
     def fit_transform(self, X, y=None, **params):
+        """Fit every transformer, then transform ``X``.
+
+        Parameters
+        ----------
+        X : array-like, dataframe or dataset
+            The data.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for transformers that use them (arrays in memory).
+        **params : dict
+            Parameters routed to the transformers (arrays in memory).
+
+        Returns
+        -------
+        X_t : {array-like, sparse matrix} or dataset
+            The transformed data; of a dataset, a dataset the next step's
+            workers transform as they read.
+        """
         if not isinstance(X, Dataset):
             return super().fit_transform(X, y, **params)
         return self._fit_dataset(X).transform(X)
 
     def transform(self, X, **params):
+        """Transform ``X`` by each fitted transformer, side by side.
+
+        Parameters
+        ----------
+        X : array-like, dataframe or dataset
+            The data.
+        **params : dict
+            Parameters routed to the transformers (arrays in memory).
+
+        Returns
+        -------
+        X_t : {array-like, sparse matrix} or dataset
+            The transformed data; of a dataset, a dataset (nothing is read).
+        """
         if not isinstance(X, Dataset):
             return super().transform(X, **params)
         parts = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.preprocessing import OneHotEncoder
 
-from .._base._estimator import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
+from .._base._estimator import DEFAULT_TIMEOUT, EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
 from .._datasets import Dataset
 from .._datasets._chain import Step
 from ._base import DatasetTransformerMixin, keep_set_output
@@ -14,7 +14,7 @@ from ._base import DatasetTransformerMixin, keep_set_output
 @keep_set_output
 class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
                               auto_wrap_output_keys=None):
-    __doc__ = """scikit-learn's OneHotEncoder, fitted where the data lies.
+    __doc__ = """Encode categorical features as one-hot columns, fitted where the data lies.
 
     On arrays it is scikit-learn's :class:`~sklearn.preprocessing.OneHotEncoder`.
     On a dataset the workers count each feature's distinct values (text or
@@ -26,9 +26,31 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
 
     Parameters
     ----------
-    categories, drop, sparse_output, dtype, handle_unknown, min_frequency,
-    max_categories, feature_name_combiner
-        As scikit-learn's.
+    categories : 'auto' or list of array-like, default='auto'
+        Each feature's categories: found in the data, or given.
+
+    drop : {'first', 'if_binary'} or array-like of shape (n_features,), default=None
+        Which category of each feature to drop, as scikit-learn's.
+
+    sparse_output : bool, default=True
+        A sparse matrix from arrays in memory (a dataset's transform gives
+        the next step dense columns).
+
+    dtype : number type, default=np.float64
+        The output's dtype.
+
+    handle_unknown : {'error', 'ignore', 'infrequent_if_exist', 'warn'}, default='error'
+        What ``transform`` does with a category not seen in ``fit``.
+
+    min_frequency : int or float, default=None
+        Categories rarer than this are infrequent (arrays in memory only).
+
+    max_categories : int, default=None
+        At most this many output categories per feature (arrays in memory
+        only).
+
+    feature_name_combiner : 'concat' or callable, default='concat'
+        How output feature names are made from a feature and a category.
 """ + EXECUTION_PARAMS_DOC + """
     Attributes
     ----------
@@ -40,8 +62,8 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
 
     def __init__(self, *, categories="auto", drop=None, sparse_output=True, dtype=np.float64,
                  handle_unknown="error", min_frequency=None, max_categories=None,
-                 feature_name_combiner="concat", backend="localhost", n_workers=None,
-                 state_store=None, state_mode="lock_free", timeout=120.0):
+                 feature_name_combiner="concat", backend="localhost", state_mode="lock_free",
+                 n_workers=None, state_store=None, timeout=DEFAULT_TIMEOUT):
         super().__init__(categories=categories, drop=drop, sparse_output=sparse_output,
                          dtype=dtype, handle_unknown=handle_unknown,
                          min_frequency=min_frequency, max_categories=max_categories,
@@ -50,7 +72,20 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
         self.state_mode, self.timeout = state_mode, timeout
 
     def fit(self, X, y=None):
-        """Fit the categories (a dataset: from the workers' distinct values)."""
+        """Find each feature's categories.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or dataset
+            The data; a dataset's distinct values are counted by the workers.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted encoder.
+        """
         if not isinstance(X, Dataset):
             return super().fit(X, y)
         self._validate_params()
@@ -68,8 +103,12 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
         values = [result[f"task0_{j}"]["values"] for j in range(d)]
         rows = max(v.size for v in values)
         table = np.empty((rows, d), dtype=object)
+        # An empty CSV text cell is missing, as pandas reads it: NaN here.
+        blank_is_missing = _format(X) == "csv"
         for j, column in enumerate(values):
             cells = column.astype(object) if column.dtype.kind == "U" else column
+            if blank_is_missing and column.dtype.kind == "U":
+                cells[column == ""] = np.nan
             table[:, j] = np.resize(cells, rows)
         super().fit(table)
         if names is not None:
@@ -81,9 +120,20 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
     def _step(self) -> Step:
         arrays = {}
         for j, categories in enumerate(self.categories_):
-            arrays[f"cat{j}"] = (categories.astype(str) if categories.dtype == object
-                                 else categories.astype(np.float64))
+            if categories.dtype == object:
+                missing = np.array([isinstance(c, float) and np.isnan(c) for c in categories])
+                if missing.any():
+                    # NaN (sorted last): what an empty text cell is.
+                    arrays[f"blank{j}"] = np.ones(1)
+                arrays[f"cat{j}"] = categories[~missing].astype(str)
+            else:
+                arrays[f"cat{j}"] = categories.astype(np.float64)
         drops = self.drop_idx_ if self.drop_idx_ is not None else [None] * len(self.categories_)
         arrays["drop"] = np.array([-1 if k is None else int(k) for k in drops])
         unknown = "error" if self.handle_unknown == "error" else "ignore"
         return Step("onehot", arrays, options=(("handle_unknown", unknown),))
+
+
+def _format(dataset) -> str:
+    """The stored format under a dataset's fitted views."""
+    return getattr(getattr(dataset, "base", None) or dataset, "format", "")

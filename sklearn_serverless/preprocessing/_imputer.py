@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.impute import SimpleImputer
 from sklearn.utils._missing import is_scalar_nan
 
-from .._base._estimator import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
+from .._base._estimator import DEFAULT_TIMEOUT, EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
 from .._datasets import Dataset
 from .._datasets._chain import Step
 from ._base import DatasetTransformerMixin, keep_set_output
@@ -15,7 +15,7 @@ from ._base import DatasetTransformerMixin, keep_set_output
 @keep_set_output
 class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
                               auto_wrap_output_keys=None):
-    __doc__ = """scikit-learn's SimpleImputer, fitted where the data lies.
+    __doc__ = """Fill missing values with a statistic, fitted where the data lies.
 
     On arrays it is scikit-learn's :class:`~sklearn.impute.SimpleImputer`. On a
     dataset, the missing cells are the empty CSV cells and Parquet nulls of
@@ -27,8 +27,23 @@ class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
 
     Parameters
     ----------
-    missing_values, strategy, fill_value, copy, add_indicator, keep_empty_features
-        As scikit-learn's.
+    missing_values : int, float, str, np.nan or None, default=np.nan
+        The placeholder of a missing value (on a dataset: NaN only).
+
+    strategy : {'mean', 'median', 'most_frequent', 'constant'}, default='mean'
+        The fill value of each feature (``'median'``: arrays in memory only).
+
+    fill_value : str or number, default=None
+        The fill value with ``strategy='constant'``.
+
+    copy : bool, default=True
+        Fill a copy of arrays in memory (a dataset is never changed).
+
+    add_indicator : bool, default=False
+        Add columns marking the missing values (arrays in memory only).
+
+    keep_empty_features : bool, default=False
+        Keep the features that are all missing.
 """ + EXECUTION_PARAMS_DOC + """
     Attributes
     ----------
@@ -40,7 +55,8 @@ class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
 
     def __init__(self, *, missing_values=np.nan, strategy="mean", fill_value=None, copy=True,
                  add_indicator=False, keep_empty_features=False, backend="localhost",
-                 n_workers=None, state_store=None, state_mode="lock_free", timeout=120.0):
+                 state_mode="lock_free", n_workers=None, state_store=None,
+                 timeout=DEFAULT_TIMEOUT):
         super().__init__(missing_values=missing_values, strategy=strategy,
                          fill_value=fill_value, copy=copy, add_indicator=add_indicator,
                          keep_empty_features=keep_empty_features)
@@ -48,7 +64,20 @@ class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
         self.state_mode, self.timeout = state_mode, timeout
 
     def fit(self, X, y=None):
-        """Fit the fill values (a dataset: from the workers' sums)."""
+        """Find each feature's fill value.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or dataset
+            The data; a dataset's sums or distinct values come from the workers.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted imputer.
+        """
         if not isinstance(X, Dataset):
             return super().fit(X, y)
         self._validate_params()

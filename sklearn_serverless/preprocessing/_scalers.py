@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
 
-from .._base._estimator import EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
+from .._base._estimator import DEFAULT_TIMEOUT, EXECUTION_CONSTRAINTS, EXECUTION_PARAMS_DOC
 from .._datasets import Dataset
 from .._datasets._chain import Step
 from ._base import DatasetTransformerMixin, keep_set_output
@@ -19,7 +19,7 @@ def _moments(stats: dict) -> tuple:
 @keep_set_output
 class ServerlessStandardScaler(DatasetTransformerMixin, StandardScaler,
                                auto_wrap_output_keys=None):
-    __doc__ = """scikit-learn's StandardScaler, fitted where the data lies.
+    __doc__ = """Standardize features, fitted where the data lies.
 
     On arrays it is scikit-learn's :class:`~sklearn.preprocessing.StandardScaler`.
     On a dataset (:func:`~sklearn_serverless.read_csv` & co.) the workers sum
@@ -31,8 +31,13 @@ class ServerlessStandardScaler(DatasetTransformerMixin, StandardScaler,
     Parameters
     ----------
     copy : bool, default=True
+        Scale a copy of arrays in memory (a dataset is never changed).
+
     with_mean : bool, default=True
+        Center the features before scaling.
+
     with_std : bool, default=True
+        Scale the features to unit variance.
 """ + EXECUTION_PARAMS_DOC + """
     Attributes
     ----------
@@ -43,13 +48,30 @@ class ServerlessStandardScaler(DatasetTransformerMixin, StandardScaler,
     _parameter_constraints = {**StandardScaler._parameter_constraints, **EXECUTION_CONSTRAINTS}
 
     def __init__(self, *, copy=True, with_mean=True, with_std=True, backend="localhost",
-                 n_workers=None, state_store=None, state_mode="lock_free", timeout=120.0):
+                 state_mode="lock_free", n_workers=None, state_store=None,
+                 timeout=DEFAULT_TIMEOUT):
         super().__init__(copy=copy, with_mean=with_mean, with_std=with_std)
         self.backend, self.n_workers, self.state_store = backend, n_workers, state_store
         self.state_mode, self.timeout = state_mode, timeout
 
     def fit(self, X, y=None, sample_weight=None):
-        """Compute the mean and std (a dataset: by the workers)."""
+        """Compute the mean and the standard deviation.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or dataset
+            The data; a dataset is read by the workers where it lies.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in memory (a dataset's weight column weighs
+            its rows).
+
+        Returns
+        -------
+        self : object
+            The fitted scaler.
+        """
         if not isinstance(X, Dataset):
             return super().fit(X, y, sample_weight=sample_weight)
         self._validate_params()
@@ -86,7 +108,7 @@ class ServerlessStandardScaler(DatasetTransformerMixin, StandardScaler,
 
 @keep_set_output
 class ServerlessMinMaxScaler(DatasetTransformerMixin, MinMaxScaler, auto_wrap_output_keys=None):
-    __doc__ = """scikit-learn's MinMaxScaler, fitted where the data lies.
+    __doc__ = """Scale features to a range, fitted where the data lies.
 
     On arrays it is scikit-learn's :class:`~sklearn.preprocessing.MinMaxScaler`;
     on a dataset the workers find each feature's minimum and maximum
@@ -96,8 +118,13 @@ class ServerlessMinMaxScaler(DatasetTransformerMixin, MinMaxScaler, auto_wrap_ou
     Parameters
     ----------
     feature_range : tuple (min, max), default=(0, 1)
+        The range of the transformed features.
+
     copy : bool, default=True
+        Scale a copy of arrays in memory (a dataset is never changed).
+
     clip : bool, default=False
+        Clip transformed values of held-out data to ``feature_range``.
 """ + EXECUTION_PARAMS_DOC + """
     Attributes
     ----------
@@ -109,13 +136,27 @@ class ServerlessMinMaxScaler(DatasetTransformerMixin, MinMaxScaler, auto_wrap_ou
     _parameter_constraints = {**MinMaxScaler._parameter_constraints, **EXECUTION_CONSTRAINTS}
 
     def __init__(self, feature_range=(0, 1), *, copy=True, clip=False, backend="localhost",
-                 n_workers=None, state_store=None, state_mode="lock_free", timeout=120.0):
+                 state_mode="lock_free", n_workers=None, state_store=None,
+                 timeout=DEFAULT_TIMEOUT):
         super().__init__(feature_range=feature_range, copy=copy, clip=clip)
         self.backend, self.n_workers, self.state_store = backend, n_workers, state_store
         self.state_mode, self.timeout = state_mode, timeout
 
     def fit(self, X, y=None):
-        """Compute the minimum and maximum (a dataset: by the workers)."""
+        """Compute each feature's minimum and maximum.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or dataset
+            The data; a dataset is read by the workers where it lies.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted scaler.
+        """
         if not isinstance(X, Dataset):
             return super().fit(X, y)
         self._validate_params()

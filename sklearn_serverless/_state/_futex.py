@@ -42,6 +42,14 @@ _CALL, _NUMBER = _syscall()
 AVAILABLE = _CALL is not None
 
 
+def address_of(mapping) -> int:
+    """The address of the first byte of ``mapping`` (a writable mmap)."""
+    view = ctypes.c_char.from_buffer(mapping)
+    address = ctypes.addressof(view)
+    del view  # no export left: the mapping can be closed
+    return address
+
+
 def wait(address: int, seen: int, seconds: float) -> None:
     """Sleep until the word at ``address`` is woken or no longer ``seen``,
     at most ``seconds``."""

@@ -61,7 +61,7 @@ class SharedMemoryStore(StateStore):
         self._map = mmap.mmap(fd, size)
         if create:
             _Q.pack_into(self._map, _PROGRESS, -1)
-        base = _address(self._map)
+        base = _futex.address_of(self._map)
         self._published_at = base + _PUBLISHED
         self._contributed_at = base + _CONTRIBUTED
 
@@ -177,6 +177,11 @@ class SharedMemoryStore(StateStore):
                 return file.read()
         except FileNotFoundError:
             return None
+
+    def _close_files(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def _unlink(self, name: str) -> None:
         fd = self._fds.pop(name, None)
@@ -402,27 +407,13 @@ class SharedMemoryStore(StateStore):
         # A reader still attached keeps its mapping; nothing else stays.
         for name in os.listdir(self.folder):
             self._unlink(name)
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        self._close_files()
         with contextlib.suppress(OSError):
             os.rmdir(self.folder)
 
     def close(self) -> None:
         if self._map.closed:
             return
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        self._close_files()
         self._map.close()
         os.close(self._fd)
-
-
-def _address(mapping: mmap.mmap) -> int:
-    """The address of ``mapping``'s first byte (for the wake-up words)."""
-    import ctypes
-
-    view = ctypes.c_char.from_buffer(mapping)
-    address = ctypes.addressof(view)
-    del view  # no export left: the mapping can be closed
-    return address

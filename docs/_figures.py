@@ -121,13 +121,13 @@ def _small_fit() -> str:
 
 
 ROWS = (
-    Row("a small fit, 2,000 x 10, on the pool of workers (a loaded machine)", _small_fit,
+    Row("a small fit, 2,000 x 10, on the pool of workers", _small_fit,
         "with-a-pool-of-workers"),
-    Row("`GridSearchCV`, 4 C x cv=5 on breast_cancer (21 small fits; a loaded machine)",
+    Row("`GridSearchCV`, 4 C x cv=5 on breast_cancer (21 small fits)",
         lambda: figure("grid-search-pool"), "with-a-pool-of-workers"),
-    Row("k-means, 300,000 x 10, k=20, 28 iterations (a loaded machine)",
+    Row("k-means, 300,000 x 10, k=20, 28 iterations",
         lambda: figure("kmeans-300k-10"), "k-means-speed"),
-    Row("k-means, 300,000 x 50, k=20, 30 iterations (a loaded machine)",
+    Row("k-means, 300,000 x 50, k=20, 30 iterations",
         lambda: figure("kmeans-300k-50"), "k-means-speed"),
     Row("k-means, 300,000 x 10, `init='random', n_init=10` (in lockstep)",
         lambda: figure("kmeans-n-init"), "k-means-initialisations-in-lockstep"),

@@ -3,17 +3,18 @@ Parquet object in moto's S3 server, and in memory on breast_cancer.
 
 ``dataset`` (interleaved, repeated):
 
-- ``storage``: ``GridSearchCV(ServerlessLogisticRegression(...), {"C": 3
-  values}, cv=5).fit(read_parquet(path, label="y"))``: every fold's fit and
-  score reads its rows where they lie (a view of the dataset), Redis state;
+- ``storage``: ``GridSearchCV(make_pipeline(ServerlessStandardScaler(),
+  ServerlessLogisticRegression()), 3 values of C, cv=5).fit(read_parquet(path,
+  label="y"))`` on a pool of workers (``worker_pool=True``, so that the
+  workers keep the rows they read between the search's runs): every fold's
+  fits and score read their rows where they lie (a view of the dataset),
+  Redis state;
 - ``download + sklearn``: get the object, parse it with pyarrow, and run
-  scikit-learn's ``GridSearchCV(LogisticRegression(), ..., n_jobs=2)``.
+  scikit-learn's ``GridSearchCV(make_pipeline(StandardScaler(),
+  LogisticRegression()), ..., n_jobs=2)``.
 
 ``memory``: ``GridSearchCV`` over 4 values of C, cv=5, on scaled
 breast_cancer, ours (localhost) against scikit-learn's LogisticRegression.
-
-The scaler of the issue's pipeline is left out: this branch has no
-serverless transformers.
 
     python benchmarks/search_dataset.py --n-samples 300000 --repeat 3 --json out.json
 """
@@ -34,9 +35,15 @@ from logistic import make_data
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_serverless import ServerlessLogisticRegression, read_parquet
+from sklearn_serverless import (
+    ServerlessLogisticRegression,
+    ServerlessStandardScaler,
+    config_context,
+    read_parquet,
+)
 
 BUCKET = "sks-bench-search"
 KEY = "data/train.parquet"
@@ -62,8 +69,10 @@ def _summary(timed: dict, reference: str) -> dict:
     base = timed[reference][0]["median"]
     out = {}
     for name, (stats, search) in timed.items():
+        best = search.best_params_
         out[name] = {"median": stats["median"], "times": stats["times"],
-                     "ratio": stats["median"] / base, "best_C": search.best_params_["C"],
+                     "ratio": stats["median"] / base,
+                     "best_C": next(v for k, v in best.items() if k.split("__")[-1] == "C"),
                      "mean_test_score": search.cv_results_["mean_test_score"].tolist()}
     return out
 
@@ -72,6 +81,8 @@ def run_dataset(n_samples: int, n_features: int, n_workers: int, repeat: int) ->
     X, y = make_data(n_samples, n_features, 2, 10)
     body = _parquet(X, y)
     grid = {"C": [0.01, 0.1, 1.0]}
+    ours, theirs = ({f"{name}__C": grid["C"]}
+                    for name in ("serverlesslogisticregression", "logisticregression"))
     out = {"n_samples": n_samples, "n_features": n_features, "n_workers": n_workers,
            "mb": len(body) / 1e6, "grid": grid}
     with redis_server() as url, moto_server(BUCKET) as minio:
@@ -84,13 +95,17 @@ def run_dataset(n_samples: int, n_features: int, n_workers: int, repeat: int) ->
         def storage():
             data = read_parquet(f"{BUCKET}/{KEY}", label="y", backend=config)
             datasets.append(data)
-            model = ServerlessLogisticRegression(n_workers=n_workers, backend=config,
-                                                 state_store=url, timeout=600)
-            return GridSearchCV(model, grid, cv=5).fit(data)
+            execution = {"n_workers": n_workers, "backend": config, "state_store": url,
+                         "timeout": 600}
+            pipeline = make_pipeline(ServerlessStandardScaler(**execution),
+                                     ServerlessLogisticRegression(**execution))
+            with config_context(worker_pool=True):
+                return GridSearchCV(pipeline, ours, cv=5).fit(data)
 
         def download():
             X, y = _parse(client.get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
-            return GridSearchCV(LogisticRegression(), grid, cv=5, n_jobs=n_workers).fit(X, y)
+            pipeline = make_pipeline(StandardScaler(), LogisticRegression())
+            return GridSearchCV(pipeline, theirs, cv=5, n_jobs=n_workers).fit(X, y)
 
         cases = {"storage": storage, "download + sklearn": download}
         timed = interleaved(cases, repeat)

@@ -22,16 +22,13 @@ breast_cancer, ours (localhost) against scikit-learn's LogisticRegression.
 from __future__ import annotations
 
 import argparse
-import io
 import warnings
 from pathlib import Path
 
 import boto3
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from _common import interleaved, machine, moto_server, redis_server, write_json
 from logistic import make_data
+from logistic_cv_dataset import _parquet, _parse
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -47,22 +44,6 @@ from sklearn_serverless import (
 
 BUCKET = "sks-bench-search"
 KEY = "data/train.parquet"
-
-
-def _parquet(X: np.ndarray, y: np.ndarray) -> bytes:
-    columns = {f"x{j}": X[:, j] for j in range(X.shape[1])}
-    columns["y"] = y
-    body = io.BytesIO()
-    pq.write_table(pa.table(columns), body, row_group_size=25_000)
-    return body.getvalue()
-
-
-def _parse(body: bytes) -> tuple[np.ndarray, np.ndarray]:
-    table = pq.read_table(io.BytesIO(body))
-    y = table.column("y").to_numpy()
-    X = np.column_stack([table.column(name).to_numpy() for name in table.column_names
-                         if name != "y"])
-    return X, y
 
 
 def _summary(timed: dict, reference: str) -> dict:

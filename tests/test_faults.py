@@ -191,28 +191,8 @@ def test_a_duplicate_call_for_a_slot_exits_without_writing(blobs, monkeypatch, t
     from sklearn_serverless._driver import _fit
 
     X, init = blobs
-    real = _fit.run_worker
     out = str(tmp_path / "duplicate.pkl")
-
-    def with_a_duplicate(task, storage=None):
-        if task.worker == 1:
-            path = out + ".task"
-            with open(path, "wb") as file:
-                cloudpickle.dump(task, file)
-            code = ("import pickle, sys\n"
-                    "from sklearn_serverless._worker._loop import run_worker\n"
-                    "task = pickle.load(open(sys.argv[1], 'rb'))\n"
-                    "pickle.dump(run_worker(task), open(sys.argv[2], 'wb'))\n")
-            later = threading.Timer(0.3, subprocess.run, args=(
-                [sys.executable, "-c", code, path, out],), kwargs={"check": True})
-            later.start()
-            try:
-                return real(task, storage)
-            finally:
-                later.join()
-        return real(task, storage)
-
-    monkeypatch.setattr(_fit, "run_worker", with_a_duplicate)
+    monkeypatch.setattr(_fit, "run_worker", _duplicating(_fit.run_worker, out))
     model = ServerlessKMeans(12, init=init, n_init=1, tol=0, max_iter=40, n_workers=2,
                              timeout=30).fit(X)
     with open(out, "rb") as file:

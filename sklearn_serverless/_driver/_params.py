@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
 from .._state import STATE_MODES
-from ._backends import BACKENDS
+from ._backends import BACKENDS, closest_backend
 
 
 class _SortedStrOptions(StrOptions):
@@ -75,13 +80,6 @@ def check_execution_params(caller: str, **params) -> None:
     """scikit-learn's error for an execution parameter out of its
     constraints, naming ``caller``; a misspelled backend also gets the
     closest names."""
-    from sklearn.utils._param_validation import (
-        InvalidParameterError,
-        validate_parameter_constraints,
-    )
-
-    from ._backends import closest_backend
-
     backend = params.get("backend")
     if isinstance(backend, str) and backend not in BACKENDS:
         raise InvalidParameterError(

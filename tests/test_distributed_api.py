@@ -105,19 +105,22 @@ def describe(rounds, params):
 DESCRIBE = Algorithm("describe", Describe, describe)
 
 
+@pytest.mark.parametrize("n_workers", [1, 3])
 @pytest.mark.parametrize("mode", MODES)
-def test_gather_keeps_each_workers_shape_and_dtype(state_store, mode, leaves_nothing):
+def test_gather_keeps_each_workers_shape_and_dtype(state_store, mode, n_workers,
+                                                   leaves_nothing):
     X = np.arange(2 * 101, dtype=np.float64).reshape(101, 2)
-    out = run(DESCRIBE, {"X": X}, n_workers=3, state_store=state_store, state_mode=mode)
+    out = run(DESCRIBE, {"X": X}, n_workers=n_workers, state_store=state_store,
+              state_mode=mode)
     count, first, block = out.result["count"], out.result["first"], out.result["block"]
-    assert len(count) == len(first) == len(block) == 3
+    assert len(count) == len(first) == len(block) == n_workers
     assert all(c.dtype == np.int64 and c.shape == (1,) for c in count)
     n_rows = [int(c[0]) for c in count]
     assert sum(n_rows) == 101
     assert min(n_rows) >= 1
     starts = np.concatenate([[0], np.cumsum(n_rows)[:-1]])
     # Contiguous blocks of rows, in worker order.
-    for rank in range(3):
+    for rank in range(n_workers):
         assert first[rank].dtype == np.float32
         np.testing.assert_array_equal(first[rank], X[starts[rank]].astype(np.float32))
         np.testing.assert_array_equal(out.result["scaled_first"][rank],
@@ -157,9 +160,10 @@ def reduce_shapes(rounds, params):
         "echo": rounds.allreduce("echo", np.eye(2))}
 
 
+@pytest.mark.parametrize("n", [1, 3])
 @pytest.mark.parametrize("mode", MODES)
-def test_allreduce_of_any_shape_is_a_plain_sum(mode, leaves_nothing):
-    n = 3
+def test_allreduce_of_any_shape_is_a_plain_sum(mode, n, leaves_nothing):
+    # One worker's rounds skip the store's round trip: the same sums, dtypes and shapes.
     out = run(Algorithm("shapes", Shapes, reduce_shapes), {"X": np.zeros((30, 1))},
               n_workers=n, state_mode=mode)
     total = sum(range(1, n + 1))  # 1 + 2 + 3
@@ -413,11 +417,39 @@ class AnswersNone:
         return None
 
 
-def test_a_worker_answering_none_is_an_error(leaves_nothing):
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_a_worker_answering_none_is_an_error(n_workers, leaves_nothing):
     algorithm = Algorithm("none", AnswersNone,
                           lambda rounds, params: {"x": rounds.allreduce("go")})
     with pytest.raises(TypeError, match="answered round 0 with None"):
-        run(algorithm, {"X": np.zeros((10, 1))}, n_workers=2, timeout=30)
+        run(algorithm, {"X": np.zeros((10, 1))}, n_workers=n_workers, timeout=30)
+
+
+class Reusing:
+    """Answers every round with the same buffer, changed in place: what the
+    coordinator got from a round must not change with it."""
+
+    def __init__(self, data, params, context):
+        self.buffer = np.zeros(3)
+
+    def handle(self, command, arrays):
+        self.buffer += 1.0
+        return self.buffer
+
+
+def gather_twice(rounds, params):
+    first, summed = rounds.gather("g"), rounds.allreduce("s")
+    second = rounds.gather("g")
+    return {"first": first[0], "summed": summed, "second": second[0]}
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_what_a_round_returned_is_the_coordinators_own_copy(n_workers, leaves_nothing):
+    out = run(Algorithm("reusing", Reusing, gather_twice), {"X": np.zeros((10, 1))},
+              n_workers=n_workers)
+    np.testing.assert_array_equal(out.result["first"], [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(out.result["summed"], np.full(3, 2.0 * n_workers))
+    np.testing.assert_array_equal(out.result["second"], [3.0, 3.0, 3.0])
 
 
 class Strict:

@@ -224,15 +224,19 @@ class Rounds:
         partial = self.worker.handle(command, list(arrays))
         t2 = time.perf_counter()
         gather = kind == _GATHER
-        _contribute(self.store, self.count, 0, partial, self.shares_work and not gather, gather)
-        t3 = time.perf_counter()
-        self.store.barrier(self.count, slots=gather)
-        t4 = time.perf_counter()
-        if gather:
-            total = self.store.aggregate(self.count, list, slots=True)
+        fold = list if gather else fold_partials if self.shares_work else sum_in_worker_order
+        if self.store.n_workers == 1:
+            # Nobody to wait for: the store's round trip would return this partial.
+            t3 = t4 = time.perf_counter()
+            total = _alone(self.count, partial, fold, self.store.spec.mode, gather,
+                           self.shares_work)
         else:
-            fold = fold_partials if self.shares_work else sum_in_worker_order
-            total = self.store.aggregate(self.count, fold)
+            _contribute(self.store, self.count, 0, partial, self.shares_work and not gather,
+                        gather)
+            t3 = time.perf_counter()
+            self.store.barrier(self.count, slots=gather)
+            t4 = time.perf_counter()
+            total = self.store.aggregate(self.count, fold, slots=gather)
         self._record = encode_arrays(total if gather else [total])
         t5 = time.perf_counter()
         self.clock.add(t2 - t1, (t1 - t0) + (t3 - t2), t4 - t3, t5 - t4,
@@ -291,6 +295,19 @@ def _contribute(store: StateStore, round_: int, worker: int, partial, table: boo
     if table and store.spec.mode == "locked":
         partial = fold_table(partial)  # one accumulator: its rows are added as one
     store.contribute(round_, worker, partial.astype(np.float64, copy=False))
+
+
+def _alone(round_: int, partial, fold, mode: str, gather: bool, table: bool):
+    """What the store's aggregate returns when one worker contributed
+    ``partial``: the same checks, the same reduction, the same bits."""
+    if partial is None:
+        raise TypeError(f"worker 0 answered round {round_} with None, not an array")
+    partial = np.asarray(partial)
+    if gather:
+        return [partial.copy()]
+    if mode == "locked":  # one accumulator: a copy of the partial, tables folded
+        return (fold_table(partial) if table else partial).astype(np.float64)
+    return fold([partial.astype(np.float64, copy=False)])
 
 
 def _helped(partial) -> int:

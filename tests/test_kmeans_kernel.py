@@ -283,6 +283,32 @@ def test_one_pass_gives_labels_sums_changes_and_inertia(dtype):
 
 
 @needs_compiled
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_known_final_e_step_gives_the_full_ones_inertia_to_the_bit(dtype):
+    # Labels already those of the centres: the inertia from them, with no
+    # scores, is the full E-step's to the bit; the labels are left as they are.
+    rng = np.random.RandomState(8)
+    n, d, k, chunk = 3000, 5, 7, 512
+    X = with_ones_column(rng.normal(size=(n, d)).astype(dtype))
+    weights = rng.uniform(0.5, 2.0, n).astype(dtype)
+    centers = X[rng.choice(n, k, replace=False), :-1][None]
+    labels = np.full((1, n), -1, dtype=np.int32)
+    runs = np.zeros(1, dtype=np.int64)
+    full = compiled.lloyd_runs(X, weights, centers, labels, runs, chunk, new_run=False,
+                               sums=False, inertia=True)
+    assigned = labels.copy()
+    prepared = compiled.prepare_runs(centers, dtype, new_run=False, sums=False, inertia=True,
+                                     width=d + 1, known=True)
+    known = compiled.lloyd_prepared(X, weights, prepared, labels, runs, chunk)
+    np.testing.assert_array_equal(known[:, 0, -1], full[:, 0, -1])
+    np.testing.assert_array_equal(labels, assigned)
+    assert known[:, 0, -2].sum() == 0
+    labels[0, :5] = (labels[0, :5] + 1) % k  # known labels are taken as they are
+    moved = compiled.lloyd_prepared(X, weights, prepared, labels, runs, chunk)
+    assert moved[0, 0, -1] > known[0, 0, -1]
+
+
+@needs_compiled
 def test_ties_go_to_the_first_centre():
     X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
     centers = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])  # equidistant from every row

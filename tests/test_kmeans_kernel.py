@@ -383,3 +383,46 @@ def test_read_only_rows_and_64_bit_indices_give_the_same_bits():
     dense.flags.writeable = False
     out = compiled.lloyd(dense, weights, init, labels.copy(), 512, inertia=True)
     np.testing.assert_array_equal(out, expected)
+
+
+#: A worker's first use of the kernel in a new interpreter, as a cold function
+#: makes it: what it imported, and where the kernel came from.
+_FRESH_WORKER = """
+import json, sys, time
+started = time.perf_counter()
+import numpy as np
+from sklearn_serverless._algorithms.kmeans import _kernels
+from sklearn_serverless._algorithms.kmeans import _lloyd
+rows = _kernels.with_ones_column(np.ones((256, 4)))
+labels = np.full(256, -1, dtype=np.int32)
+_kernels.compiled.lloyd(rows, np.ones(256), rows[:8, :-1], labels, 256)
+print(json.dumps({"seconds": time.perf_counter() - started, "extension": _lloyd.__file__,
+                  "modules": sorted(sys.modules)}))
+"""
+
+
+@needs_compiled
+def test_a_fresh_worker_runs_the_built_kernel_and_compiles_nothing(tmp_path):
+    # What a runtime built by the docs' recipe does at a function's start: the
+    # extension built at install is loaded; no JIT, no Cython, no build tool is
+    # imported, and nothing is written (no cache) under an empty HOME and TMPDIR.
+    import importlib.machinery
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    env = dict(os.environ, HOME=str(home), TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
+    result = subprocess.run([sys.executable, "-c", _FRESH_WORKER], env=env, check=True,
+                            capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stdout)
+    assert report["extension"].endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    # Built when the package was installed, not now.
+    assert os.path.getmtime(report["extension"]) < os.path.getmtime(tmp_path)
+    roots = {name.split(".")[0] for name in report["modules"]}
+    assert not roots & {"numba", "llvmlite", "Cython", "pyximport", "setuptools", "distutils",
+                        "sklearn"}
+    assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []

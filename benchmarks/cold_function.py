@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import cloudpickle
-import numpy as np
 
 PHASES = ("imports", "kernel_import", "task", "store_connect", "rows_read", "first_round")
 

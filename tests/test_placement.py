@@ -1,6 +1,8 @@
-"""Data placement, directly: files written while the workers start (a reader
-waits for them), derived columns written block by block, and the cloud
-path's storage objects through a real Lithops localhost storage."""
+"""Data placement, directly: rows read straight from the driver's memory (by
+this process and by another interpreter), files written while the workers
+start (a reader waits for them), derived columns computed block by block,
+and the cloud path's storage objects through a real Lithops localhost
+storage."""
 
 from __future__ import annotations
 

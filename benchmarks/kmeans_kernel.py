@@ -224,6 +224,7 @@ def fits(name: str, shape: dict, repeat: int, n_workers: int) -> dict:
     from sklearn.cluster import KMeans
 
     from sklearn_serverless import ServerlessKMeans
+    from sklearn_serverless._driver import _placement
 
     X = _data(shape)
     if shape["init"] == "given":
@@ -262,7 +263,9 @@ def fits(name: str, shape: dict, repeat: int, n_workers: int) -> dict:
            "slowest_compute_ms": float(1e3 * np.median(compute.max(axis=1))),
            "rounds_total_s": float(sum(np.asarray(timings[p])[:, 0].sum()
                                        for p in phases)),
-           "load_s": float(np.max(timings["load"])), "fit_s": float(timings["fit"])}
+           "load_s": float(np.max(timings["load"])), "fit_s": float(timings["fit"]),
+           # where the workers read their rows (see _driver/_placement.py)
+           "rows_from": "memory" if _placement.memory_readable() else "files"}
     return row
 
 

@@ -2,7 +2,8 @@
 benchmark results they come from (``docs/img/*.json``).
 
 One source: the "How fast" table of README.md, docs/index.rst and the "At a
-glance" table of docs/benchmarks.md are rendered here from the JSON files, and
+glance" table of docs/benchmarks.md are rendered here from the JSON files (and
+the table of a cold function's start in docs/benchmarks.md), and
 ``QUOTED`` lists every figure the prose of those pages and the user guide
 quotes, with the result it comes from. ``tests/test_docs_figures.py`` (and
 ``make docs``) fail when a page disagrees with its JSON file.
@@ -168,11 +169,43 @@ def rst_table() -> str:
     return "\n".join(lines)
 
 
-#: file -> (opening marker line, closing marker line, renderer).
-TABLES: dict[str, tuple[str, str, Callable[[], str]]] = {
-    "README.md": (f"<!-- {BEGIN} -->", f"<!-- {END} -->", markdown_table),
-    "docs/benchmarks.md": (f"<!-- {BEGIN} -->", f"<!-- {END} -->", glance_table),
-    "docs/index.rst": (f".. {BEGIN}", f".. {END}", rst_table),
+def _span(stats: dict) -> str:
+    """Milliseconds with their range: ``18 ms (12-25)``."""
+    low, high = (ms(stats[key]).removesuffix(" ms") for key in ("min", "max"))
+    return f"{ms(stats['median'])} ({low}-{high})"
+
+
+#: The phases of a cold function's start (benchmarks/cold_function.py), as the table names them.
+COLD_PHASES = (
+    ("imports", "imports: numpy, the worker runtime, the Redis client"),
+    ("kernel_import", "k-means' kernel imported (scipy.sparse, scipy's BLAS, the compiled "
+                      "extension) and called once"),
+    ("task", "the task unpickled"),
+    ("store_connect", "the state store: connection, claim, lease"),
+    ("rows_read", "the worker's rows read from the storage objects"),
+    ("first_round", "its first round: built, message awaited, computed, posted"),
+)
+
+
+def cold_table() -> str:
+    summary = load("cold-function")["summary"]
+    lines = ["| phase | cold function | warm (a fork of the warm runtime) |", "|---|---|---|"]
+    for key, name in COLD_PHASES:
+        lines.append(f"| {name} | {_span(summary['cold']['phases'][key])} | "
+                     f"{_span(summary['warm']['phases'][key])} |")
+    lines.append(f"| **entry to first round** | **{_span(summary['cold']['total'])}** | "
+                 f"**{_span(summary['warm']['total'])}** |")
+    return "\n".join(lines)
+
+
+COLD = "figures:cold-function"
+
+#: file -> its tables: (opening marker line, closing marker line, renderer).
+TABLES: dict[str, tuple[tuple[str, str, Callable[[], str]], ...]] = {
+    "README.md": ((f"<!-- {BEGIN} -->", f"<!-- {END} -->", markdown_table),),
+    "docs/benchmarks.md": ((f"<!-- {BEGIN} -->", f"<!-- {END} -->", glance_table),
+                           (f"<!-- {COLD} -->", f"<!-- {END} -->", cold_table)),
+    "docs/index.rst": ((f".. {BEGIN}", f".. {END}", rst_table),),
 }
 
 #: Figures quoted in prose: (file, the text around the figure with ``{}`` in its place,
@@ -206,18 +239,20 @@ QUOTED: tuple[tuple[str, str, str], ...] = (
 
 
 def _block(text: str, begin: str, end: str, path: str) -> tuple[int, int]:
-    start, stop = text.find(begin), text.find(end)
+    start = text.find(begin)
+    stop = text.find(end, start)
     if start < 0 or stop < start:
         raise ValueError(f"{path}: the markers {begin!r} ... {end!r} are missing")
     return start + len(begin), stop
 
 
 def rendered(path: str) -> str:
-    """``path`` with its table rendered from the JSON files."""
-    begin, end, render = TABLES[path]
+    """``path`` with its tables rendered from the JSON files."""
     text = (ROOT / path).read_text(encoding="utf-8")
-    start, stop = _block(text, begin, end, path)
-    return text[:start] + "\n\n" + render() + "\n\n" + text[stop:]
+    for begin, end, render in TABLES[path]:
+        start, stop = _block(text, begin, end, path)
+        text = text[:start] + "\n\n" + render() + "\n\n" + text[stop:]
+    return text
 
 
 def stale() -> list[str]:

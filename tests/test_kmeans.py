@@ -67,6 +67,36 @@ def test_same_model_as_sklearn_sqlite(blobs, n_workers, state_mode, leaves_nothi
     assert model.n_workers_ == n_workers
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rows_from_the_drivers_memory_or_files_give_the_same_bits(blobs, sparse, monkeypatch,
+                                                                  leaves_nothing):
+    # The workers copy their rows out of the driver's arrays (nothing written
+    # to the fit's folder), or, where they may not, read the files it wrote.
+    from sklearn_serverless._driver import _placement
+
+    X, init = blobs
+    X = sp.csr_matrix(np.where(X > 0, X, 0)) if sparse else X
+    weights = np.random.RandomState(0).rand(X.shape[0])
+    placed = []
+    plan_memory, plan_files = _placement.plan_memory, _placement.plan_files
+    monkeypatch.setattr(_placement, "plan_memory",
+                        lambda *a: placed.append("memory") or plan_memory(*a))
+    monkeypatch.setattr(_placement, "plan_files",
+                        lambda *a: placed.append("files") or plan_files(*a))
+    models = []
+    for readable in (True, False):
+        monkeypatch.setattr(_placement, "memory_readable", lambda ok=readable: ok)
+        models.append(ServerlessKMeans(5, init=init, tol=0, n_workers=2)
+                      .fit(X, sample_weight=weights))
+    assert placed == ["memory", "files"]
+    memory, files = models
+    np.testing.assert_array_equal(memory.cluster_centers_, files.cluster_centers_)
+    np.testing.assert_array_equal(memory.labels_, files.labels_)
+    assert (memory.inertia_, memory.n_iter_) == (files.inertia_, files.n_iter_)
+    reference = KMeans(5, init=init, n_init=1, tol=0).fit(X, sample_weight=weights)
+    _assert_same_model(memory, reference, rtol=1e-9)
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("n_workers", [1, 2, 5])
 @pytest.mark.parametrize("state_mode", ["lock_free", "locked"])
@@ -287,12 +317,14 @@ def test_workers_that_never_start_fail_the_fit(blobs, hang_workers, leaves_nothi
 
 def test_driver_failing_to_write_the_data_stops_the_waiting_workers(blobs, monkeypatch,
                                                                     leaves_nothing):
-    # The workers are already started and waiting for their files.
+    # The workers are already started and waiting for their files (placed in
+    # files: as where the workers may not read the driver's memory).
     from sklearn_serverless._driver import _placement
 
     def disk_full(columns, folder):
         raise OSError("No space left on device")
 
+    monkeypatch.setattr(_placement, "memory_readable", lambda: False)
     monkeypatch.setattr(_placement, "write_files", disk_full)
     X, init = blobs
     started = time.monotonic()

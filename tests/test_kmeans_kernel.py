@@ -283,6 +283,32 @@ def test_one_pass_gives_labels_sums_changes_and_inertia(dtype):
 
 
 @needs_compiled
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_known_final_e_step_gives_the_full_ones_inertia_to_the_bit(dtype):
+    # Labels already those of the centres: the inertia from them, with no
+    # scores, is the full E-step's to the bit; the labels are left as they are.
+    rng = np.random.RandomState(8)
+    n, d, k, chunk = 3000, 5, 7, 512
+    X = with_ones_column(rng.normal(size=(n, d)).astype(dtype))
+    weights = rng.uniform(0.5, 2.0, n).astype(dtype)
+    centers = X[rng.choice(n, k, replace=False), :-1][None]
+    labels = np.full((1, n), -1, dtype=np.int32)
+    runs = np.zeros(1, dtype=np.int64)
+    full = compiled.lloyd_runs(X, weights, centers, labels, runs, chunk, new_run=False,
+                               sums=False, inertia=True)
+    assigned = labels.copy()
+    prepared = compiled.prepare_runs(centers, dtype, new_run=False, sums=False, inertia=True,
+                                     width=d + 1, known=True)
+    known = compiled.lloyd_prepared(X, weights, prepared, labels, runs, chunk)
+    np.testing.assert_array_equal(known[:, 0, -1], full[:, 0, -1])
+    np.testing.assert_array_equal(labels, assigned)
+    assert known[:, 0, -2].sum() == 0
+    labels[0, :5] = (labels[0, :5] + 1) % k  # known labels are taken as they are
+    moved = compiled.lloyd_prepared(X, weights, prepared, labels, runs, chunk)
+    assert moved[0, 0, -1] > known[0, 0, -1]
+
+
+@needs_compiled
 def test_ties_go_to_the_first_centre():
     X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
     centers = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])  # equidistant from every row
@@ -357,3 +383,46 @@ def test_read_only_rows_and_64_bit_indices_give_the_same_bits():
     dense.flags.writeable = False
     out = compiled.lloyd(dense, weights, init, labels.copy(), 512, inertia=True)
     np.testing.assert_array_equal(out, expected)
+
+
+#: A worker's first use of the kernel in a new interpreter, as a cold function
+#: makes it: what it imported, and where the kernel came from.
+_FRESH_WORKER = """
+import json, sys, time
+started = time.perf_counter()
+import numpy as np
+from sklearn_serverless._algorithms.kmeans import _kernels
+from sklearn_serverless._algorithms.kmeans import _lloyd
+rows = _kernels.with_ones_column(np.ones((256, 4)))
+labels = np.full(256, -1, dtype=np.int32)
+_kernels.compiled.lloyd(rows, np.ones(256), rows[:8, :-1], labels, 256)
+print(json.dumps({"seconds": time.perf_counter() - started, "extension": _lloyd.__file__,
+                  "modules": sorted(sys.modules)}))
+"""
+
+
+@needs_compiled
+def test_a_fresh_worker_runs_the_built_kernel_and_compiles_nothing(tmp_path):
+    # What a runtime built by the docs' recipe does at a function's start: the
+    # extension built at install is loaded; no JIT, no Cython, no build tool is
+    # imported, and nothing is written (no cache) under an empty HOME and TMPDIR.
+    import importlib.machinery
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    env = dict(os.environ, HOME=str(home), TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
+    result = subprocess.run([sys.executable, "-c", _FRESH_WORKER], env=env, check=True,
+                            capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stdout)
+    assert report["extension"].endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    # Built when the package was installed, not now.
+    assert os.path.getmtime(report["extension"]) < os.path.getmtime(tmp_path)
+    roots = {name.split(".")[0] for name in report["modules"]}
+    assert not roots & {"numba", "llvmlite", "Cython", "pyximport", "setuptools", "distutils",
+                        "sklearn"}
+    assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []

@@ -1,6 +1,8 @@
-"""Data placement, directly: files written while the workers start (a reader
-waits for them), derived columns written block by block, and the cloud
-path's storage objects through a real Lithops localhost storage."""
+"""Data placement, directly: rows read straight from the driver's memory (by
+this process and by another interpreter), files written while the workers
+start (a reader waits for them), derived columns computed block by block,
+and the cloud path's storage objects through a real Lithops localhost
+storage."""
 
 from __future__ import annotations
 
@@ -101,3 +103,64 @@ def test_storage_objects_round_trip_and_are_deleted():
     finally:
         _placement.delete_objects(partitions, storage)
     assert storage.list_keys(bucket, prefix) == []
+
+
+def test_rows_read_from_the_drivers_memory(tmp_path):
+    # 'memory': a worker copies its rows out of the driver's arrays (here this
+    # process's own), the derived column computed as it reads, in small blocks.
+    columns = _columns()
+    columns["sample_weight"] = columns["sample_weight"][::-1]  # not contiguous: a copy is held
+    partitions, held = _placement.plan_memory(columns, 3, str(tmp_path))
+    assert {p.kind for p in partitions} == {"memory"}
+    assert any(array.base is None and array.dtype == np.float32 for array in held)
+    _assert_partitions_hold(partitions, columns)
+    assert os.listdir(tmp_path) == []  # nothing written
+
+
+def test_rows_read_from_the_drivers_memory_in_blocks(tmp_path, monkeypatch):
+    from sklearn_serverless._worker import _partitions
+
+    monkeypatch.setattr(_partitions, "_DERIVE_BYTES", 100)  # 3 rows a block
+    columns = _columns(n=101)
+    partitions, _ = _placement.plan_memory(columns, 2, str(tmp_path))
+    _assert_partitions_hold(partitions, columns)
+
+
+def test_another_process_reads_the_drivers_rows(tmp_path):
+    # A child interpreter (as a worker) reads this process's arrays.
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    if not _placement.memory_readable():
+        pytest.fail("this machine lets no process read another's memory (process_vm_readv)")
+    columns = _columns(n=300)
+    partitions, held = _placement.plan_memory(columns, 2, str(tmp_path))
+    path = tmp_path / "partition.pkl"
+    path.write_bytes(cloudpickle.dumps(partitions[1]))
+    code = ("import pickle, sys, numpy as np\n"
+            "from sklearn_serverless._worker._partitions import read_partition\n"
+            "data = read_partition(pickle.load(open(sys.argv[1], 'rb')))\n"
+            "np.save(sys.argv[2], data['centred'])\n")
+    out = tmp_path / "centred.npy"
+    subprocess.run([sys.executable, "-c", code, str(path), str(out)], check=True, timeout=60)
+    rows = slice(partitions[1].start, partitions[1].stop)
+    expected = np.hstack([columns["X"][rows] - 1.5, np.ones((rows.stop - rows.start, 1))])
+    np.testing.assert_array_equal(np.load(out), expected)
+    del held
+
+
+def test_a_reader_of_a_driver_that_is_gone_fails(tmp_path):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid now names no process
+    partitions, _ = _placement.plan_memory({"X": np.zeros((10, 2))}, 1, str(tmp_path))
+    (partition,) = partitions
+    (key,) = partition.keys
+    pid, *where = partition.keys[key]
+    partition.keys[key] = (child.pid, *where)
+    with pytest.raises(RuntimeError, match=f"driver process {child.pid} is gone"):
+        read_partition(partition)

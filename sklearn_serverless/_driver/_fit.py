@@ -15,6 +15,7 @@ import dataclasses
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -32,6 +33,7 @@ from .._worker._algorithm import Algorithm
 from .._worker._loop import WorkerTask, run_worker
 from . import _placement, _pool
 from ._backends import (
+    LOCALHOST,
     Site,
     default_n_workers,
     delete_lithops_job,
@@ -106,6 +108,9 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         spec = StoreSpec("redis", url, namespace, n_workers, state_mode, deadlines.wait,
                          ca_data)
     store = partitions = pool = None
+    # The driver's arrays the workers read ('memory' placement): alive until
+    # this function returns, after every worker (any generation) has ended.
+    held: list = []
     executors: list = []
     upload = 0.0
     generations = Generations(n_workers)
@@ -126,9 +131,11 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         ]
 
     def place(fexec) -> None:
-        nonlocal partitions, upload, writer
+        nonlocal partitions, upload, writer, held
         if planned is not None:
             partitions = planned  # read by the workers where it lies
+        elif site.local and _rows_in_memory(config):
+            partitions, held = _placement.plan_memory(columns, n_workers, folder)
         elif site.local:
             partitions = _placement.plan_files(columns, n_workers, folder, deadlines.wait)
         else:
@@ -152,7 +159,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                 try:
                     if partitions is None:
                         place(pool.fexec)
-                        if site.local and planned is None:
+                        if partitions[0].kind == "files":
                             _placement.write_files(columns, folder)
                     results = _collect_pool(pool, make_tasks(pool.remaining()), store,
                                             deadlines, site, config, progress, generations)
@@ -183,7 +190,7 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
                                 include_modules=None if site.local else ["sklearn_serverless"],
                             )
                             failures.watch(futures[0].job_id)
-                            if site.local and planned is None and generations.number == 0:
+                            if partitions[0].kind == "files" and generations.number == 0:
                                 # Written after the map: the workers start meanwhile.
                                 _placement.write_files(columns, folder)
                             watchdog = Watchdog(store, deadlines, site, config,
@@ -253,6 +260,17 @@ def _worker_count(columns, backend, n_workers: int | None) -> int:
             f"({LOCAL_WORKERS_PER_CORE} per core). Lower n_workers, or run the fit on a "
             "cloud backend.")
     return n_workers
+
+
+def _rows_in_memory(config: dict) -> bool:
+    """Whether the workers read their rows from this process's memory: they
+    run this machine's Python (not a container) and may read it (see
+    :func:`._placement.memory_readable`)."""
+    from lithops.localhost.config import LocalhostEnvironment, get_environment
+
+    runtime = config.get(LOCALHOST, {}).get("runtime", sys.executable)
+    return (get_environment(runtime) == LocalhostEnvironment.DEFAULT
+            and _placement.memory_readable())
 
 
 def _executor(config: dict, site: Site):

@@ -2,9 +2,16 @@
 reads its own row partition once.
 
 Columns are row-aligned arrays (``X``, ``sample_weight``, ``y``, ...); ``X``
-may be scipy CSR. Two placements:
+may be scipy CSR. The placements:
 
-- ``'files'`` (localhost backend): each column is one ``.npy`` file in the
+- ``'memory'`` (localhost backend, where this process's memory can be read
+  by its workers: :func:`memory_readable`): nothing is written; each worker
+  copies its rows straight from the driver's arrays into its own memory
+  (``process_vm_readv``), computing a :class:`DerivedRows` column as it
+  reads. Writing the rows to a file cost the driver more than scikit-learn's
+  whole copy of X (shared memory pages come without huge pages: 15 ms for
+  300,000 x 11 float64 against 4 ms).
+- ``'files'`` (localhost backend otherwise): each column is one ``.npy`` file in the
   fit's private folder (on ``/dev/shm`` where it fits), written while the
   workers start (:func:`plan_files` before the map, :func:`write_files`
   after it); each worker waits for the files, then reads its rows with one
@@ -25,6 +32,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,6 +87,75 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
     return buf.getvalue()
+
+
+def plan_memory(columns: dict, n_workers: int, folder: str) -> tuple[list[Partition], list]:
+    """Each worker's rows of the driver's arrays (see module doc; ``folder``:
+    the fit's, where workers that share rows keep their shared files), and the
+    arrays they are read from: the caller keeps these alive until the fit
+    ends (a C-contiguous copy is made of a column that is not)."""
+    held, keys, derive = [], {}, {}
+    dense, sparse, widths = [], [], {}
+
+    def address(name: str, part: str | None, array) -> None:
+        array = np.ascontiguousarray(array)
+        held.append(array)
+        keys[name, part] = (os.getpid(), array.ctypes.data, array.dtype.str, array.shape[1:])
+
+    for name, array in columns.items():
+        if _is_sparse(array):
+            sparse.append(name)
+            widths[name] = array.shape[1]
+            for part in _CSR_PARTS:
+                address(name, part, getattr(array, part))
+            continue
+        dense.append(name)
+        if isinstance(array, DerivedRows):
+            derive[name] = (array.function, array.width, np.dtype(array.dtype).str)
+            array = array.source
+        address(name, None, array)
+    n_samples = _n_rows(next(iter(columns.values())))
+    partitions = [Partition("memory", folder, start, stop, tuple(dense), tuple(sparse),
+                            keys, widths, derive=derive)
+                  for start, stop in row_bounds(n_samples, n_workers)]
+    return partitions, held
+
+
+#: A child reads 8 bytes of its parent with process_vm_readv; exit 0 if they match.
+_PROBE = """
+import ctypes, sys
+class V(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.process_vm_readv.restype = ctypes.c_ssize_t
+out = ctypes.create_string_buffer(8)
+local, remote = V(ctypes.addressof(out), 8), V(int(sys.argv[2]), 8)
+got = libc.process_vm_readv(int(sys.argv[1]), ctypes.byref(local), ctypes.c_ulong(1),
+                            ctypes.byref(remote), ctypes.c_ulong(1), ctypes.c_ulong(0))
+sys.exit(0 if got == 8 and out.raw == bytes.fromhex(sys.argv[3]) else 1)
+"""
+
+_readable: dict[int, bool] = {}
+
+
+def memory_readable() -> bool:
+    """Whether another process of this machine can read this one's memory
+    (``process_vm_readv``: Linux, the same user, no ptrace restriction on
+    this process), tried once per process by a child interpreter."""
+    pid = os.getpid()
+    if pid not in _readable:
+        ok = False
+        if sys.platform.startswith("linux"):
+            secret = os.urandom(8)
+            buffer = np.frombuffer(secret, dtype=np.uint8).copy()
+            try:
+                ok = subprocess.run([sys.executable, "-S", "-c", _PROBE, str(pid),
+                                     str(buffer.ctypes.data), secret.hex()],
+                                    capture_output=True, timeout=30).returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+        _readable[pid] = ok
+    return _readable[pid]
 
 
 def plan_files(columns: dict, n_workers: int, folder: str, timeout: float) -> list[Partition]:

@@ -202,7 +202,8 @@ class ServerlessKMeans(
             init = check_array(init, dtype=X.dtype, copy=True, order="C")
             self._validate_center_shape(X, init)
         random_state = check_random_state(self.random_state)
-        mean_variance = _mean_variance(X)  # of X before centring, as sklearn
+        # Of X before centring, as scikit-learn, which skips it for tol=0 too.
+        mean_variance = _mean_variance(X) if self.tol else None
         # Like sklearn, cluster centred dense data: distances lose less precision.
         # The workers get it as [X - mean, 1], computed as it is written.
         x_mean = None
@@ -284,7 +285,7 @@ class ServerlessKMeans(
         self.labels_ = np.concatenate([result["labels"] for result in results])
         self.inertia_ = best["inertia"]
         self.n_iter_ = best["n_iter"]
-        distinct = np.unique(self.labels_).size
+        distinct = np.count_nonzero(np.bincount(self.labels_, minlength=self.n_clusters))
         if distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct}) found smaller than "

@@ -8,6 +8,12 @@ that one pass over a worker's rows serves them all. A worker's partial
 result is one vector per chunk with each entry's values side by side:
 ``k x (d+1)`` sums and weights, changed, inertia for a step; the inertia
 alone for a final E-step.
+
+A run that stopped with no label changed and its centres unchanged to the
+bit has the labels of its final centres already (an E-step would compute
+the same ones): its final entry is *known*, and the compiled kernel then
+computes the inertia from those labels without a pass of scores (as
+scikit-learn skips its final E-step on strict convergence).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class Batch:
         Whether the steps compute their inertia (verbose, callbacks).
     step_width : int
         Values of a step, ``k * (d + 1) + 2``.
+    known : ndarray of shape (R,), dtype bool
+        Final E-steps whose labels are known already (see module doc).
     """
 
     runs: np.ndarray
@@ -40,20 +48,24 @@ class Batch:
     new_run: np.ndarray
     inertia: bool
     step_width: int
+    known: np.ndarray
 
     @classmethod
-    def build(cls, steps: list[tuple[int, bool]], finals: list[int], inertia: bool,
-              n_clusters: int, n_features: int) -> Batch:
-        """Steps ``(run, new_run)`` first, then the final E-steps."""
-        runs = [run for run, _ in steps] + list(finals)
+    def build(cls, steps: list[tuple[int, bool]], finals: list[tuple[int, bool]],
+              inertia: bool, n_clusters: int, n_features: int) -> Batch:
+        """Steps ``(run, new_run)`` first, then the final E-steps ``(run, known)``."""
+        runs = [run for run, _ in steps] + [run for run, _ in finals]
         return cls(np.array(runs, dtype=np.int64),
                    np.array([False] * len(steps) + [True] * len(finals)),
                    np.array([new for _, new in steps] + [False] * len(finals)),
-                   bool(inertia), n_clusters * (n_features + 1) + 2)
+                   bool(inertia), n_clusters * (n_features + 1) + 2,
+                   np.array([False] * len(steps) + [known for _, known in finals], dtype=bool))
 
     def message(self) -> list[np.ndarray]:
-        """The arrays that follow the centres in the round's message."""
-        table = np.stack([self.runs, self.final, self.new_run], axis=1).astype(np.int64)
+        """The arrays that follow the centres in the round's message (a known
+        final E-step is a 2 in the table's ``final`` column)."""
+        final = self.final.astype(np.int64) + self.known
+        table = np.stack([self.runs, final, self.new_run], axis=1).astype(np.int64)
         return [table.reshape(-1, 3), np.array([self.inertia], dtype=np.int64)]
 
     @classmethod
@@ -61,7 +73,7 @@ class Batch:
         k, d = centers.shape[1:]
         table = np.asarray(table, dtype=np.int64).reshape(-1, 3)
         return cls(table[:, 0], table[:, 1].astype(bool), table[:, 2].astype(bool),
-                   bool(flags[0]), k * (d + 1) + 2)
+                   bool(flags[0]), k * (d + 1) + 2, table[:, 1] == 2)
 
     def __len__(self) -> int:
         return self.runs.size

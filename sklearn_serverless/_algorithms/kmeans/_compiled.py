@@ -57,7 +57,7 @@ class Prepared:
     round: every call on a run of chunks reuses it (a round makes ~20)."""
 
     def __init__(self, centers: np.ndarray, dtype, *, new_run, sums, inertia,
-                 augmented: bool, width: int):
+                 augmented: bool, width: int, known=False):
         centers = np.ascontiguousarray(centers, dtype=dtype)
         n_runs, k = centers.shape[:2]
         # Per run, as for one run (a batched einsum may sum in another order).
@@ -76,6 +76,7 @@ class Prepared:
             return np.ascontiguousarray(np.broadcast_to(values, (n_runs,)), dtype=np.uint8)
 
         self.new_run, self.sums, self.inertia = flags(new_run), flags(sums), flags(inertia)
+        self.known = flags(known)
         self.scores = np.empty((BLOCK, k), dtype=dtype)
         self.accumulator = np.empty((n_runs, k, width), dtype=dtype)
         self.changed = np.zeros(n_runs, dtype=np.int64)
@@ -83,10 +84,12 @@ class Prepared:
 
 
 def prepare_runs(centers: np.ndarray, dtype, *, new_run, sums, inertia, augmented: bool = True,
-                 width: int) -> Prepared:
-    """The per-round part of :func:`lloyd_runs` for rows of ``width`` columns."""
+                 width: int, known=False) -> Prepared:
+    """The per-round part of :func:`lloyd_runs` for rows of ``width`` columns;
+    ``known`` (per run): its labels are those of ``centers`` already, only
+    the inertia is computed from them (no scores)."""
     return Prepared(centers, dtype, new_run=new_run, sums=sums, inertia=inertia,
-                    augmented=augmented, width=width)
+                    augmented=augmented, width=width, known=known)
 
 
 def lloyd_prepared(X: np.ndarray, sample_weight: np.ndarray, prepared: Prepared,
@@ -98,8 +101,8 @@ def lloyd_prepared(X: np.ndarray, sample_weight: np.ndarray, prepared: Prepared,
     out = np.zeros((max(1, -(-X.shape[0] // chunk_rows)), p.n_runs, p.out_width))
     lloyd_dense(X, np.ascontiguousarray(sample_weight, dtype=p.dtype), p.model_t, p.shift,
                 p.centers, labels, np.ascontiguousarray(runs, dtype=np.int64), offset, out,
-                chunk_rows, p.new_run, p.sums, p.inertia, p.scores, p.accumulator, p.changed,
-                p.inertias)
+                chunk_rows, p.new_run, p.sums, p.inertia, p.known, p.scores, p.accumulator,
+                p.changed, p.inertias)
     return out
 
 

@@ -35,6 +35,8 @@ class _Run:
     n_iter: int = 0
     stopped: bool = False
     inertia: float | None = None
+    #: Its last step's labels are those of its final centres (see _batch.py).
+    labels_final: bool = False
 
 
 @dataclass
@@ -126,7 +128,7 @@ def _advance(run: _Run, totals: tuple, params: KMeansParams, progress: _Progress
     i = run.n_iter
     new_centers = _average_centers(sums, weights).astype(run.centers.dtype)
     shift = float(((new_centers - run.centers) ** 2).sum())
-    run.centers = new_centers
+    old_centers, run.centers = run.centers, new_centers
     run.n_iter += 1
     verbose, tol = params.verbose, params.absolute_tol
     if verbose:
@@ -138,6 +140,7 @@ def _advance(run: _Run, totals: tuple, params: KMeansParams, progress: _Progress
         if verbose:
             progress.add(run.index, f"Converged at iteration {i}: strict convergence.")
         run.stopped = True
+        run.labels_final = bool(np.array_equal(new_centers, old_centers))
     elif shift <= tol:
         if verbose:
             progress.add(run.index, f"Converged at iteration {i}: center shift {shift} "
@@ -187,7 +190,8 @@ def coordinate(rounds: Rounds, params: KMeansParams) -> dict:
         if not stepping and not finishing:
             break
         batch = Batch.build([(run.index, run.n_iter == 0) for run in stepping],
-                            [run.index for run in finishing], inertia_wanted, k, d)
+                            [(run.index, run.labels_final) for run in finishing],
+                            inertia_wanted, k, d)
         centers = np.stack([run.centers for run in stepping + finishing])
         values = batch.split(rounds.allreduce("lloyd", centers, *batch.message()))
         for run, value in zip(finishing, values[len(stepping):], strict=True):

@@ -48,6 +48,7 @@ def lloyd_dense(const floating[:, ::1] X, const floating[::1] sample_weight,
                 const int64_t[::1] runs, Py_ssize_t offset, double[:, :, ::1] out,
                 Py_ssize_t chunk_rows, const unsigned char[::1] new_run,
                 const unsigned char[::1] sums_wanted, const unsigned char[::1] inertia_wanted,
+                const unsigned char[::1] labels_known,
                 floating[:, ::1] scores, floating[:, :, ::1] accumulator,
                 int64_t[::1] changed, double[::1] inertia):
     """Chunk by chunk of ``chunk_rows`` rows, for each run ``e`` of a batch
@@ -56,7 +57,8 @@ def lloyd_dense(const floating[:, ::1] X, const floating[::1] sample_weight,
     as the row's label (counting changes), the weighted sums of the rows by
     label, the inertia. Each block of rows is read once for all the runs.
     ``out[chunk, e]``: ``k x m`` sums, changed (every row with
-    ``new_run[e]``), inertia."""
+    ``new_run[e]``), inertia. With ``labels_known[e]`` the labels are taken
+    as they are (no scores: the centres are those that gave them)."""
     cdef Py_ssize_t n = X.shape[0], m = X.shape[1]
     cdef Py_ssize_t n_runs = model_t.shape[0], k = model_t.shape[2]
     cdef Py_ssize_t d = centers.shape[2]
@@ -64,7 +66,7 @@ def lloyd_dense(const floating[:, ::1] X, const floating[::1] sample_weight,
     cdef Py_ssize_t chunk, first, last, block, start, stop, rows, e, r, i, c, j, best, run
     cdef floating top, score, weight, diff
     cdef double distance
-    cdef bint fresh
+    cdef bint fresh, known
     with nogil:
         for chunk in range(n_chunks):
             first = chunk * chunk_rows
@@ -77,23 +79,28 @@ def lloyd_dense(const floating[:, ::1] X, const floating[::1] sample_weight,
                 stop = min(start + _BLOCK, last)
                 rows = stop - start
                 for e in range(n_runs):
-                    _gemm(&model_t[e, 0, 0], &X[start, 0], &scores[0, 0], <int>rows, <int>k,
-                          <int>m)
+                    known = labels_known[e]
+                    if not known:
+                        _gemm(&model_t[e, 0, 0], &X[start, 0], &scores[0, 0], <int>rows,
+                              <int>k, <int>m)
                     run = runs[e]
                     fresh = new_run[e]
                     for r in range(rows):
                         i = start + r
-                        # The first maximum, as numpy's argmax picks it.
-                        best = 0
-                        top = scores[r, 0] + shift[e, 0]
-                        for c in range(1, k):
-                            score = scores[r, c] + shift[e, c]
-                            if score > top:
-                                top = score
-                                best = c
-                        if labels[run, offset + i] != best or fresh:
-                            changed[e] += 1
-                            labels[run, offset + i] = <int32_t>best
+                        if known:
+                            best = labels[run, offset + i]
+                        else:
+                            # The first maximum, as numpy's argmax picks it.
+                            best = 0
+                            top = scores[r, 0] + shift[e, 0]
+                            for c in range(1, k):
+                                score = scores[r, c] + shift[e, c]
+                                if score > top:
+                                    top = score
+                                    best = c
+                            if labels[run, offset + i] != best or fresh:
+                                changed[e] += 1
+                                labels[run, offset + i] = <int32_t>best
                         weight = sample_weight[i]
                         if sums_wanted[e]:
                             for j in range(m):

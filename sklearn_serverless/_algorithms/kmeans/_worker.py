@@ -198,8 +198,11 @@ class Worker(NumpyStep):
                                                    offset=offset)
         if self._prepared is None or self._prepared[0] != self.epoch:
             # Once a round: a round calls the kernel once per run of chunks.
+            # A known final E-step reads the last step's labels: a worker that
+            # has not computed them (a replacement) computes them instead.
+            known = batch.known & (self.status[batch.runs] == _STEP)
             self._prepared = (self.epoch, self.compiled.prepare_runs(
-                centers, X.dtype, **flags, width=X.shape[1]))
+                centers, X.dtype, **flags, width=X.shape[1], known=known))
         return self.compiled.lloyd_prepared(X, sample_weight, self._prepared[1],
                                             self.all_labels, batch.runs, self.chunk_rows,
                                             offset=offset)

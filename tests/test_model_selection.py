@@ -219,7 +219,7 @@ def test_grid_search_from_s3(cancer, moto_server, redis_server):
         reference = GridSearchCV(LogisticRegression(), grid, cv=2, scoring="f1").fit(X, y)
         _same_search(search, reference, X)
         # The labels: the footer and the label column, not the features.
-        assert data.cache()["fetched"]["bytes"] < len(body.getvalue()) / 2
+        assert data.fetched()["driver_bytes"] < len(body.getvalue()) / 2
         left = {key for key in moto_server.keys(bucket)
                 if not key.startswith("lithops.runtimes/")}
         assert left == {"rows.parquet"}

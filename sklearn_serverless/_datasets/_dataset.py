@@ -119,6 +119,26 @@ class Dataset:
         """
         return _driver_reads().labels(self)
 
+    def fetched(self) -> dict:
+        """What the workers fetched of this dataset's objects so far.
+
+        Every run that read it counts: fits, predictions, scores and the
+        driver's reads (row count, labels), through this object and its
+        views (``dataset[rows]``) and transformed views: over a whole
+        search on it, ``GridSearchCV(...).fit(dataset)``.
+
+        Returns
+        -------
+        fetched : dict
+            ``'bytes'``: bytes fetched from storage; ``'reads'``: the
+            workers' reads of their part; ``'cache_hits'``: those served by
+            rows a pool worker kept from an earlier run (no byte fetched);
+            ``'driver_bytes'``: the bytes of the driver's reads.
+        """
+        counted = self.cache().get("fetched", {})
+        return {name: int(counted.get(name, 0))
+                for name in ("bytes", "reads", "cache_hits", "driver_bytes")}
+
     def cache(self) -> dict:
         """What the driver learnt of this dataset (row counts, labels)."""
         try:

@@ -32,6 +32,10 @@ class TransformedDataset(Dataset):
                        kinds=self.kinds or ("number",) * self.n_features, text_samples=(),
                        read_kinds=resolved.read_kinds or resolved.kinds)
 
+    def fetched(self) -> dict:
+        """What the workers fetched of the base dataset (see :meth:`Dataset.fetched`)."""
+        return self.base.fetched()
+
     @property
     def label(self):
         return getattr(self.base, "label", None)

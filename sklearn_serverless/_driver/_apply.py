@@ -22,6 +22,7 @@ from ._backends import delete_lithops_job, lithops_config, site_of
 from ._collect import _LOSS_SECONDS, _POLL_SECONDS, _await_job_end, _best_effort, _finished
 from ._cost import Meter
 from ._fit import _executor, _worker_count
+from ._rows import note_fetched
 from ._watch import JobFailures
 
 
@@ -35,10 +36,12 @@ def run_apply(algorithm: Algorithm, what: str, arrays: dict, dataset, *, backend
     output = algorithm.outputs[what]
     n_workers = _worker_count(dataset, backend, n_workers)
     partitions = _placement.plan_dataset(dataset, n_workers)
-    return run_calls(apply_model, [ApplyTask(output, arrays, p) for p in partitions],
-                     backend=backend, timeout=timeout,
-                     slots=_placement.slots_of(dataset, partitions, n_workers),
-                     state_store=state_store)
+    results = run_calls(apply_model, [ApplyTask(output, arrays, p) for p in partitions],
+                        backend=backend, timeout=timeout,
+                        slots=_placement.slots_of(dataset, partitions, n_workers),
+                        state_store=state_store)
+    note_fetched(dataset.dataset, [result.pop("reads", {}) for result in results])
+    return results
 
 
 def run_calls(function: Callable, tasks: list, *, backend, timeout: float,

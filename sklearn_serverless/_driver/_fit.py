@@ -52,6 +52,7 @@ from ._collect import (
 )
 from ._cost import Meter
 from ._generations import Generations, LossWatch, WorkerLost, function_limit
+from ._rows import note_fetched
 from ._shipping import ship_by_value
 from ._watch import JobFailures, Watchdog, storage_probe
 
@@ -210,6 +211,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         if pool is not None:
             _best_effort(_pool.release, pool)
         _release(store, writer, executors, partitions, folder)
+    if dataset is not None:
+        note_fetched(dataset.dataset, [call.get("reads", {}) for call in results])
     return FitOutcome(results, n_workers, time.perf_counter() - started, upload,
                       generations, meter.bill())
 

@@ -39,6 +39,18 @@ class DatasetClassifierMixin:
             "coef": coef, "intercept": self.intercept_, "classes": self.classes_})
         return np.vstack([part["scores"] for part in parts]), parts
 
+    def _dataset_metrics(self, dataset, log_loss: bool = False) -> list[dict]:
+        """Per-part sums a scorer needs (see ``_algorithms.logistic._apply.metrics``),
+        computed where the labelled dataset lies; no row comes back."""
+        check_is_fitted(self)
+        coef = self.coef_.toarray() if sp.issparse(self.coef_) else self.coef_
+        parts = self._apply_dataset("logistic", "metrics", dataset, {
+            "coef": coef, "intercept": self.intercept_, "classes": self.classes_,
+            "log_loss": log_loss})
+        if any("confusion" not in part for part in parts):
+            raise ValueError("the dataset has no label column to score against")
+        return parts
+
     def decision_function(self, X):
         """Confidence scores: signed distances to the hyperplanes.
 

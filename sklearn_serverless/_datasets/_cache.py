@@ -71,11 +71,13 @@ def _physical_memory() -> int:
 def _key(spec):
     """What identifies a read's arrays: the spec without what is applied
     after reading (a view's rows, steps, NaN policy, consumer) or says where
-    it stands in a plan; None when an object's version is unknown. The folds
-    of a search read the same parts: they share what is kept."""
+    it stands in a plan (its place, its first row and row count: a view's
+    count is of its own rows); None when an object's version is unknown.
+    The folds of a search read the same parts: they share what is kept."""
     if not spec.versions or not all(spec.versions):
         return None
-    key = replace(spec, index=0, selection=None, steps=(), allow_nan=False, consumer="")
+    key = replace(spec, index=0, selection=None, steps=(), allow_nan=False, consumer="",
+                  row_offset=None, n_rows=None)
     try:
         hash(key)
     except TypeError:

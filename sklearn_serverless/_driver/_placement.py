@@ -23,11 +23,11 @@ data is sparse).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np

@@ -22,7 +22,6 @@ from .._driver._params import (  # noqa: F401 - the estimators' one definition
 from .._driver._rows import attach_counts, in_view_order
 from .._state._redis_url import redacted
 from ..distributed._run import print_line, run
-from ._scoring import install as install_scorers
 
 #: Fitted attributes every serverless estimator has, for its docstring.
 FITTED_ATTRIBUTES_DOC = """n_features_in_ : int
@@ -232,7 +231,3 @@ def fit_summary(timings: dict, n_workers: int, name: str = "fit") -> list[str]:
     if timings.get("cost") is not None:
         lines.append(cost_line(timings["cost"], name))
     return lines
-
-
-# scikit-learn's scorers on datasets: the workers' sums where the metric allows.
-install_scorers()

@@ -32,6 +32,7 @@ from sklearn import metrics
 from sklearn.metrics._scorer import _Scorer
 
 from .._datasets import Dataset
+from ._estimator import _check_dataset_labels
 
 #: Metrics computed from confusion counts, scored with scikit-learn's
 #: function on one row per cell weighted by its count (exact: integer sums).
@@ -54,8 +55,6 @@ def worker_score(scorer, estimator, X, y_true, kwargs: dict) -> float | None:
     model, Xt = _final_step(estimator, X)
     if model is None or not hasattr(model, "_dataset_metrics"):
         return None
-    from ._estimator import _check_dataset_labels
-
     _check_dataset_labels(X, y_true, "scoring")
     parts = model._dataset_metrics(Xt, log_loss=log_loss)
     values, cells, counts = _confusion(parts, y_true, model.classes_.size)

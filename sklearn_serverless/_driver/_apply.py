@@ -21,8 +21,8 @@ from . import _placement, _pool
 from ._backends import delete_lithops_job, lithops_config, site_of
 from ._collect import _LOSS_SECONDS, _POLL_SECONDS, _await_job_end, _best_effort, _finished
 from ._cost import Meter
+from ._fetched import note_fetched
 from ._fit import _executor, _worker_count
-from ._rows import note_fetched
 from ._watch import JobFailures
 
 

@@ -51,8 +51,8 @@ from ._collect import (
     _collect_pool,
 )
 from ._cost import Meter
+from ._fetched import note_fetched
 from ._generations import Generations, LossWatch, WorkerLost, function_limit
-from ._rows import note_fetched
 from ._shipping import ship_by_value
 from ._watch import JobFailures, Watchdog, storage_probe
 

@@ -18,12 +18,9 @@ import numpy as np
 from .._datasets import Dataset, read_csv, read_npy, read_parquet
 from .._datasets._dataset import DatasetView, install_driver_reads
 from .._datasets._rows import view_order
+from ._fetched import note_fetched
 
-__all__ = ["attach_counts", "in_view_order", "note_fetched", "read_csv", "read_npy",
-           "read_parquet"]
-
-#: What :meth:`Dataset.fetched` counts.
-FETCHED = ("bytes", "reads", "cache_hits", "driver_bytes")
+__all__ = ["attach_counts", "in_view_order", "read_csv", "read_npy", "read_parquet"]
 
 #: Seconds any call of the driver's reads may take.
 _TIMEOUT = 300.0
@@ -108,18 +105,6 @@ def _note_fetched(dataset: Dataset, results: list[dict]) -> None:
     """What the driver's reads fetched (see :meth:`Dataset.fetched`)."""
     note_fetched(dataset, [{"bytes_fetched": r.get("bytes_fetched", 0)} for r in results],
                  driver=True)
-
-
-def note_fetched(dataset: Dataset, reads: list[dict], driver: bool = False) -> None:
-    """Add the workers' reads of ``dataset`` (each ``'bytes_fetched'``,
-    ``'cache_hits'``) to what it has fetched (:meth:`Dataset.fetched`)."""
-    fetched = dataset.cache().setdefault("fetched", dict.fromkeys(FETCHED, 0))
-    n_bytes = sum(int(read.get("bytes_fetched") or 0) for read in reads)
-    fetched["bytes"] += n_bytes
-    fetched["reads"] += len(reads)
-    fetched["cache_hits"] += sum(int(read.get("cache_hits") or 0) for read in reads)
-    if driver:
-        fetched["driver_bytes"] += n_bytes
 
 
 class DriverReads:

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from .._base._estimator import _check_dataset_labels
+from .._base._scoring import install as install_scorers
 from .._datasets import Dataset
 
 
@@ -120,3 +121,7 @@ class DatasetClassifierMixin:
                 raise ValueError("the dataset has no label column to score against")
             return sum(p["correct"] for p in parts) / sum(p["n_rows"] for p in parts)
         return super().score(X, y, sample_weight=sample_weight)
+
+
+# scikit-learn's scorers on datasets: from the workers' sums where the metric allows.
+install_scorers()

@@ -86,8 +86,10 @@ class Profile:
             started = time.perf_counter()
             out = self.run(*args, **kwargs)
             timings = out.timings
-            rounds = sum(float(np.max(timings[phase], axis=1).sum())
-                         for phase in ("compute", "publish", "barrier", "aggregate"))
+            # A round lasts as long as its slowest worker's four phases (fit_summary's).
+            rounds = float(np.sum([timings[phase] for phase in
+                                   ("compute", "publish", "barrier", "aggregate")],
+                                  axis=0).max(axis=1).sum()) if timings["n_rounds"] else 0.0
             self.fits.append({"seconds": time.perf_counter() - started,
                               "load": float(np.max(timings["load"])),
                               "rounds": rounds, "n_rounds": int(timings["n_rounds"])})

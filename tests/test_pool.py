@@ -28,6 +28,7 @@ from sklearn_serverless import (
     ServerlessKMeans,
     ServerlessLogisticRegression,
     config_context,
+    last_cost,
     shutdown_workers,
 )
 from sklearn_serverless._driver import _pool
@@ -442,6 +443,10 @@ def test_predictions_on_a_dataset_run_on_the_pool_of_the_fit(tmp_path, leaves_no
                                reference.predict_proba(X[tail]), atol=1e-8)
     assert model.score(data) == reference.score(X, y)
     assert _pool._pools == [pool] and pool.jobs == jobs + 2
+    # Billed as a fit on the pool: no invocation, every pool function since the last job.
+    cost = last_cost()
+    assert cost["requests"] == 0 and cost["seconds"].shape == (2,)
+    assert np.all(cost["seconds"] > 0)
     assert data.fetched()["reads"] == 2 + 1 + 2
     assert data.fetched()["cache_hits"] == 3  # every read after the fit's two
 

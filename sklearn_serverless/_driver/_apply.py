@@ -19,7 +19,14 @@ from .._worker._algorithm import Algorithm
 from .._worker._apply import ApplyTask, SlotTask, apply_model, run_slot
 from . import _placement, _pool
 from ._backends import delete_lithops_job, lithops_config, site_of
-from ._collect import _LOSS_SECONDS, _POLL_SECONDS, _await_job_end, _best_effort, _finished
+from ._collect import (
+    _LOSS_SECONDS,
+    _POLL_SECONDS,
+    _await_job_end,
+    _best_effort,
+    _finished,
+    _PoolCalls,
+)
 from ._cost import Meter
 from ._fetched import note_fetched
 from ._fit import _executor, _worker_count
@@ -101,8 +108,6 @@ def _on_pool(pool, function: Callable, tasks: list, slots: list[int],
     within the calls' deadline, so the pool stays clean for the next run.
     A call's error is raised; a pool worker lost on the way is an error
     naming it (the pool is then discarded, see :func:`._pool.release`)."""
-    from ._collect import _PoolCalls
-
     bodies = [SlotTask(function)] * (max(slots) + 1)
     for slot, task in zip(slots, tasks, strict=True):
         bodies[slot] = SlotTask(function, task)

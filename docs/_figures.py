@@ -200,11 +200,55 @@ def cold_table() -> str:
 
 COLD = "figures:cold-function"
 
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def search_table() -> str:
+    """The search on datasets (docs/img/search_dataset.json): the arms, then
+    where the storage arm's time went and what it read, when recorded."""
+    result = load("search_dataset")
+    storage, sklearn = (result["dataset"]["arms"][arm]
+                        for arm in ("storage", "download + sklearn"))
+    memory = result["memory"]["arms"]
+    lines = ["| search | ours | scikit-learn | ratio |", "|---|---|---|---|",
+             f"| on the Parquet object (pipeline) | {_seconds(storage['median'])} | "
+             f"{_seconds(sklearn['median'])} (download, parse, search) | "
+             f"**{ratio(storage['ratio'])}** |",
+             f"| in memory, breast_cancer | {_seconds(memory['ours']['median'])} | "
+             f"{_seconds(memory['sklearn']['median'])} | {ratio(memory['ours']['ratio'])} |"]
+    profiles = storage.get("profile")
+    if profiles:
+        # The repetition nearest the median.
+        last = min(profiles, key=lambda p: abs(p["search"] - storage["median"]))
+        fetched = storage["fetched"][profiles.index(last)]
+        share = lambda seconds: f"{seconds / last['search']:.0%}"  # noqa: E731
+        lines += ["", "| where the storage arm's time went | seconds | share |", "|---|---|---|",
+                  f"| the search | {_seconds(last['search'])} | 100% |",
+                  f"| {last['n_fits']} runs (fits): in all | {_seconds(last['fits'])} | "
+                  f"{share(last['fits'])} |",
+                  f"| of which the workers' loads (slowest worker per run) | "
+                  f"{_seconds(last['fits_load'])} | {share(last['fits_load'])} |",
+                  f"| of which their {last['n_rounds']} rounds | "
+                  f"{_seconds(last['fits_rounds'])} | {share(last['fits_rounds'])} |",
+                  f"| {last['n_scores']} scores (on the pool) | {_seconds(last['scores'])} | "
+                  f"{share(last['scores'])} |",
+                  f"| the driver besides | {_seconds(last['driver'])} | "
+                  f"{share(last['driver'])} |",
+                  "", "| what the search read (`dataset.fetched()`) | |", "|---|---|",
+                  f"| bytes fetched | {fetched['bytes'] / 1e6:.1f} MB (the object: "
+                  f"{result['dataset']['mb']:.1f} MB) |",
+                  f"| the workers' reads | {fetched['reads']}, of which "
+                  f"{fetched['cache_hits']} served by rows a pool worker kept |"]
+    return "\n".join(lines)
+
 #: file -> its tables: (opening marker line, closing marker line, renderer).
 TABLES: dict[str, tuple[tuple[str, str, Callable[[], str]], ...]] = {
     "README.md": ((f"<!-- {BEGIN} -->", f"<!-- {END} -->", markdown_table),),
     "docs/benchmarks.md": ((f"<!-- {BEGIN} -->", f"<!-- {END} -->", glance_table),
-                           (f"<!-- {COLD} -->", f"<!-- {END} -->", cold_table)),
+                           (f"<!-- {COLD} -->", f"<!-- {END} -->", cold_table),
+                           ("<!-- figures:search-dataset -->", f"<!-- {END} -->", search_table)),
     "docs/index.rst": ((f".. {BEGIN}", f".. {END}", rst_table),),
 }
 

@@ -27,11 +27,13 @@ from sklearn.model_selection import (
     learning_curve,
     validation_curve,
 )
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_serverless import (
     ServerlessKMeans,
     ServerlessLogisticRegression,
+    ServerlessStandardScaler,
     read_csv,
     read_npy,
     read_parquet,
@@ -136,6 +138,70 @@ def test_grid_search_stratified_with_a_driver_scorer(cancer, files):
     assert len(folds) == 3
 
 
+#: Scorers the workers compute from sums (confusion counts, the log-loss).
+WORKER_SCORERS = ["accuracy", "balanced_accuracy", "f1", "precision", "recall",
+                  "f1_macro", "precision_weighted", "jaccard", "matthews_corrcoef",
+                  "neg_log_loss"]
+
+
+def _gathered(monkeypatch) -> list:
+    """Records every time predictions are gathered to the driver."""
+    calls = []
+    gather = ServerlessLogisticRegression._dataset_scores
+
+    def recorded(self, dataset):
+        calls.append(len(dataset))
+        return gather(self, dataset)
+
+    monkeypatch.setattr(ServerlessLogisticRegression, "_dataset_scores", recorded)
+    return calls
+
+
+def test_scorers_computed_by_the_workers(cancer, files, monkeypatch):
+    """Named scorers whose metric is a sum over rows: the workers return
+    counts and sums, no prediction reaches the driver, and no label either
+    (y=None); scikit-learn's numbers, through a pipeline too."""
+    X, y = cancer
+    data = read_parquet(str(files / "rows.parquet"), label="target")
+    gathered = _gathered(monkeypatch)
+    cv = KFold(3, shuffle=True, random_state=0)
+    grid = {"logisticregression__C": [0.01, 1.0]}
+    ours = Pipeline([("scaler", ServerlessStandardScaler(n_workers=N_WORKERS, timeout=60)),
+                     ("logisticregression", _model())])
+    search = GridSearchCV(ours, grid, cv=cv, scoring=WORKER_SCORERS, refit="f1").fit(data)
+    reference = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression()), grid,
+                             cv=cv, scoring=WORKER_SCORERS, refit="f1").fit(X, y)
+    assert gathered == [] and "labels" not in data.cache()
+    assert search.best_params_ == reference.best_params_
+    for name in WORKER_SCORERS:
+        for split in range(3):
+            key = f"split{split}_test_{name}"
+            if name == "neg_log_loss":  # a sum of floats, in another order
+                np.testing.assert_allclose(search.cv_results_[key],
+                                           reference.cv_results_[key], rtol=1e-12)
+            else:  # counts: the same number
+                np.testing.assert_array_equal(search.cv_results_[key],
+                                              reference.cv_results_[key])
+    # Multiclass, string labels, labels given: the same, from the workers.
+    three = np.array(["a", "b", "c"])[np.digitize(X[:, 0], [-0.5, 0.5])]
+    frame = pd.DataFrame(X[:, :5], columns=[f"f{i}" for i in range(5)])
+    frame["target"] = three
+    frame.to_parquet(files / "three.parquet", row_group_size=200)
+    data = read_parquet(str(files / "three.parquet"), label="target")
+    scoring = ["balanced_accuracy", "f1_macro", "neg_log_loss"]
+    ours = cross_validate(_model(), data, data.labels(), cv=cv, scoring=scoring)
+    theirs = cross_validate(LogisticRegression(), X[:, :5], three, cv=cv, scoring=scoring)
+    for name in scoring:
+        np.testing.assert_allclose(ours[f"test_{name}"], theirs[f"test_{name}"], rtol=1e-12)
+    assert gathered == []
+    # A metric that is not a sum over rows: the predictions are gathered.
+    ours = cross_validate(_model(), data, data.labels(), cv=cv, scoring="roc_auc_ovr")
+    theirs = cross_validate(LogisticRegression(), X[:, :5], three, cv=cv,
+                            scoring="roc_auc_ovr")
+    np.testing.assert_allclose(ours["test_score"], theirs["test_score"], rtol=1e-9)
+    assert len(gathered) == 3
+
+
 def test_randomized_and_halving_searches(cancer, files):
     X, y = cancer
     data = read_parquet(str(files / "rows.parquet"), label="target")
@@ -219,7 +285,7 @@ def test_grid_search_from_s3(cancer, moto_server, redis_server):
         reference = GridSearchCV(LogisticRegression(), grid, cv=2, scoring="f1").fit(X, y)
         _same_search(search, reference, X)
         # The labels: the footer and the label column, not the features.
-        assert data.cache()["fetched"]["bytes"] < len(body.getvalue()) / 2
+        assert data.fetched()["driver_bytes"] < len(body.getvalue()) / 2
         left = {key for key in moto_server.keys(bucket)
                 if not key.startswith("lithops.runtimes/")}
         assert left == {"rows.parquet"}

@@ -28,6 +28,7 @@ from sklearn_serverless import (
     ServerlessKMeans,
     ServerlessLogisticRegression,
     config_context,
+    last_cost,
     shutdown_workers,
 )
 from sklearn_serverless._driver import _pool
@@ -414,3 +415,61 @@ def test_a_killed_owner_leaves_no_cloud_pool_behind(moto_server, redis_server):
     if leftovers:
         moto_server.client.delete_objects(
             Bucket="sks-owner", Delete={"Objects": [{"Key": key} for key in leftovers]})
+
+
+def _parquet_rows(tmp_path, n: int = 3000):
+    """A labelled Parquet file of 4 row groups, and its rows in memory."""
+    import pandas as pd
+
+    from sklearn_serverless import read_parquet
+
+    X, y = make_classification(n, 6, random_state=10)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    frame["y"] = y
+    frame.to_parquet(tmp_path / "rows.parquet", row_group_size=n // 4)
+    return read_parquet(str(tmp_path / "rows.parquet"), label="y"), X, y
+
+
+def test_predictions_on_a_dataset_run_on_the_pool_of_the_fit(tmp_path, leaves_nothing):
+    """The fit's pool serves the prediction: each read lands on the slot that
+    kept its rows (a view that leaves out worker 0's rows too), no new map."""
+    data, X, y = _parquet_rows(tmp_path)
+    model = ServerlessLogisticRegression(n_workers=2).fit(data)
+    pool = _pool._pools[0]
+    jobs = pool.jobs
+    tail = np.arange(2000, 3000)  # worker 1's rows only
+    reference = LogisticRegression().fit(X, y)
+    np.testing.assert_allclose(model.predict_proba(data[tail]),
+                               reference.predict_proba(X[tail]), atol=1e-8)
+    assert model.score(data) == reference.score(X, y)
+    assert _pool._pools == [pool] and pool.jobs == jobs + 2
+    # Billed as a fit on the pool: no invocation, every pool function since the last job.
+    cost = last_cost()
+    assert cost["requests"] == 0 and cost["seconds"].shape == (2,)
+    assert np.all(cost["seconds"] > 0)
+    assert data.fetched()["reads"] == 2 + 1 + 2
+    assert data.fetched()["cache_hits"] == 3  # every read after the fit's two
+
+
+def test_a_pool_process_killed_before_a_prediction(tmp_path, leaves_nothing, monkeypatch):
+    """A pool worker lost while the calls applying a model wait for it: an
+    error naming it, the pool discarded; the next prediction runs anyway."""
+    data, X, y = _parquet_rows(tmp_path)
+    model = ServerlessLogisticRegression(n_workers=2).fit(data)
+    pool = _pool._pools[0]
+    victim = pool.pids()[1]
+    submit = _pool.Pool.submit
+
+    def killing_first(self, entry, tasks):
+        os.kill(victim, signal.SIGKILL)  # after the pool was found alive, before the job
+        assert not _wait_gone([victim])
+        return submit(self, entry, tasks)
+
+    monkeypatch.setattr(_pool.Pool, "submit", killing_first)
+    with pytest.raises(RuntimeError, match="pool worker 1 of 2 was lost while applying"):
+        model.predict(data)
+    monkeypatch.setattr(_pool.Pool, "submit", submit)
+    assert pool not in _pool._pools and not _wait_gone(pool.pids())
+    reference = LogisticRegression().fit(X, y)
+    np.testing.assert_array_equal(model.predict(data), reference.predict(X))  # a one-off map
+    assert _pool._pools == []

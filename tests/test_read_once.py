@@ -6,6 +6,7 @@ moto's S3 server (in this process, its requests counted) and
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import Counter
 
@@ -15,7 +16,8 @@ import pytest
 from conftest import MotoServer, _free_port
 from sklearn.compose import make_column_transformer as sk_make_column_transformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sklearn_serverless import (
@@ -24,6 +26,7 @@ from sklearn_serverless import (
     ServerlessStandardScaler,
     config_context,
     read_csv,
+    read_parquet,
     shutdown_workers,
 )
 from sklearn_serverless._datasets import _cache
@@ -282,3 +285,54 @@ def test_the_cache_keeps_within_its_budget():
         _cache.keep_rows(0)
     assert _cache.kept_bytes() == 0
     assert _cache.budget_for(0.5, 2) > 0 and _cache.budget_for(0, 1) == 0
+
+
+@pytest.mark.redis
+def test_a_search_on_the_cloud_path_reads_each_object_once(counting_moto, redis_server,
+                                                           pools_on, leaves_nothing):
+    """GridSearchCV over a pipeline, on a pool: every fold's fits and scores
+    run on the pool's workers, which keep their rows, so the Parquet
+    object's bytes leave the server once (plus the footer the driver reads);
+    ``dataset.fetched()`` counts it over the whole search."""
+    shutdown_workers()
+    frame = _flights(6000, 1)[["dep_delay", "distance", "late"]]
+    key = "data/search.parquet"
+    body = io.BytesIO()
+    frame.to_parquet(body, row_group_size=1500)
+    counting_moto.client.put_object(Bucket=BUCKET, Key=key, Body=body.getvalue())
+    run = {"n_workers": 2, "state_store": redis_server.url, "timeout": 60,
+           "backend": {"lithops": {"backend": "localhost", "storage": "minio"},
+                       "minio": counting_moto.storage_config()}}
+    grid = {"logisticregression__C": [0.01, 1.0]}
+    cv = KFold(3, shuffle=True, random_state=0)
+    counting_moto.reset()
+    try:
+        with config_context(worker_pool=True):
+            data = read_parquet(f"{BUCKET}/{key}", label="late", backend=run["backend"])
+            ours = Pipeline([("scaler", ServerlessStandardScaler(**run)),
+                             ("logisticregression", ServerlessLogisticRegression(**run))])
+            search = GridSearchCV(ours, grid, cv=cv, scoring=["accuracy", "neg_log_loss"],
+                                  refit="accuracy").fit(data)
+        reference = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression()), grid,
+                                 cv=cv, scoring=["accuracy", "neg_log_loss"],
+                                 refit="accuracy").fit(frame[NUMERIC], frame.late)
+        np.testing.assert_array_equal(search.cv_results_["mean_test_accuracy"],
+                                      reference.cv_results_["mean_test_accuracy"])
+        np.testing.assert_allclose(search.cv_results_["mean_test_neg_log_loss"],
+                                   reference.cv_results_["mean_test_neg_log_loss"], rtol=1e-9)
+        fetched = data.fetched()
+        # 3 folds x 2 C x (scaler, model, 2 scorers) + the refit's 2 runs, 2 reads each.
+        assert fetched["reads"] == 2 * (3 * 2 * 4 + 2)
+        assert fetched["cache_hits"] == fetched["reads"] - 2  # the first fit's reads
+        assert fetched["driver_bytes"] == 0  # KFold needs the row count: the footer
+        # Each worker's one read: at most the object and a block read ahead.
+        assert 0 < fetched["bytes"] <= 2 * (len(body.getvalue()) + BLOCK)
+        # What left the server: those reads and the driver's footer reads.
+        assert fetched["bytes"] <= counting_moto.bytes[key] <= fetched["bytes"] + 2 * BLOCK
+    finally:
+        shutdown_workers()
+        counting_moto.client.delete_object(Bucket=BUCKET, Key=key)
+    assert redis_server.keys() == []
+    left = [k["Key"] for k in counting_moto.client.list_objects_v2(
+        Bucket=BUCKET).get("Contents", []) if not k["Key"].startswith("lithops.runtimes/")]
+    assert [k for k in left if not k.startswith("data/part-")] == []

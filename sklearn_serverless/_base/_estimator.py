@@ -127,7 +127,8 @@ class ServerlessMixin:
                 f"expecting {self.n_features_in_} features as input."
             )
         parts = run_apply(ALGORITHMS[algorithm], what, arrays, resolved, backend=self.backend,
-                          n_workers=self.n_workers, timeout=self.timeout)
+                          n_workers=self.n_workers, timeout=self.timeout,
+                          state_store=self.state_store)
         return in_view_order(resolved, parts)
 
     def _run_distributed(self, algorithm: str, params: dict, columns: dict,

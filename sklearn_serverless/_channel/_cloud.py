@@ -92,6 +92,7 @@ class CloudChannel(OwnerChannel):
         self.client = connect(redis_url, POOL_SOCKET, ca_data)
         self._pids: dict[int, int] = {}
         self._seen: set[int] = set()
+        self._cleaner: ThreadPoolExecutor | None = None
         self._heart = _Beat(self.client, self.keys + "owner", b"1", self.heartbeat)
         self._heart.start()
 
@@ -129,9 +130,12 @@ class CloudChannel(OwnerChannel):
         return self.storage.get_object(self.bucket, self._object("result", job, slot))
 
     def clear(self, job: int, n_slots: int) -> None:
-        delete_storage_objects(self.storage, self.bucket, [
-            self._object(kind, job, slot) for kind in ("job", "result")
-            for slot in range(n_slots)])
+        # Off the fit's path (a request's round trip per fit): close() waits.
+        keys = [self._object(kind, job, slot) for kind in ("job", "result")
+                for slot in range(n_slots)]
+        if self._cleaner is None:
+            self._cleaner = ThreadPoolExecutor(1, "sklearn-serverless-pool-clear")
+        self._cleaner.submit(delete_storage_objects, self.storage, self.bucket, keys)
 
     def heartbeats(self) -> dict[int, bool]:
         values = self.client.mget([f"{self.keys}alive:{slot}" for slot in range(self.size)])
@@ -167,12 +171,17 @@ class CloudChannel(OwnerChannel):
 
     def close(self) -> None:
         self._heart.stop()
-        steps = [self._delete_keys, self._delete_objects, self.client.close]
+        steps = [self._await_cleaner, self._delete_keys, self._delete_objects,
+                 self.client.close]
         for step in steps:
             try:
                 step()
             except Exception:  # noqa: BLE001 - keys expire; every step runs
                 logging.getLogger(__name__).debug("pool channel cleanup", exc_info=True)
+
+    def _await_cleaner(self) -> None:
+        if self._cleaner is not None:
+            self._cleaner.shutdown(wait=True)
 
     def _delete_keys(self) -> None:
         keys = list(self.client.scan_iter(match=self.keys + "*", count=1000))

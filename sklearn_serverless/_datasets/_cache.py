@@ -71,11 +71,13 @@ def _physical_memory() -> int:
 def _key(spec):
     """What identifies a read's arrays: the spec without what is applied
     after reading (a view's rows, steps, NaN policy, consumer) or says where
-    it stands in a plan; None when an object's version is unknown. The folds
-    of a search read the same parts: they share what is kept."""
+    it stands in a plan (its place, its first row and row count: a view's
+    count is of its own rows); None when an object's version is unknown.
+    The folds of a search read the same parts: they share what is kept."""
     if not spec.versions or not all(spec.versions):
         return None
-    key = replace(spec, index=0, selection=None, steps=(), allow_nan=False, consumer="")
+    key = replace(spec, index=0, selection=None, steps=(), allow_nan=False, consumer="",
+                  row_offset=None, n_rows=None)
     try:
         hash(key)
     except TypeError:
@@ -110,17 +112,23 @@ def _evict() -> None:
         total -= size
 
 
-def read_through(spec, read: Callable[[], dict]) -> tuple[dict, bool]:
+def read_through(spec, read: Callable[[], dict], copy: bool = True) -> tuple[dict, bool]:
     """``(rows, hit)``: a copy of the kept rows of this read, or ``read()``
-    (kept for the next run when the budget allows)."""
+    (kept for the next run when the budget allows). ``copy=False``: the kept
+    arrays themselves, read-only, for a caller that only derives new arrays
+    from them (a view's rows)."""
     key = _key(spec) if _budget[0] > 0 else None
     if key is not None and key in _kept:
         _kept.move_to_end(key)
-        return _copied(_kept[key][0]), True
+        kept = _kept[key][0]
+        return (_copied(kept) if copy else dict(kept)), True
     rows = read()
     if key is not None:
         size = sum(array.nbytes for array in _arrays(rows))
         if size <= _budget[0]:
-            _kept[key] = (_copied(rows), size)
+            kept = _copied(rows)
+            for array in _arrays(kept):
+                array.flags.writeable = False
+            _kept[key] = (kept, size)
             _evict()
     return rows, False

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._paths import is_local
+from ._paths import is_local, list_dataset
 from ._rows import as_rows
 from ._spec import ResolvedDataset, _format_module
 
@@ -36,7 +36,7 @@ class Dataset:
     backend: Any = field(default=None, compare=False, repr=False)
     format: ClassVar[str] = ""
 
-    def resolve(self, storage: Any = None) -> ResolvedDataset:
+    def resolve(self, storage: Any = None, recheck: bool = True) -> ResolvedDataset:
         """Reads the dataset's metadata (never its rows) on the driver.
 
         Parameters
@@ -44,6 +44,11 @@ class Dataset:
         storage : lithops.Storage, default=None
             Where the objects are. ``None`` or a Storage of Lithops' localhost
             backend: the path names local files.
+
+        recheck : bool, default=True
+            Metadata read before is kept on the dataset object and given
+            again while one listing shows the objects unchanged; False:
+            without that listing (a check of the features only).
 
         Returns
         -------
@@ -58,7 +63,22 @@ class Dataset:
             (gzip'd CSV, Fortran-ordered .npy, ...), or no row at all; the
             message names the object.
         """
-        return _format_module(self.format).resolve(self, storage, is_local(storage))
+        kept = self.cache().get("metadata")
+        if not recheck and kept is not None:
+            return kept[1]
+        local = is_local(storage)
+        try:
+            listed = tuple(list_dataset(self.path, storage, local))
+        except Exception:  # noqa: BLE001 - the format's resolve raises its own message
+            listed = ()
+        # Model selection resolves a dataset for every fit and score: its
+        # metadata is kept while one listing shows the same object versions.
+        if listed and kept is not None and kept[0] == listed:
+            return kept[1]
+        resolved = _format_module(self.format).resolve(self, storage, local)
+        if listed and all(obj.version for obj in listed):
+            self.cache()["metadata"] = (listed, resolved)
+        return resolved
 
     # What scikit-learn's model selection asks of X: a row count, a shape,
     # rows by index. Counts and labels are read once and kept on the dataset.
@@ -98,6 +118,26 @@ class Dataset:
             In row order; int64 or float64 numbers, or str.
         """
         return _driver_reads().labels(self)
+
+    def fetched(self) -> dict:
+        """What the workers fetched of this dataset's objects so far.
+
+        Every run that read it counts: fits, predictions, scores and the
+        driver's reads (row count, labels), through this object and its
+        views (``dataset[rows]``) and transformed views: over a whole
+        search on it, ``GridSearchCV(...).fit(dataset)``.
+
+        Returns
+        -------
+        fetched : dict
+            ``'bytes'``: bytes fetched from storage; ``'reads'``: the
+            workers' reads of their part; ``'cache_hits'``: those served by
+            rows a pool worker kept from an earlier run (no byte fetched);
+            ``'driver_bytes'``: the bytes of the driver's reads.
+        """
+        counted = self.cache().get("fetched", {})
+        return {name: int(counted.get(name, 0))
+                for name in ("bytes", "reads", "cache_hits", "driver_bytes")}
 
     def cache(self) -> dict:
         """What the driver learnt of this dataset (row counts, labels)."""
@@ -185,11 +225,11 @@ class DatasetView(Dataset):
     def cache(self) -> dict:
         return self.base.cache()
 
-    def resolve(self, storage: Any = None) -> ResolvedDataset:
+    def resolve(self, storage: Any = None, recheck: bool = True) -> ResolvedDataset:
         """The base's metadata, with the view's rows."""
         from dataclasses import replace
 
-        return replace(self.base.resolve(storage), rows=self.rows)
+        return replace(self.base.resolve(storage, recheck), rows=self.rows)
 
 
 #: The driver's reads of a dataset (row counts, labels: Lithops maps),

@@ -45,7 +45,9 @@ def read_rows(spec: ReadSpec, storage: Any = None) -> dict:
     from ._chain import finish_rows
 
     source = Source(storage_for(storage, spec.local))
-    raw, hit = read_through(spec, lambda: _format_module(spec.format).read(spec, source))
+    # A view's selection makes new arrays: the kept ones need no copy first.
+    raw, hit = read_through(spec, lambda: _format_module(spec.format).read(spec, source),
+                            copy=spec.selection is None)
     if spec.selection is not None:
         raw = spec.selection.apply(raw, raw["X"].shape[0])
     rows = finish_rows(raw, spec)

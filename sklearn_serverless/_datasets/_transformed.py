@@ -25,12 +25,16 @@ class TransformedDataset(Dataset):
     kinds: tuple[str, ...] = ()
     format: ClassVar[str] = "transformed"
 
-    def resolve(self, storage: Any = None) -> ResolvedDataset:
-        resolved = self.base.resolve(storage)
+    def resolve(self, storage: Any = None, recheck: bool = True) -> ResolvedDataset:
+        resolved = self.base.resolve(storage, recheck)
         return replace(resolved, steps=resolved.steps + self.steps,
                        n_features=self.n_features, feature_names=self.feature_names,
                        kinds=self.kinds or ("number",) * self.n_features, text_samples=(),
                        read_kinds=resolved.read_kinds or resolved.kinds)
+
+    def fetched(self) -> dict:
+        """What the workers fetched of the base dataset (see :meth:`Dataset.fetched`)."""
+        return self.base.fetched()
 
     @property
     def label(self):

@@ -12,9 +12,11 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib
+import json
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 
 from .._common._deadlines import Deadlines
@@ -299,10 +301,22 @@ def open_storage(backend):
     config = lithops_config(backend)
     if site_of(config).storage == LOCALHOST:
         return None
-    quiet_lithops()
-    from lithops import Storage
+    # One per config and process: making a storage client costs more than
+    # the metadata read it serves, and model selection reads it per fit.
+    key = (os.getpid(), json.dumps(config, sort_keys=True, default=repr))
+    with _STORAGES_LOCK:
+        if key not in _STORAGES:
+            quiet_lithops()
+            from lithops import Storage
 
-    return Storage(config=config)
+            if len(_STORAGES) >= 8:
+                _STORAGES.pop(next(iter(_STORAGES)))
+            _STORAGES[key] = Storage(config=config)
+        return _STORAGES[key]
+
+
+_STORAGES: dict = {}
+_STORAGES_LOCK = threading.Lock()
 
 
 def default_n_workers(backend, n_samples: int) -> int:

@@ -53,6 +53,7 @@ from ._collect import (
     _collect_pool,
 )
 from ._cost import Meter
+from ._fetched import note_fetched
 from ._generations import Generations, LossWatch, WorkerLost, function_limit
 from ._shipping import ship_by_value
 from ._watch import JobFailures, Watchdog, storage_probe
@@ -217,6 +218,8 @@ def run_distributed(algorithm: Algorithm, params, columns, *, backend, state_sto
         if pool is not None:
             _best_effort(_pool.release, pool)
         _release(store, writer, executors, partitions, folder)
+    if dataset is not None:
+        note_fetched(dataset.dataset, [call.get("reads", {}) for call in results])
     return FitOutcome(results, n_workers, time.perf_counter() - started, upload,
                       generations, meter.bill())
 

@@ -30,6 +30,7 @@ data is sparse).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import subprocess
@@ -253,3 +254,14 @@ def plan_dataset(resolved, n_workers: int) -> list[Partition]:
 
 def _n_rows(array) -> int:
     return array.shape[0]
+
+
+def slots_of(resolved, partitions: list[Partition], n_workers: int) -> list[int]:
+    """Where each partition of a dataset's view stands in the plan of every
+    row (the plan of the fits): a view leaves out the reads that keep none
+    of its rows, and a pool slot keeps the rows of its place in the plan."""
+    if resolved.rows is None:
+        return list(range(len(partitions)))
+    everything = [spec.pieces for spec in dataclasses.replace(
+        resolved, rows=None, counts=None).plan(n_workers)]
+    return [everything.index(partition.spec.pieces) for partition in partitions]

@@ -81,6 +81,7 @@ class Pool:
                  limit: float | None, executor_factory,
                  redis: tuple[str, str | None] | None = None):
         self.key, self.size, self.site, self.idle = key, size, site, idle
+        self.config_key = _key(config, None)  # the key without the Redis server
         self.limit = limit
         self.retire = None if limit is None else limit / 2
         self.busy = True
@@ -308,6 +309,28 @@ def acquire(config: dict, site: Site, n_workers: int, limit: float | None,
     finally:
         for pool in retired:
             pool.shutdown()
+
+
+def acquire_idle(config: dict, site: Site, n_workers: int,
+                 redis: tuple[str, str | None] | None = None) -> Pool | None:
+    """An idle pool of this config with at least ``n_workers`` slots, marked
+    busy, or None: never a new pool (what applies a fitted model or reads a
+    dataset for the driver runs on the pool of the fits before it, where
+    the workers keep their rows). ``redis``: the caller's Redis state store,
+    when it has one; without, a pool of any Redis server serves."""
+    if not enabled(site):
+        return None
+    key = _key(config, None if site.local else redis)
+    with _lock:
+        _forget_if_forked()
+        now = time.monotonic()
+        for pool in _pools:
+            same = pool.key == key if redis is not None or site.local else \
+                pool.config_key == key
+            if same and pool.size >= n_workers and pool.usable(now):
+                pool.busy = True
+                return pool
+    return None
 
 
 def release(pool: Pool) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from .._datasets import Dataset, read_csv, read_npy, read_parquet
 from .._datasets._dataset import DatasetView, install_driver_reads
 from .._datasets._rows import view_order
+from ._fetched import note_fetched
 
 __all__ = ["attach_counts", "in_view_order", "read_csv", "read_npy", "read_parquet"]
 
@@ -101,10 +102,9 @@ def in_view_order(resolved, parts: list[dict]) -> list[dict]:
 
 
 def _note_fetched(dataset: Dataset, results: list[dict]) -> None:
-    """Requests and bytes the driver's reads made (``dataset.cache()['fetched']``)."""
-    fetched = dataset.cache().setdefault("fetched", {"requests": 0, "bytes": 0})
-    fetched["requests"] += sum(int(r.get("requests", 0)) for r in results)
-    fetched["bytes"] += sum(int(r.get("bytes_fetched", 0)) for r in results)
+    """What the driver's reads fetched (see :meth:`Dataset.fetched`)."""
+    note_fetched(dataset, [{"bytes_fetched": r.get("bytes_fetched", 0)} for r in results],
+                 driver=True)
 
 
 class DriverReads:

@@ -23,12 +23,32 @@ class ApplyTask:
 def apply_model(task: ApplyTask, storage=None) -> dict:
     """Entry point of a Lithops call applying a model (``storage`` is
     injected by Lithops). No shared state: one map, no rounds. Its storage
-    requests travel with the result (``'requests'``)."""
+    requests travel with the result (``'requests'``), and what the read
+    fetched (``'reads'``: ``'bytes_fetched'``, ``'cache_hits'``)."""
     count_storage(storage)
     before = snapshot()
     rows = read_partition(task.partition, storage)
     return {"n_rows": rows["X"].shape[0], **task.output(rows, task.arrays),
-            "requests": since(before)}
+            "requests": since(before), "reads": _reads(rows)}
+
+
+def _reads(rows: dict) -> dict:
+    return {name: int(rows.get(name) or 0) for name in ("bytes_fetched", "cache_hits")}
+
+
+@dataclass(frozen=True)
+class SlotTask:
+    """What one slot of a pool runs for a map without rounds:
+    ``function(task)``, or nothing (``task`` None: a slot whose rows the
+    run does not need, see :func:`.._driver._apply.run_calls`)."""
+
+    function: Callable
+    task: object = None
+
+
+def run_slot(slot: SlotTask, storage=None) -> dict | None:
+    """Entry point of a pool slot's part of a map without rounds."""
+    return None if slot.task is None else slot.function(slot.task, storage)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from .._base._estimator import _check_dataset_labels
+from .._base._scoring import install as install_scorers
 from .._datasets import Dataset
 
 
@@ -38,6 +39,18 @@ class DatasetClassifierMixin:
         parts = self._apply_dataset("logistic", "scores", dataset, {
             "coef": coef, "intercept": self.intercept_, "classes": self.classes_})
         return np.vstack([part["scores"] for part in parts]), parts
+
+    def _dataset_metrics(self, dataset, log_loss: bool = False) -> list[dict]:
+        """Per-part sums a scorer needs (see ``_algorithms.logistic._apply.metrics``),
+        computed where the labelled dataset lies; no row comes back."""
+        check_is_fitted(self)
+        coef = self.coef_.toarray() if sp.issparse(self.coef_) else self.coef_
+        parts = self._apply_dataset("logistic", "metrics", dataset, {
+            "coef": coef, "intercept": self.intercept_, "classes": self.classes_,
+            "log_loss": log_loss})
+        if any("confusion" not in part for part in parts):
+            raise ValueError("the dataset has no label column to score against")
+        return parts
 
     def decision_function(self, X):
         """Confidence scores: signed distances to the hyperplanes.
@@ -108,3 +121,7 @@ class DatasetClassifierMixin:
                 raise ValueError("the dataset has no label column to score against")
             return sum(p["correct"] for p in parts) / sum(p["n_rows"] for p in parts)
         return super().score(X, y, sample_weight=sample_weight)
+
+
+# scikit-learn's scorers on datasets: from the workers' sums where the metric allows.
+install_scorers()

@@ -30,7 +30,7 @@ class DatasetTransformerMixin(ServerlessMixin):
         from .._driver._backends import open_storage
 
         check_is_fitted(self)
-        resolved = dataset.resolve(open_storage(self.backend))
+        resolved = dataset.resolve(open_storage(self.backend), recheck=False)
         if resolved.n_features != self.n_features_in_:
             raise ValueError(f"X has {resolved.n_features} features, but "
                              f"{type(self).__name__} is expecting {self.n_features_in_} "

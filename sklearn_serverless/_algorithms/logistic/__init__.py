@@ -19,7 +19,7 @@ from ._worker import Worker
 
 LOGISTIC = BuiltinAlgorithm(
     "logistic", worker=Worker, coordinate=coordinate, dataset_worker=DatasetWorker,
-    dataset_prologue=dataset_prologue, outputs={"scores": _apply.scores},
+    dataset_prologue=dataset_prologue, outputs={"scores": _apply.scores, "metrics": _apply.metrics},
     setup_commands=frozenset({"prepare"}),
 )
 

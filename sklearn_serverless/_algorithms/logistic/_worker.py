@@ -23,7 +23,11 @@ def _prefetch_solver_modules() -> None:
     """Import the coordinator's scipy modules in a thread (~0.2 s): the first
     round, which needs none of them, runs meanwhile (BLAS and the barrier
     wait release the GIL), so the import leaves the critical path."""
+    import sys
     import threading
+
+    if "scipy.optimize" in sys.modules and "scipy.linalg" in sys.modules:
+        return  # a pool worker's later fits: a thread would only cost its start (~0.7 ms)
 
     def load():
         import scipy.linalg  # noqa: F401

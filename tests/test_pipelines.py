@@ -150,6 +150,42 @@ def test_column_transformer_encoder_and_imputer(store, flights, leaves_nothing):
                                              abs=1e-15)
 
 
+def test_column_transformer_fits_its_transformers_in_one_run(store, flights, leaves_nothing):
+    """Transformers that share their execution parameters share one run of
+    two rounds; one with other parameters gets a run of its own. Each is
+    scikit-learn's on the same rows."""
+    columns = NUMERIC + ["carrier"]
+    data = read_csv(store.put("one/f.csv", flights[columns + ["late"]].to_csv(index=False)
+                              .encode()), label="late")
+    run = store.run()
+    ours = make_column_transformer(
+        (ServerlessSimpleImputer(strategy="most_frequent", **run), ["air_time"]),
+        (ServerlessMinMaxScaler(**run), ["distance", "air_time"]),
+        (ServerlessOneHotEncoder(sparse_output=False, **run), ["carrier"]),
+        (ServerlessStandardScaler(**{**run, "n_workers": 1}), ["dep_delay", "air_time"]),
+    ).fit(data)
+    theirs = sk_make_column_transformer(
+        (SimpleImputer(strategy="most_frequent"), ["air_time"]),
+        (MinMaxScaler(), ["distance", "air_time"]),
+        (OneHotEncoder(sparse_output=False), ["carrier"]),
+        (StandardScaler(), ["dep_delay", "air_time"])).fit(flights[columns])
+    fitted = [transformer for _, transformer, _ in ours.transformers_]
+    assert fitted[0].timings_ is fitted[1].timings_ is fitted[2].timings_
+    assert fitted[0].timings_["n_rounds"] == 2 and fitted[0].n_workers_ == 2
+    assert fitted[3].timings_ is not fitted[0].timings_ and fitted[3].n_workers_ == 1
+    for got, expected in zip(fitted, (t for _, t, _ in theirs.transformers_), strict=True):
+        np.testing.assert_array_equal(got.feature_names_in_, expected.feature_names_in_)
+        np.testing.assert_allclose(got.transform(flights[list(got.feature_names_in_)]),
+                                   expected.transform(flights[list(got.feature_names_in_)]),
+                                   rtol=1e-12)
+    np.testing.assert_allclose(ours.transform(flights[columns]),
+                               theirs.transform(flights[columns]), rtol=1e-12)
+    # Refused before any run: an imputer given a text column.
+    with pytest.raises(ValueError, match="SimpleImputer fills numeric features only"):
+        make_column_transformer((ServerlessStandardScaler(**run), ["distance"]),
+                                (ServerlessSimpleImputer(**run), ["carrier"])).fit(data)
+
+
 def test_missing_cells_and_text_reach_the_step_that_consumes_them(store, flights,
                                                                    leaves_nothing):
     frame = flights[NUMERIC + ["carrier", "late"]]

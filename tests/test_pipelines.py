@@ -4,6 +4,7 @@ step's model equal to scikit-learn's on the same rows read into memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import KilledOnce
 from sklearn.compose import make_column_transformer as sk_make_column_transformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -184,6 +186,35 @@ def test_column_transformer_fits_its_transformers_in_one_run(store, flights, lea
     with pytest.raises(ValueError, match="SimpleImputer fills numeric features only"):
         make_column_transformer((ServerlessStandardScaler(**run), ["distance"]),
                                 (ServerlessSimpleImputer(**run), ["carrier"])).fit(data)
+
+
+@pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
+def test_column_transformer_survives_a_killed_worker(flights, tmp_path, monkeypatch, rank,
+                                                     leaves_nothing):
+    """A worker killed in the second round (its process gone, as a platform
+    does it): a new generation fits every transformer, scikit-learn's."""
+    from sklearn_serverless._algorithms import ALGORITHMS
+
+    columns = ["dep_delay", "air_time", "carrier"]
+    for i, part in enumerate(np.array_split(np.arange(len(flights)), 2)):
+        flights.iloc[part][columns].to_csv(tmp_path / f"part-{i}.csv", index=False)
+    algorithm = ALGORITHMS["preprocessing"]
+    monkeypatch.setitem(ALGORITHMS, "preprocessing", dataclasses.replace(
+        algorithm, dataset_worker=KilledOnce(algorithm.dataset_worker, rank, 2,
+                                             str(tmp_path / "killed"))))
+    ours = make_column_transformer(
+        (ServerlessStandardScaler(n_workers=2, timeout=30), ["dep_delay", "air_time"]),
+        (ServerlessOneHotEncoder(sparse_output=False, n_workers=2, timeout=30), ["carrier"]),
+    ).fit(read_csv(str(tmp_path)))
+    theirs = sk_make_column_transformer(
+        (StandardScaler(), ["dep_delay", "air_time"]),
+        (OneHotEncoder(sparse_output=False), ["carrier"])).fit(flights[columns])
+    scaler = ours.named_transformers_["serverlessstandardscaler"]
+    assert scaler.timings_["generations"] == 2
+    np.testing.assert_allclose(scaler.var_, theirs.named_transformers_["standardscaler"].var_,
+                               rtol=1e-12)
+    np.testing.assert_allclose(ours.transform(flights[columns]),
+                               theirs.transform(flights[columns]), rtol=1e-12)
 
 
 def test_missing_cells_and_text_reach_the_step_that_consumes_them(store, flights,

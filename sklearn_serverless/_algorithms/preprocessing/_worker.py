@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._datasets._chain import split_columns
+from ..._datasets._text import distinct
 from ..._state._codec import decode_arrays, encode_arrays
 from ..._worker._algorithm import Context
 
@@ -52,7 +53,7 @@ class DatasetWorker:
                     out.append(self._sums(columns, weighted))
                     continue
                 for j in columns:
-                    values, counts = np.unique(self.columns[j], return_counts=True)
+                    values, counts = distinct(self.columns[j])
                     out += [values, counts.astype(np.float64)]
             return np.frombuffer(encode_arrays(out), dtype=np.uint8)
         if command == "squares":

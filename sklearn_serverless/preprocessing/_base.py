@@ -107,6 +107,8 @@ def fit_on_dataset(parts: list[tuple], dataset, sample_weight=None, resolved=Non
             groups.append([part])
         else:
             group.append(part)
+    # Every group's tasks first: what a transformer refuses is refused before any run.
+    planned = []
     for number, group in enumerate(groups):
         lead = group[0][0]
         if number or resolved is None:
@@ -121,7 +123,10 @@ def fit_on_dataset(parts: list[tuple], dataset, sample_weight=None, resolved=Non
                        bool(weighted)) for kind, columns, weighted in own]
             views.append(view)
             counts.append(len(own))
-        result = lead._run_distributed("preprocessing", tuple(tasks), resolved)[0]
+        planned.append((group, resolved, tuple(tasks), views, counts))
+    for group, resolved, tasks, views, counts in planned:
+        lead = group[0][0]
+        result = lead._run_distributed("preprocessing", tasks, resolved)[0]
         statistics = [result[f"task{i}"] if kind == "moments" else
                       [result[f"task{i}_{k}"] for k in range(len(columns))]
                       for i, (kind, columns, _) in enumerate(tasks)]

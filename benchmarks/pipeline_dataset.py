@@ -8,9 +8,10 @@ then logistic regression (lbfgs, ``tol=1e-4``). Interleaved and repeated:
 
 - ``ours``: ``ServerlessColumnTransformer`` + ``ServerlessLogisticRegression``
   fitted on ``read_csv(prefix, label="late")`` on the cloud path (localhost
-  compute, the objects in moto, Redis state), its three runs (scaler, encoder,
-  model) on a pool of workers (``worker_pool=True``) that keep the rows they
-  read for the next run;
+  compute, the objects in moto, Redis state), its two runs (the column
+  transformer's, fitting the scaler and the encoder together; the model's) on
+  a pool of workers (``worker_pool=True``) that keep the rows they read for
+  the next run;
 - ``ours, no pool``: the same with ``worker_pool=False``: each run a new map,
   which reads the objects again;
 - ``pandas + sklearn``: every object fetched with boto3, parsed by pandas'
@@ -20,7 +21,12 @@ Every repeat reads a fresh copy of the objects (copied server-side under a new
 prefix, untimed), so no arm finds rows kept from an earlier repeat. Bytes are
 counted by the S3 server (GETs of the objects: the workers' ranges and the
 driver's reads of each object's first lines). One untimed warm-up fit per arm
-first (imports, the pool's start).
+first (imports, the pool's start). ``profile`` breaks the ``ours`` arm down
+by step (medians over the repeats, from each run's ``timings_``): the driver's
+time outside the runs, and per run its wall time, the workers' load (start to
+rows in memory: fetched and parsed, or kept and transformed by the fitted
+steps), the coordinator's time in rounds, and the rest (the job's hand-off
+to the pool and the results' way back).
 
     python benchmarks/pipeline_dataset.py --repeat 3 --json docs/img/pipeline-dataset.json
 """
@@ -203,6 +209,8 @@ def run(n_objects: int, n_workers: int, repeat: int) -> dict:
             fetched: dict = {name: [] for name in arms}
             seconds_of: dict = {name: [] for name in arms}
 
+            profiles: list = []
+
             def case(name):
                 def go():
                     prefix = fresh_copy()
@@ -211,6 +219,8 @@ def run(n_objects: int, n_workers: int, repeat: int) -> dict:
                     model = arms[name](prefix)
                     seconds_of[name].append(time.perf_counter() - started)
                     fetched[name].append(server.counts())
+                    if name == "ours":
+                        profiles.append(profile(model, seconds_of[name][-1]))
                     return model
                 return go
 
@@ -218,10 +228,12 @@ def run(n_objects: int, n_workers: int, repeat: int) -> dict:
                 case(name)()  # warm-up
                 fetched[name].clear()
                 seconds_of[name].clear()
+            profiles.clear()
             timed = interleaved({name: case(name) for name in arms}, repeat)
             shutdown_workers()
     finally:
         server.stop()
+    out["profile"] = {key: float(np.median([p[key] for p in profiles])) for key in profiles[0]}
     reference = timed["pandas + sklearn"][1][-1]
     base = float(np.median(seconds_of["pandas + sklearn"]))
     for name, (_, model) in timed.items():
@@ -237,6 +249,20 @@ def run(n_objects: int, n_workers: int, repeat: int) -> dict:
             "n_iter": int(np.ravel(model[-1].n_iter_)[0]),
             "max_abs_coef_diff": float(np.abs(model[-1].coef_ - reference.coef_).max()),
         }
+    return out
+
+
+def profile(model, seconds: float) -> dict:
+    """Where a pipeline fit's time went: see the module doc."""
+    runs = {"columns": model[0].transformers_[0][1].timings_, "model": model[-1].timings_}
+    out = {"wall": seconds, "driver": seconds - sum(t["fit"] for t in runs.values())}
+    for name, timings in runs.items():
+        rounds = float(sum(timings[phase][:, 0].sum() for phase in
+                           ("compute", "publish", "barrier", "aggregate")))
+        load = float(timings["load"][0])  # the coordinator's: its rounds start after it
+        out |= {f"{name}_run": timings["fit"], f"{name}_load": float(timings["load"].max()),
+                f"{name}_rounds": rounds, f"{name}_n_rounds": timings["n_rounds"],
+                f"{name}_rest": timings["fit"] - load - rounds}
     return out
 
 
@@ -262,6 +288,8 @@ def main() -> None:
               f"{max(row['times']):.2f} | {row['ratio']:.2f}x | {row['bytes_ratio']:.2f}x | "
               f"{int(np.median(row['gets']))} | {row['n_iter']} | "
               f"{row['max_abs_coef_diff']:.1e} |")
+    print("profile of ours (medians, s):",
+          ", ".join(f"{key} {value:.3f}" for key, value in results["profile"].items()))
     if args.json:
         write_json(Path(args.json), results)
 

@@ -3,7 +3,8 @@ benchmark results they come from (``docs/img/*.json``).
 
 One source: the "How fast" table of README.md, docs/index.rst and the "At a
 glance" table of docs/benchmarks.md are rendered here from the JSON files (and
-the table of a cold function's start in docs/benchmarks.md), and
+the tables of a cold function's start, the search and the pipeline benchmarks
+in docs/benchmarks.md), and
 ``QUOTED`` lists every figure the prose of those pages and the user guide
 quotes, with the result it comes from. ``tests/test_docs_figures.py`` (and
 ``make docs``) fail when a page disagrees with its JSON file.
@@ -243,12 +244,60 @@ def search_table() -> str:
                   f"{fetched['cache_hits']} served by rows a pool worker kept |"]
     return "\n".join(lines)
 
+
+#: The arms of benchmarks/pipeline_dataset.py, as the table names them.
+PIPELINE_ARMS = {
+    "ours": '`fit(read_csv(prefix, label="late"))` on a pool (rows kept between the steps)',
+    "ours, no pool": "the same, `worker_pool=False` (a map per step)",
+    "pandas + sklearn": "boto3 GETs, pandas `read_csv`, scikit-learn's pipeline",
+}
+
+
+def pipeline_table() -> str:
+    """The arms of the pipeline benchmark, its target, and where the time of
+    ours went (``profile``: medians over the repeats)."""
+    result = load("pipeline-dataset")
+    lines = ["| arm | median | range | time / pandas + sklearn | bytes fetched / objects' "
+             "size | GETs | n_iter | max abs coef diff |", "|---|---|---|---|---|---|---|---|"]
+    for name, label in PIPELINE_ARMS.items():
+        arm = result["arms"][name]
+        baseline = name == "pandas + sklearn"
+        gets = sorted(arm["gets"])[len(arm["gets"]) // 2]
+        lines.append(
+            f"| {label} | {arm['median']:.2f} s | {min(arm['times']):.2f}-"
+            f"{max(arm['times']):.2f} | {'1' if baseline else ratio(arm['ratio'])} | "
+            f"{arm['bytes_ratio']:.2f}x | {gets} | {arm['n_iter']} | "
+            f"{'' if baseline else format(arm['max_abs_coef_diff'], '.1e')} |")
+    ours = result["arms"]["ours"]
+    met = "met" if ours["ratio"] <= 1.0 else "not met"
+    lines += ["", f"Time target (at most 1.0x pandas + scikit-learn): {met}, "
+              f"{ratio(ours['ratio'])}. Bytes target (at most 1.2x the objects' size): "
+              f"{'met' if ours['bytes_ratio'] <= 1.2 else 'not met'}, "
+              f"{ours['bytes_ratio']:.2f}x."]
+    profile = result.get("profile")
+    if profile:
+        lines += ["", "| where the time of `ours` went (medians) | wall | workers' load | "
+                  "rounds | hand-off and results |", "|---|---|---|---|---|",
+                  f"| the driver, outside the runs (listing the dataset, each step's set-up) "
+                  f"| {ms(profile['driver'])} | | | |"]
+        for key, label in (("columns", "the column transformer's run (scaler and encoder: "
+                                       "fetch, parse, statistics)"),
+                           ("model", "the model's run (rows kept, transformed by the fitted "
+                                     "steps; L-BFGS)")):
+            lines.append(f"| {label} | {ms(profile[key + '_run'])} | "
+                         f"{ms(profile[key + '_load'])} | {ms(profile[key + '_rounds'])} "
+                         f"({int(profile[key + '_n_rounds'])}) | {ms(profile[key + '_rest'])} |")
+        lines.append(f"| the whole fit | {ms(profile['wall'])} | | | |")
+    return "\n".join(lines)
+
+
 #: file -> its tables: (opening marker line, closing marker line, renderer).
 TABLES: dict[str, tuple[tuple[str, str, Callable[[], str]], ...]] = {
     "README.md": ((f"<!-- {BEGIN} -->", f"<!-- {END} -->", markdown_table),),
     "docs/benchmarks.md": ((f"<!-- {BEGIN} -->", f"<!-- {END} -->", glance_table),
                            (f"<!-- {COLD} -->", f"<!-- {END} -->", cold_table),
-                           ("<!-- figures:search-dataset -->", f"<!-- {END} -->", search_table)),
+                           ("<!-- figures:search-dataset -->", f"<!-- {END} -->", search_table),
+                           ("<!-- figures:pipeline -->", f"<!-- {END} -->", pipeline_table)),
     "docs/index.rst": ((f".. {BEGIN}", f".. {END}", rst_table),),
 }
 

@@ -4,6 +4,7 @@ step's model equal to scikit-learn's on the same rows read into memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import KilledOnce
 from sklearn.compose import make_column_transformer as sk_make_column_transformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -148,6 +150,73 @@ def test_column_transformer_encoder_and_imputer(store, flights, leaves_nothing):
                                theirs[0].transform(flights[columns]), rtol=1e-12)
     assert ours.score(data) == pytest.approx(theirs.score(flights[columns], flights.late),
                                              abs=1e-15)
+
+
+def test_column_transformer_fits_its_transformers_in_one_run(store, flights, leaves_nothing):
+    """Transformers that share their execution parameters share one run of
+    two rounds; one with other parameters gets a run of its own. Each is
+    scikit-learn's on the same rows."""
+    columns = NUMERIC + ["carrier"]
+    data = read_csv(store.put("one/f.csv", flights[columns + ["late"]].to_csv(index=False)
+                              .encode()), label="late")
+    run = store.run()
+    ours = make_column_transformer(
+        (ServerlessSimpleImputer(strategy="most_frequent", **run), ["air_time"]),
+        (ServerlessMinMaxScaler(**run), ["distance", "air_time"]),
+        (ServerlessOneHotEncoder(sparse_output=False, **run), ["carrier"]),
+        (ServerlessStandardScaler(**{**run, "n_workers": 1}), ["dep_delay", "air_time"]),
+    ).fit(data)
+    theirs = sk_make_column_transformer(
+        (SimpleImputer(strategy="most_frequent"), ["air_time"]),
+        (MinMaxScaler(), ["distance", "air_time"]),
+        (OneHotEncoder(sparse_output=False), ["carrier"]),
+        (StandardScaler(), ["dep_delay", "air_time"])).fit(flights[columns])
+    fitted = [transformer for _, transformer, _ in ours.transformers_]
+    assert fitted[0].timings_ is fitted[1].timings_ is fitted[2].timings_
+    assert fitted[0].timings_["n_rounds"] == 2 and fitted[0].n_workers_ == 2
+    assert fitted[3].timings_ is not fitted[0].timings_ and fitted[3].n_workers_ == 1
+    for got, expected in zip(fitted, (t for _, t, _ in theirs.transformers_), strict=True):
+        np.testing.assert_array_equal(got.feature_names_in_, expected.feature_names_in_)
+        np.testing.assert_allclose(got.transform(flights[list(got.feature_names_in_)]),
+                                   expected.transform(flights[list(got.feature_names_in_)]),
+                                   rtol=1e-12)
+    np.testing.assert_allclose(ours.transform(flights[columns]),
+                               theirs.transform(flights[columns]), rtol=1e-12)
+    # Refused before any run, whichever run it would share: an imputer given text.
+    for imputer_run in (run, {**run, "n_workers": 1}):
+        with pytest.raises(ValueError, match="SimpleImputer fills numeric features only"):
+            make_column_transformer((ServerlessStandardScaler(**run), ["distance"]),
+                                    (ServerlessSimpleImputer(**imputer_run), ["carrier"])
+                                    ).fit(data)
+
+
+@pytest.mark.parametrize("rank", [1, 0], ids=["follower", "coordinator"])
+def test_column_transformer_survives_a_killed_worker(flights, tmp_path, monkeypatch, rank,
+                                                     leaves_nothing):
+    """A worker killed in the second round (its process gone, as a platform
+    does it): a new generation fits every transformer, scikit-learn's."""
+    from sklearn_serverless._algorithms import ALGORITHMS
+
+    columns = ["dep_delay", "air_time", "carrier"]
+    for i, part in enumerate(np.array_split(np.arange(len(flights)), 2)):
+        flights.iloc[part][columns].to_csv(tmp_path / f"part-{i}.csv", index=False)
+    algorithm = ALGORITHMS["preprocessing"]
+    monkeypatch.setitem(ALGORITHMS, "preprocessing", dataclasses.replace(
+        algorithm, dataset_worker=KilledOnce(algorithm.dataset_worker, rank, 2,
+                                             str(tmp_path / "killed"))))
+    ours = make_column_transformer(
+        (ServerlessStandardScaler(n_workers=2, timeout=30), ["dep_delay", "air_time"]),
+        (ServerlessOneHotEncoder(sparse_output=False, n_workers=2, timeout=30), ["carrier"]),
+    ).fit(read_csv(str(tmp_path)))
+    theirs = sk_make_column_transformer(
+        (StandardScaler(), ["dep_delay", "air_time"]),
+        (OneHotEncoder(sparse_output=False), ["carrier"])).fit(flights[columns])
+    scaler = ours.named_transformers_["serverlessstandardscaler"]
+    assert scaler.timings_["generations"] == 2
+    np.testing.assert_allclose(scaler.var_, theirs.named_transformers_["standardscaler"].var_,
+                               rtol=1e-12)
+    np.testing.assert_allclose(ours.transform(flights[columns]),
+                               theirs.transform(flights[columns]), rtol=1e-12)
 
 
 def test_missing_cells_and_text_reach_the_step_that_consumes_them(store, flights,

@@ -141,8 +141,9 @@ else:
 print(f"{len(table)} rows, {sum(map(len, bodies)) / 1e6:.1f} MB of CSV")
 
 # %%
-# The pipeline, fitted on the dataset: three runs of the workers (the scaler,
-# the encoder, the model), on a pool (``worker_pool=True``: on the cloud path
+# The pipeline, fitted on the dataset: two runs of the workers (the column
+# transformer's, which fits the scaler and the encoder together, and the
+# model's), on a pool (``worker_pool=True``: on the cloud path
 # pools are opt-in, as an idle function is billed).
 flights = read_csv(path, label="late", columns=numeric + text)
 model = make_pipeline(
@@ -163,11 +164,10 @@ print("largest coefficient difference from scikit-learn:",
 print("accuracy on the dataset (computed by the workers):", model.score(flights))
 
 # %%
-# What each run fetched: the first read the objects; the next two found the
-# rows their workers kept (``timings_['cache_hits']``: workers that fetched
-# nothing).
-steps = {"scaler": model[0].named_transformers_["serverlessstandardscaler"],
-         "encoder": model[0].named_transformers_["serverlessonehotencoder"],
+# What each run fetched: the first (the scaler and the encoder) read the
+# objects; the model's found the rows its workers kept
+# (``timings_['cache_hits']``: workers that fetched nothing).
+steps = {"scaler and encoder": model[0].named_transformers_["serverlessstandardscaler"],
          "logistic regression": model[-1]}
 for name, step in steps.items():
     print(f"{name}: {step.timings_['bytes_fetched'] / 1e6:.2f} MB fetched, "

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._text import keyed_width, text_keys
+
 
 @dataclass(frozen=True)
 class Step:
@@ -76,6 +78,30 @@ def _impute(step: Step, columns: list) -> list:
     return out
 
 
+def _codes(categories: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's index among the sorted ``categories``, and whether it is
+    one of them."""
+    codes = np.searchsorted(categories, values)
+    known = (codes < categories.size) & (
+        categories[np.minimum(codes, max(categories.size - 1, 0))] == values)
+    return codes, known
+
+
+def _keyed_onehot(categories: np.ndarray, values: np.ndarray, blank: bool) -> list | None:
+    """The one-hot columns of short text as integer comparisons, one per
+    category (then the empty cell when ``blank``); None unless every value
+    is exactly one of them (then the general path decides)."""
+    width = keyed_width(categories, values) if categories.size else None
+    if width is None:
+        return None
+    keys = text_keys(values, width)
+    wanted = [*text_keys(categories, width), *([np.uint64(0)] if blank else [])]
+    hits = [keys == key for key in wanted]
+    if sum(int(np.count_nonzero(hit)) for hit in hits) != keys.size:
+        return None
+    return hits
+
+
 def _onehot(step: Step, columns: list) -> list:
     drop = step.arrays["drop"]
     unknown = step.option("handle_unknown", "error")
@@ -84,12 +110,14 @@ def _onehot(step: Step, columns: list) -> list:
         categories = step.arrays[f"cat{j}"]
         values = column.astype(str) if categories.dtype.kind == "U" else column
         n_codes = categories.size
+        hits = _keyed_onehot(categories, values, f"blank{j}" in step.arrays)
+        if hits is not None:
+            out += [hit.astype(np.float64) for code, hit in enumerate(hits) if code != drop[j]]
+            continue
         if f"blank{j}" in step.arrays:
             # An empty text cell is the missing category, after the others.
             blank = values == ""
-            codes = np.searchsorted(categories, values)
-            known = (codes < categories.size) & (
-                categories[np.minimum(codes, max(categories.size - 1, 0))] == values)
+            codes, known = _codes(categories, values)
             codes[blank], n_codes = categories.size, categories.size + 1
             known |= blank
         elif categories.dtype.kind == "f" and categories.size and np.isnan(categories[-1]):
@@ -100,9 +128,7 @@ def _onehot(step: Step, columns: list) -> list:
             codes[np.isnan(values)] = categories.size - 1
             known |= np.isnan(values)
         else:
-            codes = np.searchsorted(categories, values)
-            known = (codes < categories.size) & (
-                categories[np.minimum(codes, max(categories.size - 1, 0))] == values)
+            codes, known = _codes(categories, values)
         if not known.all():
             if unknown == "error":
                 bad = values[~known][:1]

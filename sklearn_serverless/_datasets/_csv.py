@@ -14,6 +14,8 @@ line by line by :mod:`._csv_lines` to name the bad line and column.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ._csv_lines import _cells, _fail, _is_number, _is_text
@@ -212,14 +214,23 @@ def _rows_bytes(source: Source, piece: Piece) -> tuple[bytes, int]:
 
 def read(spec: ReadSpec, source: Source) -> dict:
     parts = []
-    for piece in spec.pieces:
-        data, first = _rows_bytes(source, piece)
-        if not data.strip():
-            continue
-        parsed = parse(data, spec)
-        if parsed is None:
-            _fail(source, piece, first, data, spec)
-        parts.append(parsed)
+    pieces = list(spec.pieces)
+    # The next piece's bytes are fetched while this one parses (pyarrow and
+    # the socket both let go of the GIL): a worker's reads overlap its parsing.
+    with ThreadPoolExecutor(1, thread_name_prefix="sklearn-serverless-read") as ahead:
+        fetch = ahead.submit(_rows_bytes, source, pieces[0]) if pieces else None
+        for k, piece in enumerate(pieces):
+            data, first = fetch.result()
+            fetch = ahead.submit(_rows_bytes, source, pieces[k + 1]) \
+                if k + 1 < len(pieces) else None
+            if not data.strip():
+                continue
+            parsed = parse(data, spec)
+            if parsed is None:
+                if fetch is not None:
+                    fetch.cancel() or fetch.exception()  # one request at a time on source
+                _fail(source, piece, first, data, spec)
+            parts.append(parsed)
     rows = {"X": np.concatenate([p[0] for p in parts]) if parts
             else np.empty((0, len(spec.columns)), spec.dtype)}
     if spec.label is not None:

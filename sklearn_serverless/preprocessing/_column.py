@@ -4,10 +4,10 @@ dataset by column name.
 scikit-learn's own cannot take a dataset: it selects columns by name only in
 dataframes (``_safe_indexing``) and stacks its parts with ``np.hstack``, which
 would read the rows on the driver. This one selects the columns of a dataset
-as a fitted view, fits each transformer on its view (one run each), sets
-scikit-learn's fitted attributes, and transforms a dataset by one step the
-next step's workers apply as they read. On arrays and dataframes it is
-scikit-learn's."""
+as a fitted view, fits every transformer on its columns (one run for all:
+the rows are read once), sets scikit-learn's fitted attributes, and
+transforms a dataset by one step the next step's workers apply as they read.
+On arrays and dataframes it is scikit-learn's."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sklearn.compose import make_column_transformer as _sklearn_make_column_tran
 from .._datasets import Dataset
 from .._datasets._chain import Step
 from .._datasets._transformed import transformed
-from ._base import DatasetTransformerMixin
+from ._base import DatasetTransformerMixin, fit_on_dataset
 
 
 class ServerlessColumnTransformer(ColumnTransformer):
@@ -29,8 +29,9 @@ class ServerlessColumnTransformer(ColumnTransformer):
     :class:`~sklearn.compose.ColumnTransformer`. On a dataset, columns are
     named as in its header or schema (or by index), every transformer must be
     a serverless one (``ServerlessStandardScaler`` & co.) or ``'drop'``, and
-    ``remainder`` must be ``'drop'``; each transformer is fitted where the
-    data lies, and ``transform`` returns a dataset.
+    ``remainder`` must be ``'drop'``; the transformers are fitted where the
+    data lies, all in one run (one per set of execution parameters, when
+    they differ), and ``transform`` returns a dataset.
 
     Parameters
     ----------
@@ -64,7 +65,8 @@ class ServerlessColumnTransformer(ColumnTransformer):
         Parameters
         ----------
         X : array-like, dataframe or dataset
-            The data; on a dataset each transformer is fitted where it lies.
+            The data; on a dataset the transformers are fitted where it lies,
+            in one run.
         y : array-like of shape (n_samples,), default=None
             Targets, for transformers that use them (arrays in memory).
         **params : dict
@@ -133,18 +135,9 @@ class ServerlessColumnTransformer(ColumnTransformer):
 
         self._validate_params()
         self._validate_transformers()
-        first = next((t for _, t, _ in self.transformers
-                      if isinstance(t, DatasetTransformerMixin)), None)
-        backend = first.backend if first is not None else "localhost"
-        resolved = dataset.resolve(open_storage(backend))
-        names = list(resolved.feature_names) if resolved.feature_names is not None else None
-        self.n_features_in_ = resolved.n_features
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
         if self.remainder != "drop":
             raise ValueError("on a dataset, remainder must be 'drop' (name the columns to "
                              "pass through with a transformer)")
-        columns, to_indices = [], {}
         for name, transformer, selection in self.transformers:
             if callable(selection):
                 raise ValueError("on a dataset, name the columns (a callable needs the rows)")
@@ -152,20 +145,34 @@ class ServerlessColumnTransformer(ColumnTransformer):
                 raise ValueError(f"on a dataset every transformer must be a serverless one "
                                  f"(ServerlessStandardScaler & co.) or 'drop'; {name!r} is "
                                  f"{type(transformer).__name__}")
-            columns.append(selection)
-            to_indices[name] = _indices(selection, names, resolved.n_features)
-        self._columns = columns
+        clones = {name: clone(transformer) for name, transformer, _ in self.transformers
+                  if transformer != "drop"}
+        # One resolve of the dataset, by the first transformer (the one whose
+        # run it is, when they share their execution parameters).
+        for transformer in clones.values():
+            transformer._validate_params()
+            transformer._check_dataset_params()
+        first = next(iter(clones.values()), None)
+        if first is not None:
+            resolved = first._resolve_dataset(dataset, None, None, raw=True)
+        else:
+            resolved = dataset.resolve(open_storage("localhost"))
+        names = list(resolved.feature_names) if resolved.feature_names is not None else None
+        self.n_features_in_ = resolved.n_features
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        to_indices = {name: _indices(selection, names, resolved.n_features)
+                      for name, _, selection in self.transformers}
+        self._columns = [selection for _, _, selection in self.transformers]
         self._transformer_to_input_indices = to_indices
         self._validate_remainder(dataset)
-        fitted = []
-        for name, transformer, _ in self.transformers:
-            if transformer == "drop" or not to_indices[name]:
-                continue
-            indices = to_indices[name]
-            view = transformed(dataset, Step("select", {"indices": np.array(indices)}),
-                               len(indices), [names[j] for j in indices] if names else None,
-                               kinds=tuple(resolved.kinds[j] for j in indices))
-            fitted.append(clone(transformer).fit(view))
+        parts = [(clones[name], to_indices[name]) for name, transformer, _ in self.transformers
+                 if transformer != "drop" and to_indices[name]]
+        if parts:
+            # Every transformer's statistics in one run (per set of execution
+            # parameters): the rows are read once, in two rounds at most.
+            fit_on_dataset(parts, dataset, resolved=resolved if parts[0][0] is first else None)
+        fitted = [transformer for transformer, _ in parts]
         self.sparse_output_ = False
         self._update_fitted_transformers(fitted)
         widths = [len(t.get_feature_names_out()) for t in fitted]

@@ -88,23 +88,25 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
         """
         if not isinstance(X, Dataset):
             return super().fit(X, y)
-        self._validate_params()
+        return self._fit_dataset(X)
+
+    def _check_dataset_params(self) -> None:
         if self.min_frequency is not None or self.max_categories is not None:
             raise ValueError("min_frequency and max_categories are not supported on a "
                              "dataset yet: fit on the rows in memory, or leave them None")
-        from .._driver._backends import open_storage
 
-        d = X.resolve(open_storage(self.backend)).n_features
-        resolved, result = self._dataset_statistics(
-            X, [("categories", tuple(range(d)), False)])
+    def _dataset_tasks(self, resolved) -> list[tuple]:
+        return [("categories", tuple(range(resolved.n_features)), False)]
+
+    def _fit_statistics(self, resolved, statistics: list) -> None:
         names = getattr(self, "feature_names_in_", None)
         # Every category once, in a table scikit-learn's own fit sees: the
         # same categories_, drop_idx_ and errors as on the rows themselves.
-        values = [result[f"task0_{j}"]["values"] for j in range(d)]
-        rows = max(v.size for v in values)
+        values = [column["values"] for column in statistics[0]]
+        d, rows = len(values), max(v.size for v in values)
         table = np.empty((rows, d), dtype=object)
         # An empty CSV text cell is missing, as pandas reads it: NaN here.
-        blank_is_missing = _format(X) == "csv"
+        blank_is_missing = getattr(resolved.dataset, "format", "") == "csv"
         for j, column in enumerate(values):
             cells = column.astype(object) if column.dtype.kind == "U" else column
             if blank_is_missing and column.dtype.kind == "U":
@@ -115,7 +117,6 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
             self.feature_names_in_ = names
         self.categories_ = [c.astype(object) if values[j].dtype.kind == "U" else
                             c.astype(np.float64) for j, c in enumerate(self.categories_)]
-        return self
 
     def _step(self) -> Step:
         arrays = {}
@@ -133,7 +134,3 @@ class ServerlessOneHotEncoder(DatasetTransformerMixin, OneHotEncoder,
         unknown = "error" if self.handle_unknown == "error" else "ignore"
         return Step("onehot", arrays, options=(("handle_unknown", unknown),))
 
-
-def _format(dataset) -> str:
-    """The stored format under a dataset's fitted views."""
-    return getattr(getattr(dataset, "base", None) or dataset, "format", "")

@@ -80,7 +80,9 @@ class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
         """
         if not isinstance(X, Dataset):
             return super().fit(X, y)
-        self._validate_params()
+        return self._fit_dataset(X)
+
+    def _check_dataset_params(self) -> None:
         if self.strategy == "median" or callable(self.strategy):
             raise ValueError(f"strategy={self.strategy!r} is not supported on a dataset: an "
                              "exact median needs every value of a feature in one place, not "
@@ -91,25 +93,26 @@ class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
                              "Parquet nulls): missing_values must be np.nan")
         if self.add_indicator:
             raise ValueError("add_indicator=True is not supported on a dataset yet")
-        from .._driver._backends import open_storage
 
-        resolved = X.resolve(open_storage(self.backend))
+    def _dataset_tasks(self, resolved) -> list[tuple]:
         if resolved.text_features:
             raise ValueError("on a dataset SimpleImputer fills numeric features only; "
                              f"features {list(resolved.text_features)} hold text (their "
                              "empty cells are the text '')")
-        d = resolved.n_features
         kind = "categories" if self.strategy == "most_frequent" else "moments"
-        _, result = self._dataset_statistics(X, [(kind, tuple(range(d)), False)])
+        return [(kind, tuple(range(resolved.n_features)), False)]
+
+    def _fit_statistics(self, resolved, statistics: list) -> None:
+        d = resolved.n_features
         if self.strategy == "constant":
             fill = 0 if self.fill_value is None else self.fill_value
             statistics = np.full(d, fill, dtype=np.float64)
         elif self.strategy == "mean":
-            statistics = result["task0"]["mean"]  # NaN where no value is present
+            statistics = statistics[0]["mean"]  # NaN where no value is present
         else:
-            statistics = np.full(d, np.nan)
-            for j in range(d):
-                values, counts = (result[f"task0_{j}"][key] for key in ("values", "counts"))
+            columns, statistics = statistics[0], np.full(d, np.nan)
+            for j, column in enumerate(columns):
+                values, counts = column["values"], column["counts"]
                 present = ~np.isnan(values)
                 if present.any():  # ties: the smallest value, as scikit-learn's
                     statistics[j] = values[present][np.argmax(counts[present])]
@@ -118,7 +121,6 @@ class ServerlessSimpleImputer(DatasetTransformerMixin, SimpleImputer,
         self._fit_dtype = self._fill_dtype = np.dtype(np.float64)
         self.statistics_ = statistics
         self.indicator_ = None
-        return self
 
     def _step(self) -> Step:
         keep = np.flatnonzero(~np.isnan(self.statistics_)) if self.strategy != "constant" \

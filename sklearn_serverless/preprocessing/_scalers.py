@@ -74,20 +74,20 @@ class ServerlessStandardScaler(DatasetTransformerMixin, StandardScaler,
         """
         if not isinstance(X, Dataset):
             return super().fit(X, y, sample_weight=sample_weight)
-        self._validate_params()
-        from .._driver._backends import open_storage
+        return self._fit_dataset(X, sample_weight)
 
-        d = X.resolve(open_storage(self.backend)).n_features
-        resolved, result = self._dataset_statistics(X, [("moments", tuple(range(d)), True)],
-                                                    sample_weight)
-        weight, mean, var, n_missing = _moments(result["task0"])
+    def _dataset_tasks(self, resolved) -> list[tuple]:
+        return [("moments", tuple(range(resolved.n_features)), True)]
+
+    def _fit_statistics(self, resolved, statistics: list) -> None:
+        weight, mean, var, n_missing = _moments(statistics[0])
         n_seen = weight if resolved.has_weight else (weight.astype(np.int64))
         if np.ptp(n_seen) == 0:
             n_seen = n_seen[0]
         self.n_samples_seen_ = n_seen
         if not self.with_mean and not self.with_std:
             self.mean_ = self.var_ = self.scale_ = None
-            return self
+            return
         self.mean_, self.var_ = mean, var
         if self.with_std:
             constant = _is_constant_feature(self.var_, self.mean_, self.n_samples_seen_)
@@ -95,7 +95,6 @@ class ServerlessStandardScaler(DatasetTransformerMixin, StandardScaler,
                                                  constant_mask=constant)
         else:
             self.scale_ = None
-        return self
 
     def _step(self) -> Step:
         arrays = {}
@@ -159,16 +158,20 @@ class ServerlessMinMaxScaler(DatasetTransformerMixin, MinMaxScaler, auto_wrap_ou
         """
         if not isinstance(X, Dataset):
             return super().fit(X, y)
-        self._validate_params()
+        return self._fit_dataset(X)
+
+    def _check_dataset_params(self) -> None:
         low, high = self.feature_range
         if low >= high:
             raise ValueError("Minimum of desired feature range must be smaller than maximum. "
                              f"Got {self.feature_range}.")
-        from .._driver._backends import open_storage
 
-        d = X.resolve(open_storage(self.backend)).n_features
-        _, result = self._dataset_statistics(X, [("moments", tuple(range(d)), False)])
-        stats = result["task0"]
+    def _dataset_tasks(self, resolved) -> list[tuple]:
+        return [("moments", tuple(range(resolved.n_features)), False)]
+
+    def _fit_statistics(self, resolved, statistics: list) -> None:
+        low, high = self.feature_range
+        stats = statistics[0]
         empty = stats["weight"] == 0
         data_min = np.where(empty, np.nan, stats["min"])
         data_max = np.where(empty, np.nan, stats["max"])
@@ -177,7 +180,6 @@ class ServerlessMinMaxScaler(DatasetTransformerMixin, MinMaxScaler, auto_wrap_ou
         self.data_range_ = data_max - data_min
         self.scale_ = (high - low) / _handle_zeros_in_scale(self.data_range_, copy=True)
         self.min_ = low - data_min * self.scale_
-        return self
 
     def _step(self) -> Step:
         clip = tuple(self.feature_range) if self.clip else None

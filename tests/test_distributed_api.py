@@ -6,6 +6,7 @@ a run returns, user modules the workers cannot import, datasets, and errors.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 import uuid
@@ -566,3 +567,30 @@ def test_bad_arguments_fail_before_any_worker_starts(call, error, match, no_work
                                                      leaves_nothing):
     with pytest.raises(error, match=match):
         call()
+
+
+# BLAS threads: a worker's share of the cores, one for a few rows ----------------------
+
+
+class BlasThreads:
+    """Answers with the number of BLAS threads its process may use."""
+
+    def __init__(self, data, params, context):
+        pass
+
+    def handle(self, command, arrays):
+        from threadpoolctl import threadpool_info
+
+        return np.array([max(info["num_threads"] for info in threadpool_info()
+                             if info["user_api"] == "blas")])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: always one thread")
+@pytest.mark.parametrize("n_rows, expected", [(400, 1), (300_000, 2)])
+def test_a_worker_with_few_rows_runs_one_blas_thread(n_rows, expected, leaves_nothing):
+    # A product of a few thousand values gains nothing from a second thread,
+    # whose spinning takes the core the driver needs next.
+    algorithm = Algorithm("blas_threads", BlasThreads,
+                          lambda rounds, params: {"threads": rounds.gather("threads")})
+    out = run(algorithm, {"X": np.zeros((n_rows, 2))}, n_workers=1)
+    assert int(out.result["threads"][0][0]) == expected

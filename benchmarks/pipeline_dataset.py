@@ -231,6 +231,16 @@ def run(n_objects: int, n_workers: int, repeat: int) -> dict:
             profiles.clear()
             timed = interleaved({name: case(name) for name in arms}, repeat)
             shutdown_workers()
+            # The reference again with no worker of ours alive (an idle pool
+            # worker collects its garbage after 2 s, which may land in the
+            # interleaved reference's time).
+            alone = []
+            for _ in range(repeat):
+                prefix = fresh_copy()
+                started = time.perf_counter()
+                pandas_sklearn(prefix)
+                alone.append(time.perf_counter() - started)
+            out["reference_alone"] = {"median": float(np.median(alone)), "times": alone}
     finally:
         server.stop()
     out["profile"] = {key: float(np.median([p[key] for p in profiles])) for key in profiles[0]}
@@ -244,6 +254,7 @@ def run(n_objects: int, n_workers: int, repeat: int) -> dict:
             # The fits' own seconds (``interleaved`` also timed the copies).
             "median": float(np.median(times)), "times": times,
             "ratio": float(np.median(times)) / base,
+            "ratio_to_reference_alone": float(np.median(times)) / out["reference_alone"]["median"],
             "bytes_fetched": sizes, "gets": gets,
             "bytes_ratio": float(np.median(sizes)) / size,
             "n_iter": int(np.ravel(model[-1].n_iter_)[0]),

@@ -99,6 +99,13 @@ FIGURES: dict[str, tuple[str, Callable[[], str]]] = {
     "empty-map": ("fixed-cost-pool", lambda: ms(_small("empty map"))),
     "grid-search-pool": ("fixed-cost-pool", lambda: ratio(
         load("fixed-cost-pool")["grid"]["ratio"])),
+    "kmeans-flights": ("kmeans-kernel-flights", lambda: ratio(
+        _find(load("kmeans-kernel-flights")["fits"], shape="flights")["ratio"])),
+    "pipeline-s3": ("pipeline-dataset", lambda: ratio(max(
+        load("pipeline-dataset")["arms"]["ours"]["ratio"],
+        load("pipeline-dataset")["arms"]["ours"].get("ratio_to_reference_alone", 0.0)))),
+    "search-parquet": ("search_dataset", lambda: ratio(
+        load("search_dataset")["dataset"]["arms"]["storage"]["ratio"])),
 }
 
 
@@ -125,12 +132,21 @@ def _small_fit() -> str:
 ROWS = (
     Row("a small fit, 2,000 x 10, on the pool of workers", _small_fit,
         "with-a-pool-of-workers"),
-    Row("`GridSearchCV`, 4 C x cv=5 on breast_cancer (21 small fits)",
+    Row("`GridSearchCV`, 4 C x cv=5 on breast_cancer (21 small fits, one worker each: "
+        "the default for 455 rows)",
         lambda: figure("grid-search-pool"), "with-a-pool-of-workers"),
     Row("k-means, 300,000 x 10, k=20, 28 iterations",
         lambda: figure("kmeans-300k-10"), "k-means-speed"),
     Row("k-means, 300,000 x 50, k=20, 30 iterations",
         lambda: figure("kmeans-300k-50"), "k-means-speed"),
+    Row("k-means, the flights table (327,346 x 10, k=16)",
+        lambda: figure("kmeans-flights"), "k-means-speed"),
+    Row("scaler + encoder + logistic regression on 8 CSV objects in S3 (flights), "
+        "against pandas + scikit-learn", lambda: figure("pipeline-s3"),
+        "a-pipeline-where-the-data-lies"),
+    Row("`GridSearchCV` (scaler + logistic regression, 3 C x cv=5) on a 300,000 x 50 "
+        "Parquet object in S3, against pandas + scikit-learn", lambda: figure("search-parquet"),
+        "model-selection-on-datasets"),
     Row("k-means, 300,000 x 10, `init='random', n_init=10` (in lockstep)",
         lambda: figure("kmeans-n-init"), "k-means-initialisations-in-lockstep"),
     Row("logistic regression lbfgs, 300,000 x 50", lambda: figure("lbfgs-300k"),

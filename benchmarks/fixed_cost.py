@@ -41,7 +41,8 @@ def _identity(x):
 def _empty_map() -> float:
     from lithops import FunctionExecutor
 
-    from sklearn_serverless._driver._backends import delete_lithops_job, lithops_config
+    from sklearn_serverless._driver._backends import lithops_config
+    from sklearn_serverless._driver._lithops_files import delete_lithops_job
 
     started = time.perf_counter()
     fexec = FunctionExecutor(config=lithops_config("localhost", 2), log_level=None)

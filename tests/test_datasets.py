@@ -132,7 +132,8 @@ def frame_csv(frame: pd.DataFrame, **options) -> bytes:
 def test_lithops_workers_read_their_specs(tmp_path, leaves_nothing):
     from lithops import FunctionExecutor
 
-    from sklearn_serverless._driver._backends import delete_lithops_job, lithops_config
+    from sklearn_serverless._driver._backends import lithops_config
+    from sklearn_serverless._driver._lithops_files import delete_lithops_job
 
     rng = np.random.default_rng(7)
     frame = pd.DataFrame(rng.normal(size=(501, 3)), columns=["a", "b", "c"])

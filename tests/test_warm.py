@@ -15,7 +15,7 @@ import time
 import pytest
 
 from sklearn_serverless._driver import _warm
-from sklearn_serverless._driver._backends import delete_lithops_job
+from sklearn_serverless._driver._lithops_files import delete_lithops_job
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -194,7 +194,7 @@ OWNER = textwrap.dedent("""
     import json, os, sys
     from lithops import FunctionExecutor
     from sklearn_serverless._driver import _warm
-    from sklearn_serverless._driver._backends import delete_lithops_job
+    from sklearn_serverless._driver._lithops_files import delete_lithops_job
 
     def pid_chain(_):
         import os

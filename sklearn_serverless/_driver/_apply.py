@@ -18,7 +18,7 @@ from .._state._redis_url import split_ca_bundle
 from .._worker._algorithm import Algorithm
 from .._worker._apply import ApplyTask, SlotTask, apply_model, run_slot
 from . import _placement, _pool
-from ._backends import delete_lithops_job, lithops_config, site_of
+from ._backends import lithops_config, site_of
 from ._collect import (
     _LOSS_SECONDS,
     _POLL_SECONDS,
@@ -30,6 +30,7 @@ from ._collect import (
 from ._cost import Meter
 from ._fetched import note_fetched
 from ._fit import _executor, _worker_count
+from ._lithops_files import delete_lithops_job
 from ._watch import JobFailures
 
 

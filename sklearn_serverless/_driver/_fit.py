@@ -32,19 +32,7 @@ from .._state._redis_url import split_ca_bundle
 from .._worker._algorithm import Algorithm
 from .._worker._loop import WorkerTask, run_worker
 from . import _placement, _pool
-from ._backends import (
-    LOCALHOST,
-    Site,
-    default_n_workers,
-    delete_lithops_job,
-    delete_recorded_lithops_files,
-    lithops_config,
-    own_lithops_session,
-    quiet_lithops,
-    record_lithops_executor,
-    reuse_lithops_copy,
-    site_of,
-)
+from ._backends import LOCALHOST, Site, default_n_workers, lithops_config, site_of
 from ._collect import (
     _await_gone,
     _await_job_end,
@@ -55,6 +43,14 @@ from ._collect import (
 from ._cost import Meter
 from ._fetched import note_fetched
 from ._generations import Generations, LossWatch, WorkerLost, function_limit
+from ._lithops_files import (
+    delete_lithops_job,
+    delete_recorded_lithops_files,
+    own_lithops_session,
+    quiet_lithops,
+    record_lithops_executor,
+    reuse_lithops_copy,
+)
 from ._shipping import ship_by_value
 from ._watch import JobFailures, Watchdog, storage_probe
 

@@ -38,8 +38,9 @@ import time
 
 from .._channel import open_channel
 from .._config import get_config
-from ._backends import Site, delete_lithops_job, record_lithops_executor
+from ._backends import Site
 from ._generations import process_alive
+from ._lithops_files import delete_lithops_job, record_lithops_executor
 from ._watch import JobFailures
 
 #: Pools one process keeps at most.

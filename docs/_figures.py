@@ -99,6 +99,10 @@ FIGURES: dict[str, tuple[str, Callable[[], str]]] = {
     "empty-map": ("fixed-cost-pool", lambda: ms(_small("empty map"))),
     "grid-search-pool": ("fixed-cost-pool", lambda: ratio(
         load("fixed-cost-pool")["grid"]["ratio"])),
+    "kmeans-numpy-300k-10": ("kmeans-kernel-numpy", lambda: ratio(
+        _find(load("kmeans-kernel-numpy")["fits"], shape="d10")["ratio"])),
+    "kmeans-numpy-300k-50": ("kmeans-kernel-numpy", lambda: ratio(
+        _find(load("kmeans-kernel-numpy")["fits"], shape="d50")["ratio"])),
     "kmeans-flights": ("kmeans-kernel-flights", lambda: ratio(
         _find(load("kmeans-kernel-flights")["fits"], shape="flights")["ratio"])),
     "pipeline-s3": ("pipeline-dataset", lambda: ratio(max(
@@ -409,6 +413,10 @@ QUOTED: tuple[tuple[str, str, str], ...] = (
     ("docs/user_guide/differences.rst", "{} when it starts its own map", "small-logistic-no-pool"),
     ("docs/user_guide/differences.rst", "``GridSearchCV`` over 21 small fits is {}",
      "grid-search-pool"),
+    ("README.md", "its numpy kernel, with the same models, in {} of", "kmeans-numpy-300k-10"),
+    ("README.md", "time at 300,000 x 10 and {} at 300,000 x 50", "kmeans-numpy-300k-50"),
+    ("README.md", "(compiled: {} and", "kmeans-300k-10"),
+    ("README.md", "and {}; `docs/benchmarks.md`, \"k-means speed\"", "kmeans-300k-50"),
     ("docs/user_guide/pool.rst", "logistic regression took {} with a pool", "small-logistic-pool"),
     ("docs/user_guide/pool.rst", "with a pool and {} without, k-means", "small-logistic-no-pool"),
     ("docs/user_guide/pool.rst", "k-means {} with a pool", "small-kmeans-pool"),

@@ -190,10 +190,23 @@ def rst_table() -> str:
     return "\n".join(lines)
 
 
-def _span(stats: dict) -> str:
-    """Milliseconds with their range: ``18 ms (12-25)``."""
-    low, high = (ms(stats[key]).removesuffix(" ms") for key in ("min", "max"))
-    return f"{ms(stats['median'])} ({low}-{high})"
+def _timed(stats: dict, unit=None) -> str:
+    """A median with its range (``18 ms (12-25)``), from the recorded
+    ``min`` and ``max`` or the repeats' ``times``."""
+    unit = unit or (ms if stats["median"] < 1 else _seconds)
+    times = stats.get("times") or [stats["median"]]
+    bounds = (stats.get("min", min(times)), stats.get("max", max(times)))
+    low, high = (unit(t).rsplit(" ", 1)[0] for t in bounds)
+    return f"{unit(stats['median'])} ({low}-{high})"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def _fine_seconds(value: float) -> str:
+    """Seconds to the millisecond: ``0.051 s``."""
+    return f"{value:.3f} s"
 
 
 #: The phases of a cold function's start (benchmarks/cold_function.py), as the table names them.
@@ -212,18 +225,14 @@ def cold_table() -> str:
     summary = load("cold-function")["summary"]
     lines = ["| phase | cold function | warm (a fork of the warm runtime) |", "|---|---|---|"]
     for key, name in COLD_PHASES:
-        lines.append(f"| {name} | {_span(summary['cold']['phases'][key])} | "
-                     f"{_span(summary['warm']['phases'][key])} |")
-    lines.append(f"| **entry to first round** | **{_span(summary['cold']['total'])}** | "
-                 f"**{_span(summary['warm']['total'])}** |")
+        lines.append(f"| {name} | {_timed(summary['cold']['phases'][key])} | "
+                     f"{_timed(summary['warm']['phases'][key])} |")
+    lines.append(f"| **entry to first round** | **{_timed(summary['cold']['total'])}** | "
+                 f"**{_timed(summary['warm']['total'])}** |")
     return "\n".join(lines)
 
 
 COLD = "figures:cold-function"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
 def search_table() -> str:
@@ -319,18 +328,6 @@ def pipeline_table() -> str:
     return "\n".join(lines)
 
 
-def _timed(stats: dict, unit=None) -> str:
-    """A median with its range, from the repeats' times."""
-    unit = unit or (ms if stats["median"] < 1 else _seconds)
-    times = stats.get("times") or [stats["median"]]
-    low, high = (unit(t).rsplit(" ", 1)[0] for t in (min(times), max(times)))
-    return f"{unit(stats['median'])} ({low}-{high})"
-
-
-def _seconds2(value: float) -> str:
-    return f"{value:.3f} s"
-
-
 def fixed_cost_table() -> str:
     """Small fits on the pool and without, and the grid search
     (docs/img/fixed-cost-pool.json)."""
@@ -346,12 +343,12 @@ def fixed_cost_table() -> str:
     lines.append(f"| empty Lithops map of 2 calls | | | {_timed(small['empty map'])} |")
     lines += ["", "| GridSearchCV, 4 C x cv=5, scaled breast_cancer | seconds | "
               "/ scikit-learn |", "|---|---|---|",
-              f"| scikit-learn's `LogisticRegression` | {_timed(grid['sklearn grid'], _seconds2)}"
-              " | 1 |",
+              f"| scikit-learn's `LogisticRegression` | "
+              f"{_timed(grid['sklearn grid'], _fine_seconds)} | 1 |",
               f"| `ServerlessLogisticRegression()` (one worker for 455 rows, the default) | "
-              f"{_timed(grid['ours grid'], _seconds2)} | **{ratio(grid['ratio'])}** |",
+              f"{_timed(grid['ours grid'], _fine_seconds)} | **{ratio(grid['ratio'])}** |",
               f"| `ServerlessLogisticRegression(n_workers=2)` | "
-              f"{_timed(grid['ours grid 2 workers'], _seconds2)} | "
+              f"{_timed(grid['ours grid 2 workers'], _fine_seconds)} | "
               f"{ratio(grid['ratio 2 workers'])} |"]
     return "\n".join(lines)
 

@@ -8,9 +8,7 @@ from numbers import Integral, Real
 from types import SimpleNamespace
 
 import numpy as np
-import scipy.linalg
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.metrics import get_scorer, get_scorer_names
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
@@ -41,18 +39,11 @@ from .._base._estimator import (
 )
 from .._common._messages import CONVERGENCE_ADVICE, liblinear_multiclass
 from .._datasets import Dataset
-from ._logistic import _INNER_TOL, LogisticProbaMixin
+from ._logistic import _INNER_TOL, _WARNING_CATEGORIES, LogisticProbaMixin
 from ._logistic_cv_attributes import set_cv_attributes
 from ._logistic_cv_options import resolve_options
 from ._logistic_cv_scores import driver_scores
 from ._penalty import SOLVER_NAMES
-
-#: scikit-learn's extra advice when its L-BFGS solver stops early.
-_WARNING_CATEGORIES = {
-    "ConvergenceWarning": ConvergenceWarning,
-    "LinAlgWarning": scipy.linalg.LinAlgWarning,
-    "UserWarning": UserWarning,
-}
 
 
 class ServerlessLogisticRegressionCV(LogisticProbaMixin, LinearClassifierMixin, ServerlessMixin,
